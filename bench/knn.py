@@ -1,0 +1,140 @@
+"""Benchmark: fmproto's exact kNN against scikit-learn's brute force and the bare matrix product.
+
+All 60,000 Fashion-MNIST training images against the 10,000 test images, k=5, euclidean,
+uniform votes. Three timings:
+
+- ``fmproto``: ``fmproto.knn.predict`` on the uint8 images, in a child process that does nothing
+  else. Its peak resident memory is that process's ``getrusage(RUSAGE_SELF).ru_maxrss`` after the
+  search: the whole process, interpreter, numpy and the loaded images included.
+- ``sklearn``: ``KNeighborsClassifier(n_neighbors=5, algorithm="brute")`` fit + predict on float32
+  rows, default ``n_jobs``, in a second child process, its peak measured the same way.
+- ``gemm``: the floor, ``(10000, 784) @ (784, 60000)`` in float32, computed in blocks of 1,024 rows
+  into one reused output block, so neither page faults nor a 2.4 GB result count against it.
+
+Prints a table and, as the last line, one JSON object: seconds, ``ratio_vs_gemm``,
+``ratio_vs_sklearn``, ``peak_mb``, ``same_predictions``, ``accuracy``. With ``--manhattan N`` it
+also times ``kneighbors`` with the manhattan metric on the first N test images, and reports
+``manhattan_factor``: its seconds a query over fmproto's euclidean seconds a query.
+
+Run from the repository root: ``.venv/bin/python bench/knn.py``.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fmproto import fetch, io, knn
+
+RAW_DIR = Path("data/raw")
+
+
+def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    d = fetch.fetch_fashion_mnist(RAW_DIR)
+    X_train, y_train = io.read_idx_pair(d / "train-images-idx3-ubyte.gz", d / "train-labels-idx1-ubyte.gz")
+    X_test, y_test = io.read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
+    return X_train, y_train, X_test, y_test
+
+
+def part_fmproto(args) -> dict:
+    X_train, y_train, X_test, y_test = load()
+    start = time.perf_counter()
+    predicted = knn.predict(X_test, X_train, y_train, 10, k=5, chunk=args.chunk)
+    seconds = time.perf_counter() - start
+    np.save(args.out, predicted)
+    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KB on Linux
+
+
+def part_sklearn(args) -> dict:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X_train, y_train, X_test, y_test = load()
+    rows = lambda images: images.reshape(len(images), -1).astype(np.float32)  # noqa: E731
+    X_train, X_test = rows(X_train), rows(X_test)
+    start = time.perf_counter()
+    predicted = KNeighborsClassifier(n_neighbors=5, algorithm="brute").fit(X_train, y_train).predict(X_test)
+    seconds = time.perf_counter() - start
+    np.save(args.out, predicted)
+    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KB on Linux
+
+
+def run_part(name: str, chunk: int, directory: Path) -> tuple[float, np.ndarray, float]:
+    """Run one part in a fresh child process: its seconds, predictions and peak resident MB."""
+    out = directory / f"{name}.npy"
+    command = [sys.executable, __file__, "--part", name, "--out", str(out), "--chunk", str(chunk)]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    report = json.loads(result.stdout.splitlines()[-1])
+    return report["seconds"], np.load(out), report["peak_mb"]
+
+
+def gemm_floor(X_train: np.ndarray, X_test: np.ndarray, block: int = 1024) -> float:
+    A = X_test.reshape(len(X_test), -1).astype(np.float32)
+    B = X_train.reshape(len(X_train), -1).astype(np.float32)
+    out = np.empty((block, len(B)), dtype=np.float32)
+    np.matmul(A[:block], B.T, out=out)  # warm-up: threads started, the output block touched
+    start = time.perf_counter()
+    for first in range(0, len(A), block):
+        rows = A[first : first + block]
+        np.matmul(rows, B.T, out=out[: len(rows)])
+    return time.perf_counter() - start
+
+
+def manhattan_seconds(X_train: np.ndarray, X_test: np.ndarray, n_queries: int) -> float:
+    """Seconds for manhattan ``kneighbors`` (k=5) of the first ``n_queries`` test images."""
+    start = time.perf_counter()
+    knn.kneighbors(X_test[:n_queries], X_train, 5, metric="manhattan")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunk", type=int, default=1024, help="query rows a chunk in fmproto.knn")
+    parser.add_argument("--manhattan", type=int, default=0, metavar="N", help="also time manhattan on N queries")
+    parser.add_argument("--part", choices=["fmproto", "sklearn"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:  # inside a child process
+        print(json.dumps((part_fmproto if args.part == "fmproto" else part_sklearn)(args)))
+        return
+
+    X_train, y_train, X_test, y_test = load()
+    with tempfile.TemporaryDirectory() as tmp:
+        fm_seconds, fm_pred, fm_peak = run_part("fmproto", args.chunk, Path(tmp))
+        sk_seconds, sk_pred, sk_peak = run_part("sklearn", args.chunk, Path(tmp))
+    gemm_seconds = gemm_floor(X_train, X_test)
+    fm_acc, sk_acc = float(np.mean(fm_pred == y_test)), float(np.mean(sk_pred == y_test))
+
+    print(f"kNN k=5 euclidean, {len(y_train):,} training x {len(y_test):,} test images, chunk {args.chunk}")
+    print(f"{'':24}{'seconds':>9}{'accuracy':>10}{'peak MB':>9}")
+    print(f"{'fmproto knn.predict':24}{fm_seconds:9.2f}{fm_acc:10.4f}{fm_peak:9.0f}")
+    print(f"{'sklearn brute':24}{sk_seconds:9.2f}{sk_acc:10.4f}{sk_peak:9.0f}")
+    print(f"{'float32 gemm (floor)':24}{gemm_seconds:9.2f}{'-':>10}{'-':>9}")
+    summary = {
+        "fmproto_seconds": round(fm_seconds, 3),
+        "sklearn_seconds": round(sk_seconds, 3),
+        "gemm_seconds": round(gemm_seconds, 3),
+        "ratio_vs_gemm": round(fm_seconds / gemm_seconds, 3),
+        "ratio_vs_sklearn": round(fm_seconds / sk_seconds, 3),
+        "peak_mb": round(fm_peak, 1),
+        "peak_mb_method": "ru_maxrss of a child process that only loads the data and runs fmproto",
+        "same_predictions": bool(np.array_equal(fm_pred, sk_pred)),
+        "accuracy": round(fm_acc, 4),
+        "chunk": args.chunk,
+    }
+    if args.manhattan:
+        per_query = manhattan_seconds(X_train, X_test, args.manhattan) / args.manhattan
+        factor = per_query / (fm_seconds / len(y_test))
+        print(f"manhattan: {per_query * 1000:.1f} ms a query ({args.manhattan} queries), "
+              f"{factor:.0f}x fmproto's euclidean {fm_seconds / len(y_test) * 1000:.2f} ms")
+        summary["manhattan_factor"] = round(factor, 1)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""fmproto: prototype classifiers for images, as pure numpy functions driven by a DVC pipeline."""

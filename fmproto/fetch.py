@@ -1,0 +1,341 @@
+"""Get the four real Fashion-MNIST files, checked against known checksums, without root.
+
+Sources, tried in order for the files the folder lacks:
+
+1. the folder itself: files already there are checked and never replaced; a mismatch stops;
+2. ``SYSTEM_DIR``, where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs them;
+3. that package fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` in a temp folder;
+4. each URL in ``urls`` (by default the official download address).
+
+A source that is absent or unreachable is skipped and its reason kept; a source whose files arrive
+but fail the checksum stops with ``FetchError``. The checksums are of the decompressed bytes, so
+the Debian copies (gzip headers differ from upstream's), upstream's and re-gzipped or gunzipped
+copies all pass. Files are staged as hidden temp files in the target folder, all checked, then
+moved into place with ``os.replace``: a failed fetch leaves no partial file.
+
+Run as ``python -m fmproto.fetch [--params params.yaml]`` (``make data``): reads ``data.dir`` and
+``data.verify`` and prints one summary line, or one ``fmproto.fetch: ...`` line on stderr and exits 1.
+"""
+
+import argparse
+import gzip
+import hashlib
+import http.client
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import yaml
+
+FILES: tuple[str, ...] = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+# SHA-256 of the decompressed IDX bytes; upstream's .gz md5s are 8d4fb7e6..., 25c81989...,
+# bef4ecab..., bb300cfd..., but Debian re-gzipped the same content, so only this covers both.
+SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+APT_PACKAGE = "dataset-fashion-mnist"
+VERIFY_MODES = ("fashion-mnist", "none")
+URL_TIMEOUT = 20.0  # seconds per connect or read, so an offline machine moves on quickly
+APT_TIMEOUT = 300.0  # seconds for each of apt-get download and dpkg-deb -x
+
+_PACKAGE_DIR = "usr/share/datasets/fashion-mnist"  # inside the unpacked .deb
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+Log = Callable[[str], None]
+
+
+class FetchError(RuntimeError):
+    """Files fail their checksum, or no source could provide them; the message is one line."""
+
+
+class _Unavailable(Exception):
+    """This source cannot provide the files (absent, no network); the next source is tried."""
+
+
+def content_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of the file's content, decompressed if it starts with the gzip magic bytes.
+
+    Raises ``OSError`` (including ``gzip.BadGzipFile``), ``EOFError`` or ``zlib.error`` for a
+    damaged gzip stream.
+    """
+    path = Path(path)
+    with path.open("rb") as f:
+        is_gzip = f.read(2) == _GZIP_MAGIC
+    digest = hashlib.sha256()
+    with gzip.open(path, "rb") if is_gzip else path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(directory: str | Path) -> None:
+    """Check that ``directory`` holds the four Fashion-MNIST files with the right content.
+
+    Each file may be gzipped (any header or level) or stored decompressed without the ``.gz``.
+    Raises ``FetchError`` naming the first file that is missing or mismatched, with the sha256 got
+    and expected.
+    """
+    directory = Path(directory)
+    for name in FILES:
+        path = _local_path(directory, name)
+        if not path.exists():
+            raise FetchError(f"{path}: missing")
+        problem = _mismatch(path, name)
+        if problem:
+            raise FetchError(f"{path}: {problem}")
+
+
+def fetch_fashion_mnist(
+    directory: str | Path,
+    *,
+    system_dir: str | Path = SYSTEM_DIR,
+    use_apt: bool = True,
+    urls: Sequence[str] = (OFFICIAL_URL,),
+    log: Log | None = None,
+) -> Path:
+    """Make ``directory`` hold the four verified Fashion-MNIST files and return it as a ``Path``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Target folder, created if needed. Files already there are checked, never replaced.
+    system_dir : str or Path
+        Folder of an installed ``dataset-fashion-mnist`` package.
+    use_apt : bool
+        Try ``apt-get download dataset-fashion-mnist`` (no root needed) when ``system_dir`` fails.
+    urls : sequence of str
+        Base addresses tried last, in order; each file is fetched from ``url/<file name>``.
+    log : callable taking a str, optional
+        Receives one line per source tried or skipped (the CLI passes ``print``).
+
+    Raises
+    ------
+    FetchError
+        A file in ``directory`` or from a source fails its checksum (stops at once), or every
+        source failed (the message lists each source's reason).
+    """
+    return _fetch(directory, system_dir=system_dir, use_apt=use_apt, urls=urls, log=log)[0]
+
+
+def _fetch(directory, *, system_dir=SYSTEM_DIR, use_apt=True, urls=(OFFICIAL_URL,), log=None) -> tuple[Path, str]:
+    """``fetch_fashion_mnist``, also returning where the files came from (for the summary line)."""
+    directory, system_dir = Path(directory), Path(system_dir)
+    log = log or (lambda line: None)
+    present = [name for name in FILES if _local_path(directory, name).exists()]
+    for name in present:
+        path = _local_path(directory, name)
+        problem = _mismatch(path, name)
+        if problem:
+            raise FetchError(f"{path}: {problem}; fetch never replaces existing files, so remove or replace it")
+    missing = [name for name in FILES if name not in present]
+    if not missing:
+        return directory, "already present"
+
+    sources: list[tuple[str, Callable[[Path, list[str]], None]]] = [
+        (str(system_dir), lambda d, names: _from_folder(system_dir, d, names, origin=str(system_dir)))
+    ]
+    if use_apt:
+        sources.append((f"apt package {APT_PACKAGE}", _from_apt))
+    for url in urls:
+        sources.append((url, lambda d, names, url=url: _from_url(url, d, names)))
+
+    reasons = []
+    for label, install in sources:
+        log(f"getting {len(missing)} Fashion-MNIST file(s) from {label}")
+        try:
+            install(directory, missing)
+        except _Unavailable as err:
+            log(f"  {label}: {err}")
+            reasons.append(f"{label}: {err}")
+            continue
+        origin = f"from {label}"
+        return directory, f"{len(present)} already present, {len(missing)} {origin}" if present else origin
+    what = "the Fashion-MNIST files" if not present else ", ".join(missing)
+    raise FetchError(f"no source could provide {what} for {directory} ({'; '.join(reasons)})")
+
+
+def _local_path(directory: Path, name: str) -> Path:
+    """``directory / name``, or its decompressed twin (no ``.gz``) when only that one exists."""
+    path = directory / name
+    plain = directory / name.removesuffix(".gz")
+    return plain if not path.exists() and plain.exists() else path
+
+
+def _mismatch(path: Path, name: str) -> str | None:
+    """Why ``path`` does not hold the real ``name``, or None when its content checks out."""
+    try:
+        got = content_sha256(path)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        return f"cannot be read as {name} ({err})"
+    if got != SHA256[name]:
+        return f"decompressed content has sha256 {got}, expected {SHA256[name]}"
+    return None
+
+
+def _install(directory: Path, names: list[str], origin: str, copy: Callable[[str, BinaryIO], None]) -> None:
+    """Stage each file through ``copy(name, out)`` next to its target, check all, then move them in."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, Path] = {}
+    try:
+        for name in names:
+            staged[name] = directory / f".{name}.{uuid.uuid4().hex[:8]}.part"
+            with staged[name].open("xb") as out:  # "x": created with the usual umask permissions
+                copy(name, out)
+        for name, tmp in staged.items():
+            problem = _mismatch(tmp, name)
+            if problem:
+                raise FetchError(f"{name} from {origin} is not the Fashion-MNIST file: {problem}")
+        for name, tmp in staged.items():
+            tmp.replace(directory / name)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _from_folder(folder: Path, directory: Path, names: list[str], *, origin: str) -> None:
+    if not folder.is_dir():
+        raise _Unavailable("no such folder")
+    absent = [name for name in names if not (folder / name).is_file()]
+    if absent:
+        raise _Unavailable(f"lacks {', '.join(absent)}")
+
+    def copy(name: str, out: BinaryIO) -> None:
+        with (folder / name).open("rb") as f:
+            shutil.copyfileobj(f, out, _CHUNK)
+
+    _install(directory, names, origin, copy)
+
+
+def _from_apt(directory: Path, names: list[str]) -> None:
+    apt_get, dpkg_deb = shutil.which("apt-get"), shutil.which("dpkg-deb")
+    if not apt_get or not dpkg_deb:
+        raise _Unavailable(f"{'apt-get' if not apt_get else 'dpkg-deb'} is not on PATH")
+    with tempfile.TemporaryDirectory(prefix="fmproto-apt-") as tmp:
+        _run([apt_get, "download", APT_PACKAGE], cwd=tmp)
+        debs = sorted(Path(tmp).glob(f"{APT_PACKAGE}_*.deb"))
+        if not debs:
+            raise _Unavailable("apt-get download left no .deb file")
+        _run([dpkg_deb, "-x", str(debs[0]), "root"], cwd=tmp)
+        try:
+            _from_folder(Path(tmp, "root", _PACKAGE_DIR), directory, names, origin=debs[0].name)
+        except _Unavailable as err:
+            raise _Unavailable(f"{debs[0].name} /{_PACKAGE_DIR}: {err}") from None
+
+
+def _run(args: list[str], cwd: str) -> None:
+    """Run a command; a failure becomes ``_Unavailable`` with its last error line."""
+    what = f"{Path(args[0]).name} {args[1]}"
+    try:
+        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=APT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise _Unavailable(f"{what} timed out after {APT_TIMEOUT:.0f} s") from None
+    except OSError as err:
+        raise _Unavailable(f"{what} could not start ({err})") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("E:")] or lines or [f"exit status {done.returncode}"]
+        raise _Unavailable(f"{what} failed: {errors[-1]}")
+
+
+def _from_url(base: str, directory: Path, names: list[str]) -> None:
+    def copy(name: str, out: BinaryIO) -> None:
+        url = base.rstrip("/") + "/" + name
+        try:
+            response = urllib.request.urlopen(url, timeout=URL_TIMEOUT)
+        except (OSError, ValueError, http.client.HTTPException) as err:  # URLError is an OSError
+            raise _Unavailable(f"{name}: {_why(err)}") from None
+        with response:
+            expected = response.headers.get("Content-Length")
+            n_bytes = 0
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as err:
+                    raise _Unavailable(f"{name}: download broke off ({_why(err)})") from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                n_bytes += len(chunk)
+        if expected is not None and expected.isdigit() and n_bytes != int(expected):
+            raise _Unavailable(f"{name}: download broke off after {n_bytes} of {expected} bytes")
+
+    _install(directory, names, base, copy)
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {err.reason}"
+    if isinstance(err, urllib.error.URLError):
+        return str(err.reason)
+    return str(err) or type(err).__name__
+
+
+def _read_params(path: Path) -> tuple[Path, str]:
+    """``data.dir`` and ``data.verify`` from the params file, with their defaults, checked."""
+    try:
+        with path.open() as f:
+            params = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = params.get("data", {}) if isinstance(params, dict) else None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: section 'data' must be a mapping")
+    directory = data.get("dir", "data/raw")
+    if not isinstance(directory, str) or not directory.strip():
+        raise ValueError(f"{path}: data.dir must be a folder path; got {directory!r}")
+    mode = data.get("verify", "fashion-mnist")
+    if mode not in VERIFY_MODES:
+        raise ValueError(f"{path}: data.verify must be 'fashion-mnist' or 'none'; got {mode!r}")
+    return Path(directory), mode
+
+
+def _check_unverified(directory: Path) -> str:
+    """With ``data.verify: none``: the folder must exist and hold files; nothing is fetched."""
+    if not directory.is_dir():
+        raise ValueError(f"data.dir {directory} is not a folder (data.verify is 'none', so nothing is fetched)")
+    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if not files:
+        raise ValueError(f"data.dir {directory} is empty (data.verify is 'none', so nothing is fetched)")
+    return f"{directory}: {len(files)} file(s) used as they are (data.verify: none)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fmproto.fetch", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        directory, mode = _read_params(args.params)
+        if mode == "none":
+            print(_check_unverified(directory))
+        else:
+            directory, origin = _fetch(directory, log=print)
+            print(f"{directory}: {len(FILES)} Fashion-MNIST files verified ({origin})")
+    except (FetchError, ValueError, OSError) as err:
+        print(f"fmproto.fetch: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""Outputs shared by the stages that classify: metrics dicts, confusion plots, labelled image grids."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fmproto import evaluation, io, plots
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, macro F1 and per-class precision/recall/F1, keyed by class name (for dvc metrics diff)."""
+    cm = evaluation.confusion_matrix(y_true, y_pred, len(classes))
+    precision, recall, f1 = evaluation.precision_recall_f1(cm)
+    return {
+        "accuracy": round(float(evaluation.accuracy(y_true, y_pred)), 5),
+        "macro_f1": round(float(evaluation.macro_f1(cm)), 5),
+        "n": int(len(y_true)),
+        "per_class": {
+            name: {"precision": round(float(p), 5), "recall": round(float(r), 5), "f1": round(float(f), 5)}
+            for name, p, r, f in zip(classes, precision, recall, f1)
+        },
+    }
+
+
+def write_confusion(y_true, y_pred, classes: list[str], csv_path: str | Path, png_path: str | Path, title: str) -> None:
+    """The confusion matrix twice: rows (actual, predicted) for DVC's confusion template, and a PNG."""
+    names = np.asarray(classes)
+    io.write_csv(csv_path, pd.DataFrame({"actual": names[y_true], "predicted": names[y_pred]}))
+    cm = evaluation.confusion_matrix(y_true, y_pred, len(classes))
+    plots.save(plots.confusion_matrix(cm, classes, title), png_path)
+
+
+def labelled_grid(images, y_true, y_pred, distances, classes: list[str], title: str, path: str | Path,
+                  indices=None) -> None:
+    """Images titled ``true -> predicted (distance)``; wrong predictions in red."""
+    names = np.asarray(classes)
+    titles = [
+        f"{'#' + str(i) + ' ' if i is not None else ''}{names[t]}\n-> {names[p]} ({d:.3g})"
+        for i, t, p, d in zip(indices if indices is not None else [None] * len(y_true), y_true, y_pred, distances)
+    ]
+    plots.save(plots.image_grid(images, titles, n_cols=min(10, max(1, len(images))),
+                                suptitle=title, highlight=np.asarray(y_true) != np.asarray(y_pred)), path)
+
+
+def error_analysis(images, y_true, result, classes: list[str], n_show: int, figures: Path, set_name: str,
+                   ids: np.ndarray) -> None:
+    """The images furthest from their own class's prototype, and the confidently wrong ones.
+
+    ``ids`` are the images' indices in the ingested set, shown in the titles so a reader can find them.
+    """
+    own = result.class_distances[np.arange(len(y_true)), y_true]
+    far = evaluation.furthest_from_own_prototype(result.class_distances, y_true, n_show)
+    labelled_grid(images[far], y_true[far], result.labels[far], own[far], classes,
+                  f"{set_name}: furthest from their own prototype (distance to own)", figures / f"{set_name}_furthest.png", ids[far])
+    wrong = evaluation.confidently_wrong(result.class_distances, y_true, result.labels, n_show)
+    labelled_grid(images[wrong], y_true[wrong], result.labels[wrong], result.distances[wrong], classes,
+                  f"{set_name}: confidently wrong (largest margin own - wrong; distance to the wrong prototype)",
+                  figures / f"{set_name}_confidently_wrong.png", ids[wrong])

@@ -1,0 +1,163 @@
+"""End to end: the real `dvc repro` of the whole pipeline in a temporary git repository, on a small dataset."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, synthetic_dataset
+
+BIN = Path(sys.executable).parent
+CLASSES = ["circle", "square", "ring", "cross"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "fmproto"]
+
+# Small-data settings: the same pipeline, sized for a 600-image dataset of 10x12 images.
+OVERRIDES = {
+    "data": {"dir": "rawdata", "verify": "none", "classes": CLASSES},
+    "ingest": {"n_samples": 8, "per_class": 3},
+    "dedup": {"n_show": 4},
+    "centroids": {"n_show": 4},
+    "kmeans": {"n_prototypes": {"ring": 3}, "n_show": 4},
+    "knn_scaling": {"ks": [1, 3], "repeats": 2},
+    "ann": {"ks": [1, 3, 5], "search_k": 200, "recall_k": 5, "search_k_sweep": [10, 50, 200], "sweep_queries": 60},
+    "evaluate": {"n_explain": 2, "explain_confusions": [["circle", "square"]]},
+}
+
+
+def run(args, cwd, check=True, **kwargs):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(cwd)}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_repo(path: Path, overrides: dict) -> Path:
+    """A git + DVC repository holding this project's pipeline and the synthetic dataset."""
+    path.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, path / name)
+    shutil.copytree(REPO / ".dvc", path / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    synthetic_dataset(path / "rawdata")
+    run(["git", "init", "-q"], path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline"], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("e2e") / "repo", OVERRIDES)
+    result = run([BIN / "dvc", "repro"], repo)
+    return repo, result
+
+
+def metrics(repo: Path, name: str) -> dict:
+    return json.loads((repo / "metrics" / f"{name}.json").read_text())
+
+
+def test_ingest_outputs(built):
+    repo, _ = built
+    m = metrics(repo, "ingest")
+    assert m["image_shape"] == [10, 12]
+    assert m["train"] == {"n": 600, "class_counts": dict.fromkeys(CLASSES, 150)}
+    assert m["test"] == {"n": 160, "class_counts": dict.fromkeys(CLASSES, 40)}
+    for name in ("train_samples", "train_per_class", "test_samples", "test_per_class"):
+        assert (repo / "reports" / "ingest" / f"{name}.png").stat().st_size > 1000
+
+
+def test_dedup_finds_planted_duplicates(built):
+    repo, _ = built
+    m = metrics(repo, "dedup")
+    assert m["exact"] == {"train": 1, "test": 0, "train_test": 1}
+    pairs = (repo / "data" / "dedup" / "pairs.csv").read_text().splitlines()
+    assert pairs[0].split(",")[:4] == ["kind", "sets", "i", "j"]
+    assert any(line.startswith("exact,train,0,4,") for line in pairs)
+    assert any(line.startswith("exact,train_test,8,0,") for line in pairs)
+
+
+def test_split_counts(built):
+    repo, _ = built
+    m = metrics(repo, "split")
+    assert m["valid"]["n"] == 120 and m["train"]["n"] == 480 and m["dropped"]["n"] == 0
+    assert sum(m["valid"]["class_counts"].values()) == 120
+
+
+def test_second_repro_does_nothing(built):
+    repo, _ = built
+    start = time.perf_counter()
+    result = run([BIN / "dvc", "repro"], repo)
+    assert "Data and pipelines are up to date." in result.stdout
+    assert time.perf_counter() - start < 5
+    assert "up to date" in run([BIN / "dvc", "status"], repo).stdout
+
+
+def test_classifier_stages(built):
+    repo, _ = built
+    centroids, kmeans = metrics(repo, "centroids"), metrics(repo, "kmeans")
+    assert centroids["valid"]["accuracy"] > 0.6  # four overlapping templates: well above chance (0.25)
+    assert kmeans["n_prototypes"] == 6 and kmeans["classes"]["ring"]["n_prototypes"] == 3
+    assert set(kmeans["valid"]["per_class"]) == set(CLASSES)
+    scaling = metrics(repo, "knn_scaling")
+    assert scaling["n_full"] == 480 and scaling["best_k"] in (1, 3)
+    assert set(scaling["fit"]) >= {"slope", "intercept", "predicted_error_full"}
+    ann = metrics(repo, "ann")
+    assert ann["recall_at_k"]["k"] == 5 and 0 <= ann["recall_at_k"]["recall"] <= 1
+    assert set(ann["by_k"]) == {"1", "3", "5"}
+    for name in ("confusion_valid.csv",):
+        assert (repo / "plots" / "centroids" / name).read_text().startswith("actual,predicted")
+
+
+def test_evaluate_test_outputs(built):
+    repo, _ = built
+    test = metrics(repo, "test")
+    assert test["method"] == "knn" and test["k"] == 5 and test["n_fit"] == 600
+    assert test["accuracy"] > 0.6
+    assert set(test["summary"]) == {"centroids", "kmeans", "knn", "ann"}
+    assert set(test["per_class_accuracy"]) == set(CLASSES)
+    assert (repo / "reports" / "test" / "explanations.png").exists()
+
+
+def test_plots_render_offline(built):
+    repo, _ = built
+    result = run([BIN / "dvc", "plots", "show", "-o", "plots_html"], repo)
+    html = (repo / "plots_html" / "index.html").read_text()
+    assert "kmeans convergence" in html and "test confusion" in html
+
+
+def test_remote_push_then_pull_in_a_clone(built, tmp_path):
+    repo, _ = built
+    run([BIN / "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
+    run([BIN / "dvc", "push"], repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    run([BIN / "dvc", "pull"], clone)
+    assert (clone / "data" / "ingested" / "train.npz").exists()
+    result = run([BIN / "dvc", "repro"], clone)
+    assert "Data and pipelines are up to date." in result.stdout
+
+
+def test_exp_run_changes_test_metrics(built):
+    repo, _ = built
+    run([BIN / "dvc", "exp", "run", "-S", "evaluate.k=1"], repo)
+    diff = json.loads(run([BIN / "dvc", "metrics", "diff", "--json"], repo).stdout)
+    assert diff["metrics/test.json"]["k"] == {"old": 5, "new": 1, "diff": -4}
+    report = run([BIN / "fmproto", "report", "--base", "HEAD", "--out", "pr.md"], repo)
+    text = (repo / "pr.md").read_text()
+    assert "metrics/test.json" in text and "evaluate.k" in text and "![Test confusion matrix]" in text

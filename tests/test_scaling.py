@@ -1,0 +1,69 @@
+"""Power-law fit, doubling sizes and seeded subsamples for the kNN scaling curve."""
+
+import numpy as np
+import pytest
+
+from fmproto.scaling import PowerLawFit, fit_power_law, predict_error, sample_indices, training_sizes
+
+
+def test_fit_recovers_an_exact_power_law():
+    n = np.array([200, 400, 800, 1600, 3200, 6400])
+    error = 2.0**1.5 * n**-0.35  # log2(error) = 1.5 - 0.35 log2(n)
+    fit = fit_power_law(n, error)
+    assert fit.slope == pytest.approx(0.35, abs=1e-12)
+    assert fit.intercept == pytest.approx(1.5, abs=1e-12)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(predict_error(fit, n), error, rtol=1e-12)
+    assert float(predict_error(fit, 12800)) == pytest.approx(2.0**1.5 * 12800**-0.35, rel=1e-12)
+
+
+def test_fit_with_repeats_and_noise():
+    n = np.repeat([200, 400, 800, 1600], 3)
+    noise = np.tile([0.9, 1.0, 1.1], 4)
+    fit = fit_power_law(n, 0.5 * n**-0.2 * noise)
+    # the noise is the same at every size, so it moves the intercept only, not the slope
+    assert fit.slope == pytest.approx(0.2, abs=1e-12)
+    assert 0 < fit.r2 < 1
+    assert isinstance(fit, PowerLawFit) and isinstance(fit.slope, float)
+
+
+def test_flat_errors_fit_exactly():
+    fit = fit_power_law([100, 200], [0.1, 0.1])
+    assert fit.slope == pytest.approx(0.0, abs=1e-12) and fit.r2 == 1.0
+
+
+def test_training_sizes():
+    assert training_sizes(48000) == [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 48000]
+    assert training_sizes(51200) == [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200]
+    assert training_sizes(1000, start=250) == [250, 500, 1000]
+    assert training_sizes(150) == [150]
+
+
+def test_sample_indices_are_seeded_sorted_and_nested():
+    a = sample_indices(1000, 200, seed=3, repeat=1)
+    np.testing.assert_array_equal(a, sample_indices(1000, 200, seed=3, repeat=1))
+    assert a.dtype == np.int64 and len(np.unique(a)) == 200 and np.all(np.diff(a) > 0)
+    assert set(a) <= set(sample_indices(1000, 400, seed=3, repeat=1))  # nested across sizes
+    assert not np.array_equal(a, sample_indices(1000, 200, seed=3, repeat=2))
+    assert not np.array_equal(a, sample_indices(1000, 200, seed=4, repeat=1))
+    np.testing.assert_array_equal(sample_indices(50, 50, seed=0), np.arange(50))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: fit_power_law([100, 200], [0.1, 0.0]), r"error must be finite and > 0 .*got \[0\.0\]"),
+        (lambda: fit_power_law([100, 200], [0.1, -0.2]), r"error must be finite and > 0"),
+        (lambda: fit_power_law([100, 100, 100], [0.1, 0.2, 0.3]), r"at least 2 distinct sizes n.*got \[100\.0\]"),
+        (lambda: fit_power_law([0, 100], [0.1, 0.2]), r"n must be finite and > 0; got \[0\.0\]"),
+        (lambda: fit_power_law([100, 200, 400], [0.1, 0.2]), r"same length; got shapes \(3,\) and \(2,\)"),
+        (lambda: predict_error(PowerLawFit(0.3, 1.0, 1.0), 0), r"n must be finite and > 0"),
+        (lambda: training_sizes(0), r"n_total must be an integer >= 1; got 0"),
+        (lambda: training_sizes(1000, start=2.5), r"start must be an integer >= 1; got 2\.5"),
+        (lambda: sample_indices(100, 101, seed=0), r"size must be an integer in 0\.\.100 \(n_total\); got 101"),
+        (lambda: sample_indices(100, 10, seed=-1), r"seed must be an integer >= 0; got -1"),
+    ],
+)
+def test_validation_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
