@@ -81,4 +81,6 @@ def predict(model: Model, X_query: np.ndarray) -> np.ndarray:
         distances, indices = ann.query(model.index, X_query, s.k, search_k=s.ann_search_k)
     else:
         distances, indices = knn.kneighbors(X_query, model.X, s.k, metric=s.metric)
-    return knn.vote(model.y[indices], distances, model.n_classes, weights=s.weights)
+    # Annoy may return fewer than k items, padded with index -1: those get label -1 and no vote.
+    labels = np.where(indices >= 0, model.y[np.maximum(indices, 0)], -1)
+    return knn.vote(labels, distances, model.n_classes, weights=s.weights)

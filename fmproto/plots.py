@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # files only; no display on CI or servers
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from fmproto import io  # noqa: E402
@@ -101,15 +102,26 @@ def lines(
     title: str,
     loglog: bool = False,
     dashed: Sequence[str] = (),
+    colour_of: dict[str, str] | None = None,
 ) -> Figure:
-    """One line per named series ``{name: (x, y)}``; names in ``dashed`` are drawn dashed (fits)."""
+    """One line per named series ``{name: (x, y)}``; names in ``dashed`` are drawn dashed (fits).
+
+    ``colour_of`` maps a series name to an earlier series whose colour it takes, so that a fit is
+    drawn in the colour of the data it fits.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours: dict[str, str] = {}
     for name, (x, y) in series.items():
         style = "--" if name in dashed else "-o"
-        ax.plot(x, y, style, label=name, markersize=3, linewidth=1.2)
+        colour = colours.get((colour_of or {}).get(name, ""))
+        (line,) = ax.plot(x, y, style, label=name, markersize=3, linewidth=1.2, color=colour)
+        colours[name] = line.get_color()
     if loglog:
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
+        ax.set_xscale("log", base=2)  # training sizes double
+        ax.set_yscale("log")
+        # Plain numbers on the y axis: an error range such as 0.14..0.3 holds no power of ten
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
+        ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.2g"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

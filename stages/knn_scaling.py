@@ -64,7 +64,8 @@ def main(argv=None) -> None:
         metrics, series = _fit_each_k(table, ks, n_full)
         plots.save(plots.lines(series, xlabel="training images", ylabel="validation error", loglog=True,
                                title=f"kNN ({p['metric']}) error against training size; dashed: fit",
-                               dashed=[name for name in series if name.startswith("fit")]),
+                               dashed=[name for name in series if name.startswith("fit")],
+                               colour_of={name: name.removeprefix("fit ") for name in series}),
                    Path(args.figures) / "error_vs_n.png")
         timing = table.groupby("n")["seconds"].mean()
         plots.save(plots.lines({"seconds": (timing.index.to_numpy(), timing.to_numpy())}, xlabel="training images",
