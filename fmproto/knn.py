@@ -62,8 +62,9 @@ def kneighbors(
     metric : {'euclidean', 'sqeuclidean', 'cosine', 'manhattan'}
         ``cosine`` is ``1 - cos(angle)`` clipped to [0, 2]; a row of zeros is at distance 1 from
         everything, as in ``fmproto.distances``. ``manhattan`` has no matrix-product form: it goes
-        through ``distances.pairwise_distances`` and is about 100 times slower than euclidean
-        (60,000 x 784 training rows on 2 cores: about 0.1 s per query row against 0.001 s).
+        through ``distances.pairwise_distances`` and is about 200 times slower than euclidean
+        (60,000 x 784 training rows on 2 cores: 100 ms a query row against 0.46 ms;
+        ``bench/knn.py --manhattan 200`` measures it).
     chunk : int >= 1
         Query rows handled at once. Memory is about ``chunk * n_train * 4`` bytes for the float32
         score block (245 MB for 1,024 x 60,000) plus a float32 copy of ``X_train`` (one extra

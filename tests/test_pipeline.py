@@ -161,3 +161,29 @@ def test_exp_run_changes_test_metrics(built):
     report = run([BIN / "fmproto", "report", "--base", "HEAD", "--out", "pr.md"], repo)
     text = (repo / "pr.md").read_text()
     assert "metrics/test.json" in text and "evaluate.k" in text and "![Test confusion matrix]" in text
+
+
+def test_queued_experiments_run(built):
+    """`dvc exp run --queue --copy-paths` + `dvc queue start`, as the README shows for the real repo,
+    where the raw data folder is not in git: each queued run gets its own temporary copy."""
+    repo, _ = built
+    (repo / ".gitignore").write_text((repo / ".gitignore").read_text() + "\n/rawdata\n")
+    run(["git", "rm", "-r", "-q", "--cached", "rawdata"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "raw data out of git"], repo)
+    for k in (2, 4):
+        run([BIN / "dvc", "exp", "run", "--queue", "-S", f"evaluate.k={k}", "--name", f"k{k}",
+             "--copy-paths", "rawdata"], repo)
+    run([BIN / "dvc", "queue", "start"], repo)
+    deadline = time.monotonic() + 300
+    while True:  # `dvc queue logs --follow` refuses a task that has not started yet, so poll
+        status = run([BIN / "dvc", "queue", "status"], repo).stdout
+        if not ("Queued" in status or "Running" in status) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status.count("Success") == 2, status + run([BIN / "dvc", "queue", "logs", "k2"], repo, check=False).stdout
+    shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], repo).stdout)
+    ks = {exp["name"]: exp["data"]["metrics"]["metrics/test.json"]["data"]["k"]
+          for rev in shown for group in (rev.get("experiments") or []) for exp in group["revs"]
+          if exp.get("name") in ("k2", "k4")}
+    assert ks == {"k2": 2, "k4": 4}
