@@ -10,13 +10,13 @@ import argparse
 
 import numpy as np
 
-from fmproto import io, methods, plots
+from fmproto import features, io, methods, plots
 from fmproto.distances import as_rows
 from fmproto.explain import explanation_grid
 from fmproto.knn import kneighbors
 from stages import common as c
 from stages import report
-from stages.evaluate_test import fit_indices, settings_from_params
+from stages.evaluate_test import augmented_images, fit_data, fit_indices, settings_from_params
 
 
 def main(argv=None) -> None:
@@ -28,6 +28,7 @@ def main(argv=None) -> None:
     explain.add_argument("--train", default="data/ingested/train.npz")
     explain.add_argument("--test", default="data/ingested/test.npz")
     explain.add_argument("--split", default="data/split/split.npz")
+    explain.add_argument("--features", default="data/features/features.npz")
     explain.add_argument("--out", default="reports/explain.png", help="where to write the picture")
     report.add_arguments(commands.add_parser("report", help="Markdown report of metrics and params against a base"))
     args = parser.parse_args(argv)
@@ -51,22 +52,28 @@ def explain_one(args: argparse.Namespace) -> None:
             image, y_true, name = test["images"][index], int(test["labels"][index]), f"test #{index}"
         else:
             image, y_true, name = io.read_image_file(args.target, train["images"].shape[1:]), -1, args.target
-        fit_idx = fit_indices(split, p["fit_on"])
-        X_fit, y_fit = as_rows(train["images"])[fit_idx], train["labels"][fit_idx]
-        query = as_rows(image[None])
+        feats = io.load_arrays(args.features)
+        spec, state, _ = features.from_arrays(feats)
+        X_fit, y_fit, rows = fit_data(feats, train["labels"], fit_indices(split, p["fit_on"]), p["method"])
+        query = as_rows(features.transform(image[None], spec, state))
         model = methods.fit(p["method"], X_fit, y_fit, len(classes), settings)
         predicted = int(methods.predict(model, query)[0])
         distances, neighbours = kneighbors(query, X_fit, p["k"], metric=p["metric"])
+        sources = rows[neighbours] % len(train["labels"])  # the training image each neighbour is, or was made from
         grid, titles, marks = explanation_grid(
             image[None], np.array([-1]), np.array([y_true]), np.array([predicted]),
-            train["images"][fit_idx[neighbours]], fit_idx[neighbours], y_fit[neighbours], distances, classes)
+            augmented_images(train["images"], feats)[rows[neighbours]], sources, y_fit[neighbours], distances,
+            classes)
         titles[0] = f"{name}\n-> {classes[predicted]}"
         plots.save(plots.image_grid(grid, titles, n_cols=p["k"] + 1, highlight=marks,
                                     suptitle=f"{p['method']} predicts {classes[predicted]}"), args.out)
     truth = f" (true: {classes[y_true]})" if y_true >= 0 else ""
-    print(f"{name}: predicted {classes[predicted]}{truth} by {p['method']}; nearest training images ({p['metric']}):")
-    for rank, (j, d) in enumerate(zip(fit_idx[neighbours[0]], distances[0]), start=1):
-        print(f"  {rank}. train #{j:<6} {classes[train['labels'][j]]:<12} distance {d:.1f}")
+    print(f"{name}: predicted {classes[predicted]}{truth} by {p['method']} on {spec.kind} features; "
+          f"nearest training images ({p['metric']}):")
+    copies = rows[neighbours[0]] >= len(train["labels"])
+    for rank, (j, d, copy) in enumerate(zip(sources[0], distances[0], copies), start=1):
+        what = " (augmented copy)" if copy else ""
+        print(f"  {rank}. train #{j:<6} {classes[train['labels'][j]]:<12} distance {d:.4g}{what}")
     print(f"picture: {args.out}")
 
 

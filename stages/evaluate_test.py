@@ -1,6 +1,7 @@
 """evaluate-test: the one place the test set is used; every method scored, the chosen one explained.
 
-Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split).
+Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split), ``--features``
+(.npz from features: every method works on these; knn and ann also on the augmented copies).
 Params: evaluate.* (method, k, fit_on, metric, weights, n_explain, explain_confusions, seed) and the
 settings of the other methods: kmeans.n_prototypes/seed/max_iter/tol/metric, ann.metric/n_trees/search_k/seed.
 Outputs: ``--metrics`` (accuracy, macro F1, per-class accuracy, seconds, and a summary of every method),
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import io, methods, plots
-from fmproto.distances import METRICS, as_rows
+from fmproto import features, io, methods, plots
+from fmproto.distances import as_rows
 from fmproto.explain import explanation_grid, pick_explanations
 from fmproto.kmeans import n_prototypes_per_class
 from fmproto.knn import kneighbors
@@ -35,9 +36,27 @@ SPEC = {
 }
 
 
+# Neighbour methods take the augmented copies as extra prototypes; a class mean or k-means would
+# barely move for them and k-means would cost five times as much.
+AUGMENTED_METHODS = ("knn", "ann")
+
+
 def fit_indices(split: dict, fit_on: str) -> np.ndarray:
     """Indices of the ingested training images the final model is fitted on."""
     return split["train"] if fit_on == "train" else np.sort(np.concatenate([split["train"], split["valid"]]))
+
+
+def fit_data(feats: dict, labels: np.ndarray, fit_idx: np.ndarray, method: str):
+    """Features ``(n_rows, n_features)`` float32, labels and augmented-image rows of ``method``'s fit set."""
+    X_fit, rows = features.fit_set(feats["train"], feats["augmented"], feats["augmented_source"], fit_idx,
+                                   with_augmented=method in AUGMENTED_METHODS)
+    return as_rows(X_fit), labels[rows % len(labels)], rows
+
+
+def augmented_images(images: np.ndarray, feats: dict) -> np.ndarray:
+    """The training images and their augmented copies, in the order of ``fit_data``'s rows."""
+    _, _, (shifts, flip) = features.from_arrays(feats)
+    return features.augment(images, shifts, flip)[0] if shifts or flip else images
 
 
 def settings_from_params(params_path: str, classes: list[str]) -> tuple[dict, methods.Settings]:
@@ -57,11 +76,12 @@ def settings_from_params(params_path: str, classes: list[str]) -> tuple[dict, me
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    for flag in ("--train", "--test", "--split", "--metrics", "--plots", "--figures"):
+    for flag in ("--train", "--test", "--split", "--features", "--metrics", "--plots", "--figures"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with c.stage_errors("evaluate-test", [args.metrics, args.plots, args.figures]):
         train, test, split = io.load_arrays(args.train), io.load_arrays(args.test), io.load_arrays(args.split)
+        feats = io.load_arrays(args.features)
         classes = train["classes"].tolist()
         p, settings = settings_from_params(args.params, classes)
         for true_name, predicted_name, *rest in p["explain_confusions"]:
@@ -69,11 +89,11 @@ def main(argv=None) -> None:
                 raise c.ParamError(f"{args.params}: evaluate.explain_confusions needs [true, predicted] class names "
                                    f"from data.classes; got {[true_name, predicted_name, *rest]}")
         fit_idx = fit_indices(split, p["fit_on"])
-        X_fit, y_fit = as_rows(train["images"])[fit_idx], train["labels"][fit_idx]
-        X_test, y_test = as_rows(test["images"]), test["labels"]
+        X_test, y_test = as_rows(feats["test"]), test["labels"]
 
         summary, predictions = {}, {}
         for method in methods.METHODS:
+            X_fit, y_fit, _ = fit_data(feats, train["labels"], fit_idx, method)
             start = time.perf_counter()
             model = methods.fit(method, X_fit, y_fit, len(classes), settings)
             predictions[method] = methods.predict(model, X_test)
@@ -82,8 +102,10 @@ def main(argv=None) -> None:
                                "seconds": round(time.perf_counter() - start, 3)}
         chosen = predictions[p["method"]]
         scores = reporting.classification_metrics(y_test, chosen, classes)
+        X_fit, y_fit, rows = fit_data(feats, train["labels"], fit_idx, p["method"])
         metrics = {
-            "method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(fit_idx),
+            "method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit),
+            "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],
             "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
             "seconds": summary[p["method"]]["seconds"],
             "per_class_accuracy": {name: v["recall"] for name, v in scores["per_class"].items()},
@@ -93,20 +115,22 @@ def main(argv=None) -> None:
         reporting.write_confusion(y_test, chosen, classes, Path(args.plots) / "confusion_test.csv",
                                   figures / "confusion_test.png", f"{p['method']} (k={p['k']}), test")
 
-        # Explanations: each chosen test image beside its k nearest images of the fit set.
+        # Explanations: each chosen test image beside its k nearest images of the fit set (in feature
+        # space; an augmented copy is drawn as the shifted or flipped image it is).
         rng = np.random.default_rng(p["seed"])
         confusions = [(classes.index(t), classes.index(f)) for t, f in p["explain_confusions"]]
         picked = pick_explanations(y_test, chosen, p["n_explain"], confusions, rng)
         distances, neighbours = kneighbors(X_test[picked], X_fit, p["k"], metric=p["metric"])
+        images = augmented_images(train["images"], feats)
         grid, titles, marks = explanation_grid(test["images"][picked], picked, y_test[picked], chosen[picked],
-                                               train["images"][fit_idx[neighbours]], fit_idx[neighbours],
+                                               images[rows[neighbours]], rows[neighbours] % len(train["labels"]),
                                                y_fit[neighbours], distances, classes)
         plots.save(plots.image_grid(grid, titles, n_cols=p["k"] + 1, highlight=marks,
                                     suptitle=f"test images ({p['method']} prediction) beside their "
                                              f"{p['k']} nearest training images"), figures / "explanations.png")
         io.write_json(args.metrics, metrics)
     print(f"test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
-          f"({p['method']}, k={p['k']}, fit on {p['fit_on']}: {len(fit_idx):,} images)")
+          f"({p['method']}, k={p['k']}, {metrics['features']} features, fit on {p['fit_on']}: {len(X_fit):,} images)")
     print("all methods: " + ", ".join(f"{m} {s['accuracy']:.4f}" for m, s in summary.items()))
 
 

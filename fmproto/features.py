@@ -1,0 +1,311 @@
+"""Feature transforms shared by every method: raw or standardised pixels, HOG, PCA, and augmentation.
+
+A transform is fitted on the training split only (``fit``), then applied unchanged to any
+other images (``transform``): the validation and test images never shape it. The fitted state is a
+dict of arrays; ``to_arrays`` and ``from_arrays`` turn spec and state into arrays for
+``fmproto.io.save_arrays`` and back.
+
+Blocks (``kind``, joined with ``+`` for combinations, e.g. ``hog+standard``):
+
+- ``raw``: the pixels as float32, 0..255;
+- ``standard``: each pixel minus its training mean, over its training standard deviation;
+- ``hog``: histograms of oriented gradients (Dalal & Triggs), computed with numpy: unsigned
+  gradient orientations binned with linear interpolation into ``hog_orientations`` bins per
+  ``hog_cell`` x ``hog_cell`` cell, then each 2x2 block of cells L2-Hys normalised.
+
+In a combination, each block is scaled so that its rows have unit mean L2 norm on the training
+split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then, if ``pca_components > 0``, PCA
+fitted on the training rows projects onto that many components, optionally whitened.
+
+Augmentation (``augment``) builds extra training images before any transform: copies shifted by one
+pixel in each of the four directions (edges filled with 0, the background) and horizontal flips.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCKS: tuple[str, ...] = ("raw", "standard", "hog")
+# Rows transformed at once: bounds HOG's (rows, H, W, orientations) float32 work array to ~250 MB.
+_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What to compute; see the module docstring. ``kind`` is ``+``-joined names from ``BLOCKS``."""
+
+    kind: str = "raw"
+    hog_cell: int = 4
+    hog_orientations: int = 9
+    pca_components: int = 0
+    pca_whiten: bool = False
+
+    @property
+    def blocks(self) -> list[str]:
+        return self.kind.split("+")
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        """``ValueError`` naming the bad setting for images of ``image_shape`` (H, W)."""
+        bad = [b for b in self.blocks if b not in BLOCKS]
+        if bad or len(set(self.blocks)) != len(self.blocks):
+            raise ValueError(f"features.kind must be one or more of {', '.join(BLOCKS)} joined with '+', "
+                             f"each once; got {self.kind!r}")
+        if "hog" in self.blocks:
+            height, width = image_shape
+            if self.hog_cell < 1 or height // self.hog_cell < 2 or width // self.hog_cell < 2:
+                raise ValueError(f"features.hog_cell must leave at least 2x2 cells in {height}x{width} images; "
+                                 f"got {self.hog_cell}")
+            if self.hog_orientations < 2:
+                raise ValueError(f"features.hog_orientations must be >= 2; got {self.hog_orientations}")
+        if self.pca_components < 0:
+            raise ValueError(f"features.pca_components must be >= 0 (0: no PCA); got {self.pca_components}")
+
+
+def fit(images: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Fit the transform on training ``images (n, H, W)``; the state ``transform`` needs.
+
+    One pass over chunks of rows: per-block mean norms and, for PCA, the float64 sums behind the
+    covariance, so memory stays bounded however many features HOG makes.
+    """
+    spec.check(images.shape[1:])
+    if len(images) < 2:
+        raise ValueError(f"features need at least 2 training images to fit; got {len(images)}")
+    state: dict[str, np.ndarray] = {}
+    if "standard" in spec.blocks:
+        mean, var = _mean_var(images.reshape(len(images), -1))
+        state["standard_mean"] = mean.astype(np.float32)
+        # Pixels that never vary (a constant border) keep their scale rather than divide by zero.
+        state["standard_scale"] = np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
+    norm_sums = np.zeros(len(spec.blocks))
+    widths, total, scatter = None, None, None
+    for i in range(0, len(images), _CHUNK):
+        blocks = _blocks(images[i : i + _CHUNK], spec, state)
+        widths = [b.shape[1] for b in blocks]
+        norm_sums += [np.sqrt(np.einsum("ij,ij->i", b, b)).sum() for b in blocks]
+        if spec.pca_components > 0:
+            X = np.concatenate(blocks, axis=1).astype(np.float64)
+            total = X.sum(axis=0) if total is None else total + X.sum(axis=0)
+            scatter = X.T @ X if scatter is None else scatter + X.T @ X
+    mean_norms = norm_sums / len(images)
+    # A lone block keeps its own units (pixel distances stay pixel distances); combined blocks are
+    # scaled to unit mean norm each, so that none dominates by its size.
+    scales = np.where(mean_norms > 0, 1.0 / np.where(mean_norms > 0, mean_norms, 1.0), 1.0)
+    if len(spec.blocks) == 1:
+        scales = np.ones(1)
+    for block, scale in zip(spec.blocks, scales):
+        state[f"scale_{block}"] = np.float32(scale)
+    if spec.pca_components > 0:
+        n_features = sum(widths)
+        if spec.pca_components > min(len(images), n_features):
+            raise ValueError(f"features.pca_components must be at most {min(len(images), n_features)} "
+                             f"(training images and features); got {spec.pca_components}")
+        d = np.repeat(scales, widths)  # each feature's block scale
+        mean = total / len(images)
+        covariance = (scatter - len(images) * np.outer(mean, mean)) / (len(images) - 1)
+        covariance = d[:, None] * covariance * d[None, :]
+        state["pca_mean"], state["pca_components"], state["pca_scale"] = _fit_pca(d * mean, covariance, spec)
+    return state
+
+
+def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
+    """Features ``(n, n_features)`` float32 of ``images (n, H, W)`` under a fitted ``state``."""
+    spec.check(images.shape[1:])
+    chunks = [_transform_chunk(images[i : i + _CHUNK], spec, state) for i in range(0, len(images), _CHUNK)]
+    if chunks:
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    return _transform_chunk(images[:0], spec, state)
+
+
+def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
+    blocks = _blocks(images, spec, state)
+    for block, values in zip(spec.blocks, blocks):
+        values *= state[f"scale_{block}"]
+    X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+    if "pca_components" in state:
+        return ((X - state["pca_mean"]) @ state["pca_components"]) * state["pca_scale"]
+    return X
+
+
+def to_arrays(spec: FeatureSpec, state: dict[str, np.ndarray], shifts: bool, flip: bool) -> dict[str, np.ndarray]:
+    """The spec, fitted state and augmentation flags as named arrays, for ``fmproto.io.save_arrays``."""
+    arrays = {f"state_{name}": np.asarray(value) for name, value in state.items()}
+    arrays["spec_kind"] = np.array(spec.kind)
+    arrays["spec_numbers"] = np.array([spec.hog_cell, spec.hog_orientations, spec.pca_components,
+                                       int(spec.pca_whiten)], dtype=np.int64)
+    arrays["augment_flags"] = np.array([shifts, flip], dtype=bool)
+    return arrays
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[FeatureSpec, dict[str, np.ndarray], tuple[bool, bool]]:
+    """``to_arrays`` inverted: the spec, the fitted state and the (shifts, flip) flags."""
+    cell, orientations, components, whiten = (int(v) for v in arrays["spec_numbers"])
+    spec = FeatureSpec(str(arrays["spec_kind"]), cell, orientations, components, bool(whiten))
+    state = {name.removeprefix("state_"): value for name, value in arrays.items() if name.startswith("state_")}
+    shifts, flip = (bool(v) for v in arrays["augment_flags"])
+    return spec, state, (shifts, flip)
+
+
+def fit_set(
+    train_features: np.ndarray,
+    augmented_features: np.ndarray,
+    augmented_source: np.ndarray,
+    fit_idx: np.ndarray,
+    with_augmented: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The features of a fit set, and where each of its rows comes from.
+
+    Parameters
+    ----------
+    train_features : ndarray of shape (n_train, n_features)
+        Every ingested training image.
+    augmented_features : ndarray of shape (n_augmented, n_features)
+        Their augmented copies, in ``augment``'s order (so copy ``j`` is image ``(n_train + j) % n_train``).
+    augmented_source : ndarray of shape (n_augmented,), int
+    fit_idx : ndarray of shape (n_fit,), int
+        Training images in the fit set (the training split, or training plus validation).
+    with_augmented : bool
+        Add the copies of exactly those images: never a copy of a validation image when the fit set
+        is the training split.
+
+    Returns
+    -------
+    X_fit : ndarray of shape (n_rows, n_features)
+    rows : ndarray of shape (n_rows,), int64
+        Rows of ``augment``'s output (``fit_idx`` first, then ``n_train + j`` for each kept copy
+        ``j``): ``rows % n_train`` is each row's training image, for its label.
+    """
+    n_train = len(train_features)
+    rows = np.asarray(fit_idx, dtype=np.int64)
+    if not with_augmented or not len(augmented_source):
+        return train_features[rows], rows
+    copies = np.flatnonzero(np.isin(augmented_source, rows))
+    return np.concatenate([train_features[rows], augmented_features[copies]]), np.concatenate([rows, n_train + copies])
+
+
+def augment(images: np.ndarray, shifts: bool, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The images followed by their augmented copies, and the source row of every output image.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, H, W)
+    shifts : bool
+        Add four copies shifted by one pixel (right, left, down, up), the vacated edge set to 0.
+    flip : bool
+        Add the horizontal mirror images (a left sleeve becomes a right one; clothes stay clothes).
+
+    Returns
+    -------
+    augmented : ndarray of shape (n * (1 + 4 * shifts + flip), H, W), images.dtype
+        ``images`` first, then each kind of copy in the order above, each in the original row order.
+    source : ndarray of shape (len(augmented),), int64
+        Row of ``images`` each output image was made from, for its label and for explanations.
+    """
+    copies = [images]
+    if shifts:
+        for axis, step in ((2, 1), (2, -1), (1, 1), (1, -1)):
+            shifted = np.roll(images, step, axis=axis)
+            edge = [slice(None)] * 3
+            edge[axis] = 0 if step == 1 else -1
+            shifted[tuple(edge)] = 0
+            copies.append(shifted)
+    if flip:
+        copies.append(images[:, :, ::-1])
+    source = np.tile(np.arange(len(images), dtype=np.int64), len(copies))
+    return np.concatenate(copies), source
+
+
+def hog(images: np.ndarray, cell: int = 4, orientations: int = 9) -> np.ndarray:
+    """HOG descriptors ``(n, n_blocks_y * n_blocks_x * 4 * orientations)`` float32 of ``(n, H, W)`` images.
+
+    Central-difference gradients (zero outside the image), unsigned orientations in [0, 180)
+    degrees, each pixel's magnitude split between its two nearest orientation bins; cells of
+    ``cell`` x ``cell`` pixels from the top left (a remainder of rows or columns is dropped);
+    2x2-cell blocks with stride one cell, each L2-Hys normalised (L2, clip at 0.2, L2 again).
+    A flat block (no gradient) stays zero.
+    """
+    out = [_hog_chunk(images[i : i + _CHUNK], cell, orientations) for i in range(0, len(images), _CHUNK)]
+    if not out:
+        return np.zeros((0, _hog_size(images.shape[1:], cell, orientations)), dtype=np.float32)
+    return np.concatenate(out)
+
+
+def _hog_size(image_shape, cell, orientations) -> int:
+    cells_y, cells_x = image_shape[0] // cell, image_shape[1] // cell
+    return (cells_y - 1) * (cells_x - 1) * 4 * orientations
+
+
+def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
+    I = images.astype(np.float32)
+    n, height, width = I.shape
+    gx = np.zeros_like(I)
+    gy = np.zeros_like(I)
+    gx[:, :, 1:-1] = I[:, :, 2:] - I[:, :, :-2]
+    gx[:, :, 0], gx[:, :, -1] = I[:, :, 1], -I[:, :, -2]
+    gy[:, 1:-1, :] = I[:, 2:, :] - I[:, :-2, :]
+    gy[:, 0, :], gy[:, -1, :] = I[:, 1, :], -I[:, -2, :]
+    magnitude = np.hypot(gx, gy)
+    # Unsigned orientation in bins: bin b covers centres b + 0.5; a pixel votes for its two nearest.
+    position = (np.arctan2(gy, gx) % np.pi) * (orientations / np.pi) - 0.5
+    lower = np.floor(position)
+    upper_weight = (position - lower).astype(np.float32)
+    lower = lower.astype(np.int64) % orientations
+    upper = (lower + 1) % orientations
+    cells_y, cells_x = height // cell, width // cell
+    # Each pixel votes into (image, cell, bin) slots: two weighted bincounts, one per nearest bin,
+    # over pixels inside whole cells (a remainder of rows or columns is dropped).
+    inside = (slice(None), slice(0, cells_y * cell), slice(0, cells_x * cell))
+    cell_of = (np.arange(cells_y * cell)[:, None] // cell) * cells_x + np.arange(cells_x * cell)[None, :] // cell
+    slot = (np.arange(n)[:, None, None] * (cells_y * cells_x) + cell_of) * orientations  # (n, h, w)
+    magnitude, upper_weight = magnitude[inside], upper_weight[inside]
+    size = n * cells_y * cells_x * orientations
+    cells = np.bincount((slot + lower[inside]).ravel(), (magnitude * (1 - upper_weight)).ravel(), size)
+    cells += np.bincount((slot + upper[inside]).ravel(), (magnitude * upper_weight).ravel(), size)
+    cells = cells.astype(np.float32).reshape(n, cells_y, cells_x, orientations)
+    blocks = np.concatenate(
+        [cells[:, :-1, :-1], cells[:, :-1, 1:], cells[:, 1:, :-1], cells[:, 1:, 1:]], axis=3
+    ).reshape(n, (cells_y - 1) * (cells_x - 1), 4 * orientations)
+    blocks = _l2(blocks)
+    np.minimum(blocks, 0.2, out=blocks)
+    return _l2(blocks).reshape(n, -1)
+
+
+def _l2(blocks: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(np.einsum("nbk,nbk->nb", blocks, blocks))[..., None]
+    return np.divide(blocks, norms, out=np.zeros_like(blocks), where=norms > 1e-6)
+
+
+def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarray]:
+    rows = images.reshape(len(images), -1)
+    out = []
+    for block in spec.blocks:
+        if block == "raw":
+            out.append(rows.astype(np.float32))
+        elif block == "standard":
+            out.append((rows.astype(np.float32) - state["standard_mean"]) / state["standard_scale"])
+        else:
+            out.append(hog(images, spec.hog_cell, spec.hog_orientations))
+    return out
+
+
+def _mean_var(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    X = rows.astype(np.float64)
+    mean = X.mean(axis=0)
+    return mean, ((X - mean) ** 2).mean(axis=0)
+
+
+def _fit_pca(mean: np.ndarray, covariance: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, top components ``(n_features, n_components)`` and per-component scale, in float32.
+
+    From the eigen-decomposition of the float64 covariance; each component's sign is fixed so its
+    largest-magnitude entry is positive, so the result does not depend on the LAPACK build.
+    Whitening divides each component by its standard deviation on the training rows.
+    """
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
+    order = np.argsort(eigenvalues)[::-1][: spec.pca_components]
+    components = eigenvectors[:, order]
+    signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(components.shape[1])])
+    components *= np.where(signs == 0, 1.0, signs)
+    variances = np.maximum(eigenvalues[order], 0.0)
+    floor = 1e-12 * max(float(variances.max()), 1e-30)
+    scale = 1.0 / np.sqrt(variances + floor) if spec.pca_whiten else np.ones_like(variances)
+    return mean.astype(np.float32), components.astype(np.float32), scale.astype(np.float32)
