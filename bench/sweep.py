@@ -1,0 +1,112 @@
+"""The feature and method sweep: queued DVC experiments, each scored on the validation split only.
+
+Every configuration below becomes ``dvc exp run evaluate-valid --queue -S ...`` (so it runs the
+features and evaluate-valid stages, and never evaluate-test), the queue runs them one after another,
+and the table of ``metrics/valid.json`` (accuracy, macro F1, queries per second) is printed as
+Markdown, best first. The experiments stay in the repository: ``dvc exp show`` lists them, and
+``dvc exp apply sweep-NAME`` brings one into the workspace.
+
+Run from the repository root after ``make repro`` (``make sweep``); about 15 minutes on 2 cores.
+Query speeds are measured while nothing else runs, one experiment at a time.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+# name: params overrides. The baseline params.yaml is raw pixels, exact kNN, k=5, euclidean.
+HOG3 = ["features.kind=hog", "features.hog_cell=3"]
+HOG3_PCA = HOG3 + ["features.pca_components=192"]
+CONFIGS: dict[str, list[str]] = {
+    "raw": [],
+    "raw-cosine-distance": ["evaluate.metric=cosine", "evaluate.weights=distance"],
+    "standard": ["features.kind=standard"],
+    "raw-pca50": ["features.pca_components=50"],
+    "raw-pca50-whiten": ["features.pca_components=50", "features.pca_whiten=true"],
+    "raw-shifts": ["features.augment_shifts=true"],
+    "raw-flip": ["features.augment_flip=true"],
+    "hog4": ["features.kind=hog"],
+    "hog3": HOG3,
+    "hog3-pca192-k10-distance": HOG3_PCA + ["evaluate.k=10", "evaluate.weights=distance"],
+    "hog3+raw-pca192-k10-distance": ["features.kind=hog+raw", "features.hog_cell=3", "features.pca_components=192",
+                                     "evaluate.k=10", "evaluate.weights=distance"],
+    "hog3-pca192-shifts-k10-distance": HOG3_PCA + ["features.augment_shifts=true", "evaluate.k=10",
+                                                   "evaluate.weights=distance"],
+    "hog3-pca192-shifts-flip-k10-distance": HOG3_PCA + ["features.augment_shifts=true", "features.augment_flip=true",
+                                                        "evaluate.k=10", "evaluate.weights=distance"],
+    "hog3-pca192-shifts-k10-cosine": HOG3_PCA + ["features.augment_shifts=true", "evaluate.k=10",
+                                                 "evaluate.metric=cosine", "evaluate.weights=distance"],
+    "ann-hog3-pca192-shifts-k10": HOG3_PCA + ["features.augment_shifts=true", "evaluate.method=ann",
+                                              "evaluate.k=10", "evaluate.weights=distance"],
+    "kmeans20-hog3-pca192": HOG3_PCA + ["evaluate.method=kmeans"],
+    "kmeans20-glvq3-hog3-pca192": HOG3_PCA + ["evaluate.method=kmeans", "kmeans.lvq_epochs=3"],
+    "centroids-hog3-pca192": HOG3_PCA + ["evaluate.method=centroids"],
+}
+PREFIX = "sweep-"
+
+
+def dvc(*args: str, check: bool = True) -> str:
+    result = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        sys.exit(f"sweep: dvc {' '.join(args)} failed: {(result.stderr or result.stdout).strip().splitlines()[-1]}")
+    return result.stdout
+
+
+def queue_and_run(names: list[str]) -> None:
+    existing = [name for name in names if name in dvc("exp", "list", "--name-only", check=False).split()]
+    if existing:
+        dvc("exp", "remove", *existing)
+    for name in names:
+        overrides = [arg for value in CONFIGS[name[len(PREFIX):]] for arg in ("-S", value)]
+        dvc("exp", "run", "evaluate-valid", "--queue", "--name", name, "--copy-paths", "data/raw", *overrides)
+    dvc("queue", "start")
+    while True:  # `dvc queue start` returns at once; the worker runs the experiments in turn
+        status = dvc("queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    failed = [line.split()[1] for line in status.splitlines() if "Failed" in line and line.split()[1] in names]
+    if failed:
+        print(f"sweep: failed: {', '.join(failed)} (see `dvc queue logs NAME`)", file=sys.stderr)
+
+
+def table(names: list[str]) -> str:
+    """Markdown table of the sweep experiments' validation metrics, best accuracy first."""
+    shown = json.loads(dvc("exp", "show", "--json"))
+    rows = []
+    for rev in shown:
+        for group in rev.get("experiments") or []:
+            for exp in group["revs"]:
+                if exp.get("name") not in names or not exp.get("data"):
+                    continue
+                valid = exp["data"]["metrics"].get("metrics/valid.json", {}).get("data")
+                if valid:
+                    rows.append((exp["name"][len(PREFIX):], valid))
+    rows.sort(key=lambda row: -row[1]["accuracy"])
+    lines = ["| configuration | method | k | metric | weights | features | fit rows | valid accuracy | "
+             "macro F1 | queries/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in rows:
+        lines.append(f"| {name} | {v['method']} | {v['k']} | {v['metric']} | {v['weights']} | {v['features']} "
+                     f"x {v['n_features']} | {v['n_fit']:,} | {v['accuracy']:.4f} | {v['macro_f1']:.4f} | "
+                     f"{v['queries_per_second']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
+    parser.add_argument("--table-only", action="store_true", help="print the table of experiments already run")
+    args = parser.parse_args()
+    unknown = set(args.only or []) - set(CONFIGS)
+    if unknown:
+        sys.exit(f"sweep: unknown configuration(s) {', '.join(sorted(unknown))}; known: {', '.join(CONFIGS)}")
+    names = [PREFIX + name for name in (args.only or CONFIGS)]
+    if not args.table_only:
+        queue_and_run(names)
+    print(table(names))
+
+
+if __name__ == "__main__":
+    main()
