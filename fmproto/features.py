@@ -14,8 +14,9 @@ Blocks (``kind``, joined with ``+`` for combinations, e.g. ``hog+standard``):
   ``hog_cell`` x ``hog_cell`` cell, then each 2x2 block of cells L2-Hys normalised.
 
 In a combination, each block is scaled so that its rows have unit mean L2 norm on the training
-split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then, if ``pca_components > 0``, PCA
-fitted on the training rows projects onto that many components, optionally whitened.
+split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then,
+if ``pca_components > 0``, PCA fitted on the training rows projects onto that many components,
+optionally whitened.
 
 Augmentation (``augment``) builds extra training images before any transform: copies shifted by one
 pixel in each of the four directions (edges filled with 0, the background) and horizontal flips.
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 BLOCKS: tuple[str, ...] = ("raw", "standard", "hog")
-# Rows transformed at once: bounds HOG's (rows, H, W, orientations) float32 work array to ~250 MB.
+# Rows transformed at once: bounds HOG's per-pixel work arrays and PCA's float64 rows to a few
+# hundred MB (8192 x 2304 HOG features x 8 bytes = 150 MB).
 _CHUNK = 8192
 
 
@@ -275,7 +277,7 @@ def _l2(blocks: np.ndarray) -> np.ndarray:
 
 
 def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarray]:
-    rows = images.reshape(len(images), -1)
+    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # not -1: that fails for no images
     out = []
     for block in spec.blocks:
         if block == "raw":

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -187,3 +188,52 @@ def test_queued_experiments_run(built):
           for rev in shown for group in (rev.get("experiments") or []) for exp in group["revs"]
           if exp.get("name") in ("k2", "k4")}
     assert ks == {"k2": 2, "k4": 4}
+
+
+def test_features_and_validation_outputs(built):
+    repo, _ = built
+    valid = metrics(repo, "valid")
+    assert valid["features"] == "raw" and valid["n_fit"] == metrics(repo, "split")["train"]["n"]
+    assert 0.5 < valid["accuracy"] <= 1 and valid["queries_per_second"] > 0
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ({"kind": "sift"}, "features.kind must be one or more of raw, standard, hog"),
+    ({"kind": "hog", "hog_cell": 6}, "features.hog_cell must leave at least 2x2 cells in 10x12 images"),
+    ({"pca_components": 10_000}, "features.pca_components must be at most"),
+    ({"augment_flip": "yes"}, "features.augment_flip must be true or false"),
+])
+def test_features_stage_bad_params(built, tmp_path, override, fragment):
+    repo, _ = built
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["features"].update(override)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "features.npz"
+    result = run([sys.executable, "-m", "stages.features", "--params", str(tmp_path / "params.yaml"),
+                  "--train", "data/ingested/train.npz", "--test", "data/ingested/test.npz",
+                  "--split", "data/split/split.npz", "--out", str(out)], repo, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_hog_pca_shift_features_through_the_pipeline(built):
+    """The issue-6 configuration on the small data: HOG + PCA + shifted copies, scored on valid and test."""
+    repo, _ = built
+    run([BIN / "dvc", "exp", "run", "-S", "features.kind=hog", "-S", "features.hog_cell=3",
+         "-S", "features.pca_components=8", "-S", "features.augment_shifts=true", "-S", "evaluate.method=knn"], repo)
+    valid, test = metrics(repo, "valid"), metrics(repo, "test")
+    n_train = metrics(repo, "split")["train"]["n"]
+    assert valid["features"] == "hog" and valid["n_features"] == 8 and valid["n_fit"] == 5 * n_train
+    assert test["features"] == "hog" and test["n_fit"] == 5 * metrics(repo, "ingest")["train"]["n"]
+    result = run([BIN / "fmproto", "explain", "3", "--out", "why.png"], repo)
+    assert "predicted" in result.stdout and "on hog features" in result.stdout and (repo / "why.png").exists()
+
+
+def test_explain_bad_target_is_one_line(built):
+    repo, _ = built
+    result = run([BIN / "fmproto", "explain", "missing.png"], repo, check=False)
+    assert result.returncode == 1 and result.stderr.strip() == "fmproto explain: error: missing.png: file not found"
+    np.save(repo / "small.npy", np.zeros((5, 5), dtype=np.uint8))
+    result = run([BIN / "fmproto", "explain", "small.npy"], repo, check=False)
+    assert result.returncode == 1 and "image is 5x5 but the dataset's images are 10x12" in result.stderr
