@@ -216,6 +216,19 @@ def augment(images: np.ndarray, shifts: bool, flip: bool) -> tuple[np.ndarray, n
     return np.concatenate(copies), source
 
 
+def images_of_rows(images: np.ndarray, rows: np.ndarray, shifts: bool, flip: bool) -> np.ndarray:
+    """The images at ``rows`` of ``augment(images, shifts, flip)``, without augmenting them all.
+
+    ``rows`` may have any shape; the result has shape ``rows.shape + (H, W)``. Row ``r`` is copy
+    number ``r // n`` (0: the image itself) of image ``r % n``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    flat = rows.ravel()
+    copies, _ = augment(images[flat % len(images)], shifts, flip)  # every copy of the m images needed
+    picked = copies[(flat // len(images)) * len(flat) + np.arange(len(flat))]
+    return picked.reshape(*rows.shape, *images.shape[1:])
+
+
 def hog(images: np.ndarray, cell: int = 4, orientations: int = 9) -> np.ndarray:
     """HOG descriptors ``(n, n_blocks_y * n_blocks_x * 4 * orientations)`` float32 of ``(n, H, W)`` images.
 

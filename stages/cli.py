@@ -16,7 +16,7 @@ from fmproto.explain import explanation_grid
 from fmproto.knn import kneighbors
 from stages import common as c
 from stages import report
-from stages.evaluate_test import augmented_images, fit_data, fit_indices, settings_from_params
+from stages.evaluate_test import fit_data, fit_images, fit_indices, settings_from_params
 
 
 def main(argv=None) -> None:
@@ -62,8 +62,7 @@ def explain_one(args: argparse.Namespace) -> None:
         sources = rows[neighbours] % len(train["labels"])  # the training image each neighbour is, or was made from
         grid, titles, marks = explanation_grid(
             image[None], np.array([-1]), np.array([y_true]), np.array([predicted]),
-            augmented_images(train["images"], feats)[rows[neighbours]], sources, y_fit[neighbours], distances,
-            classes)
+            fit_images(train["images"], feats, rows[neighbours]), sources, y_fit[neighbours], distances, classes)
         titles[0] = f"{name}\n-> {classes[predicted]}"
         plots.save(plots.image_grid(grid, titles, n_cols=p["k"] + 1, highlight=marks,
                                     suptitle=f"{p['method']} predicts {classes[predicted]}"), args.out)

@@ -53,10 +53,10 @@ def fit_data(feats: dict, labels: np.ndarray, fit_idx: np.ndarray, method: str):
     return as_rows(X_fit), labels[rows % len(labels)], rows
 
 
-def augmented_images(images: np.ndarray, feats: dict) -> np.ndarray:
-    """The training images and their augmented copies, in the order of ``fit_data``'s rows."""
+def fit_images(images: np.ndarray, feats: dict, rows: np.ndarray) -> np.ndarray:
+    """The pictures of fit-set ``rows`` (from ``fit_data``): training images or their augmented copies."""
     _, _, (shifts, flip) = features.from_arrays(feats)
-    return features.augment(images, shifts, flip)[0] if shifts or flip else images
+    return features.images_of_rows(images, rows, shifts, flip)
 
 
 def settings_from_params(params_path: str, classes: list[str]) -> tuple[dict, methods.Settings]:
@@ -93,7 +93,9 @@ def main(argv=None) -> None:
 
         summary, predictions = {}, {}
         for method in methods.METHODS:
-            X_fit, y_fit, _ = fit_data(feats, train["labels"], fit_idx, method)
+            X_fit, y_fit, rows = fit_data(feats, train["labels"], fit_idx, method)
+            if method == p["method"]:
+                chosen_fit = X_fit, y_fit, rows
             start = time.perf_counter()
             model = methods.fit(method, X_fit, y_fit, len(classes), settings)
             predictions[method] = methods.predict(model, X_test)
@@ -102,7 +104,7 @@ def main(argv=None) -> None:
                                "seconds": round(time.perf_counter() - start, 3)}
         chosen = predictions[p["method"]]
         scores = reporting.classification_metrics(y_test, chosen, classes)
-        X_fit, y_fit, rows = fit_data(feats, train["labels"], fit_idx, p["method"])
+        X_fit, y_fit, rows = chosen_fit
         metrics = {
             "method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit),
             "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],
@@ -121,9 +123,9 @@ def main(argv=None) -> None:
         confusions = [(classes.index(t), classes.index(f)) for t, f in p["explain_confusions"]]
         picked = pick_explanations(y_test, chosen, p["n_explain"], confusions, rng)
         distances, neighbours = kneighbors(X_test[picked], X_fit, p["k"], metric=p["metric"])
-        images = augmented_images(train["images"], feats)
         grid, titles, marks = explanation_grid(test["images"][picked], picked, y_test[picked], chosen[picked],
-                                               images[rows[neighbours]], rows[neighbours] % len(train["labels"]),
+                                               fit_images(train["images"], feats, rows[neighbours]),
+                                               rows[neighbours] % len(train["labels"]),
                                                y_fit[neighbours], distances, classes)
         plots.save(plots.image_grid(grid, titles, n_cols=p["k"] + 1, highlight=marks,
                                     suptitle=f"test images ({p['method']} prediction) beside their "

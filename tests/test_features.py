@@ -125,6 +125,15 @@ def test_augment_shifts_and_flips():
     np.testing.assert_array_equal(src, [0, 1])
 
 
+def test_images_of_rows_equal_the_full_augmentation():
+    rng = np.random.default_rng(6)
+    images = rng.integers(0, 256, size=(5, 4, 6)).astype(np.uint8)
+    for shifts, flip in [(True, True), (True, False), (False, True), (False, False)]:
+        every, _ = features.augment(images, shifts, flip)
+        rows = rng.integers(0, len(every), size=(3, 4))
+        np.testing.assert_array_equal(features.images_of_rows(images, rows, shifts, flip), every[rows])
+
+
 def test_fit_set_keeps_only_copies_of_fit_images():
     train = np.arange(4, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # 4 images
     copies = 10 + np.arange(8, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # 2 copies each
