@@ -49,16 +49,26 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return X_train, y_train, X_test, y_test
 
 
+def fastest(run, X_test: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
+    """``run(X)`` once on the warm-up images, then ``repeats`` times on all: the fastest seconds and the result."""
+    run(X_test[:WARM_UP])
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run(X_test)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), result
+
+
+def finish_part(args, seconds: float, predicted: np.ndarray) -> dict:
+    np.save(args.out, predicted)
+    return {"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KB on Linux
+
+
 def part_fmproto(args) -> dict:
     X_train, y_train, X_test, y_test = load()
-    knn.predict(X_test[:WARM_UP], X_train, y_train, 10, k=5, chunk=args.chunk)
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        predicted = knn.predict(X_test, X_train, y_train, 10, k=5, chunk=args.chunk)
-        seconds.append(time.perf_counter() - start)
-    np.save(args.out, predicted)
-    return {"seconds": min(seconds), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KB
+    run = lambda X: knn.predict(X, X_train, y_train, 10, k=5, chunk=args.chunk)  # noqa: E731
+    return finish_part(args, *fastest(run, X_test, args.repeats))
 
 
 def part_sklearn(args) -> dict:
@@ -68,14 +78,8 @@ def part_sklearn(args) -> dict:
     dtype = np.float32 if args.part == "sklearn_float32" else np.uint8
     X_train, X_test = (images.reshape(len(images), -1).astype(dtype) for images in (X_train, X_test))
     model = KNeighborsClassifier(n_neighbors=5, algorithm="brute")
-    model.fit(X_train, y_train).predict(X_test[:WARM_UP])
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        predicted = model.fit(X_train, y_train).predict(X_test)
-        seconds.append(time.perf_counter() - start)
-    np.save(args.out, predicted)
-    return {"seconds": min(seconds), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KB
+    run = lambda X: model.fit(X_train, y_train).predict(X)  # noqa: E731
+    return finish_part(args, *fastest(run, X_test, args.repeats))
 
 
 def run_part(name: str, args, directory: Path) -> tuple[float, np.ndarray, float]:

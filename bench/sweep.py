@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 # name: params overrides. The baseline params.yaml is raw pixels, exact kNN, k=5, euclidean.
 HOG3 = ["features.kind=hog", "features.hog_cell=3"]
@@ -47,15 +48,23 @@ CONFIGS: dict[str, list[str]] = {
 PREFIX = "sweep-"
 
 
+# The dvc beside this Python (the project's .venv), so the sweep runs without activating it.
+DVC = str(Path(sys.executable).parent / "dvc") if (Path(sys.executable).parent / "dvc").exists() else "dvc"
+
+
 def dvc(*args: str, check: bool = True) -> str:
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    try:
+        result = subprocess.run([DVC, *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit("sweep: dvc not found; run `make env` and use .venv/bin/python")
     if check and result.returncode != 0:
         sys.exit(f"sweep: dvc {' '.join(args)} failed: {(result.stderr or result.stdout).strip().splitlines()[-1]}")
     return result.stdout
 
 
 def queue_and_run(names: list[str]) -> None:
-    existing = [name for name in names if name in dvc("exp", "list", "--name-only", check=False).split()]
+    listed = set(dvc("exp", "list", "--name-only", check=False).split())
+    existing = [name for name in names if name in listed]
     if existing:
         dvc("exp", "remove", *existing)
     for name in names:
@@ -74,7 +83,7 @@ def queue_and_run(names: list[str]) -> None:
 
 def table(names: list[str]) -> str:
     """Markdown table of the sweep experiments' validation metrics, best accuracy first."""
-    shown = json.loads(dvc("exp", "show", "--json"))
+    shown = json.loads(dvc("exp", "show", "--json", "--all-commits"))  # the sweep may predate HEAD
     rows = []
     for rev in shown:
         for group in rev.get("experiments") or []:

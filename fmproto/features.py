@@ -88,12 +88,10 @@ def fit(images: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
             X = np.concatenate(blocks, axis=1).astype(np.float64)
             total = X.sum(axis=0) if total is None else total + X.sum(axis=0)
             scatter = X.T @ X if scatter is None else scatter + X.T @ X
-    mean_norms = norm_sums / len(images)
     # A lone block keeps its own units (pixel distances stay pixel distances); combined blocks are
-    # scaled to unit mean norm each, so that none dominates by its size.
-    scales = np.where(mean_norms > 0, 1.0 / np.where(mean_norms > 0, mean_norms, 1.0), 1.0)
-    if len(spec.blocks) == 1:
-        scales = np.ones(1)
+    # scaled to unit mean norm each, so that none dominates by its size (an all-zero block keeps 1).
+    mean_norms = norm_sums / len(images)
+    scales = 1.0 / np.where(mean_norms > 0, mean_norms, 1.0) if len(spec.blocks) > 1 else np.ones(1)
     for block, scale in zip(spec.blocks, scales):
         state[f"scale_{block}"] = np.float32(scale)
     if spec.pca_components > 0:
@@ -112,10 +110,9 @@ def fit(images: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
 def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
     """Features ``(n, n_features)`` float32 of ``images (n, H, W)`` under a fitted ``state``."""
     spec.check(images.shape[1:])
-    chunks = [_transform_chunk(images[i : i + _CHUNK], spec, state) for i in range(0, len(images), _CHUNK)]
-    if chunks:
-        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-    return _transform_chunk(images[:0], spec, state)
+    starts = range(0, len(images), _CHUNK) or [0]  # no images still give (0, n_features)
+    chunks = [_transform_chunk(images[i : i + _CHUNK], spec, state) for i in starts]
+    return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:

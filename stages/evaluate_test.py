@@ -91,11 +91,12 @@ def main(argv=None) -> None:
         fit_idx = fit_indices(split, p["fit_on"])
         X_test, y_test = as_rows(feats["test"]), test["labels"]
 
+        # knn and ann share the augmented fit set, centroids and kmeans the plain one: build each once.
+        plain, augmented = (fit_data(feats, train["labels"], fit_idx, m) for m in ("centroids", "knn"))
+        fit_set_of = {m: augmented if m in AUGMENTED_METHODS else plain for m in methods.METHODS}
         summary, predictions = {}, {}
         for method in methods.METHODS:
-            X_fit, y_fit, rows = fit_data(feats, train["labels"], fit_idx, method)
-            if method == p["method"]:
-                chosen_fit = X_fit, y_fit, rows
+            X_fit, y_fit, _ = fit_set_of[method]
             start = time.perf_counter()
             model = methods.fit(method, X_fit, y_fit, len(classes), settings)
             predictions[method] = methods.predict(model, X_test)
@@ -104,7 +105,7 @@ def main(argv=None) -> None:
                                "seconds": round(time.perf_counter() - start, 3)}
         chosen = predictions[p["method"]]
         scores = reporting.classification_metrics(y_test, chosen, classes)
-        X_fit, y_fit, rows = chosen_fit
+        X_fit, y_fit, rows = fit_set_of[p["method"]]
         metrics = {
             "method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit),
             "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],
