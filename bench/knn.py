@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import fetch, io, knn
+from fmproto import datasets, fetch, knn
 
 RAW_DIR = Path("data/raw")
 WARM_UP = 500  # test images searched once before each timed run
@@ -44,8 +44,8 @@ WARM_UP = 500  # test images searched once before each timed run
 
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     d = fetch.fetch_fashion_mnist(RAW_DIR)
-    X_train, y_train = io.read_idx_pair(d / "train-images-idx3-ubyte.gz", d / "train-labels-idx1-ubyte.gz")
-    X_test, y_test = io.read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
+    X_train, y_train = datasets.read_idx_pair(d / "train-images-idx3-ubyte.gz", d / "train-labels-idx1-ubyte.gz")
+    X_test, y_test = datasets.read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
     return X_train, y_train, X_test, y_test
 
 

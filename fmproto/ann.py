@@ -18,6 +18,7 @@ from typing import Literal
 import annoy
 import numpy as np
 
+from fmproto.checks import is_int, rows as checked_rows
 from fmproto.distances import check_metric
 
 AnnMetric = Literal["euclidean", "angular", "manhattan"]
@@ -50,12 +51,12 @@ def build_index(
         would overwrite tree nodes) nor ``unbuild``.
     """
     check_metric(metric, ANN_METRICS)
-    X = _check_rows(X, "X")
+    X = checked_rows(X, "X", np.float32)
     if len(X) == 0:
         raise ValueError("X must have at least one row; got 0")
-    if not _is_int(n_trees) or n_trees < 1:
+    if not is_int(n_trees) or n_trees < 1:
         raise ValueError(f"n_trees must be an integer >= 1; got {n_trees!r}")
-    if not _is_int(seed) or not 0 <= seed <= _MAX_SEED:
+    if not is_int(seed) or not 0 <= seed <= _MAX_SEED:
         raise ValueError(f"seed must be an integer in 0..{_MAX_SEED}; got {seed!r}")
 
     index = annoy.AnnoyIndex(X.shape[1], metric)
@@ -106,12 +107,12 @@ def query(
     """
     if index.get_n_trees() < 1:
         raise ValueError("index is not built (it has 0 trees); build it with build_index")
-    X_query = _check_rows(X_query, "X_query")
+    X_query = checked_rows(X_query, "X_query", np.float32)
     if X_query.shape[1] != index.f:
         raise ValueError(f"X_query has {X_query.shape[1]} features but the index has {index.f}")
-    if not _is_int(k) or k < 1:
+    if not is_int(k) or k < 1:
         raise ValueError(f"k must be an integer >= 1; got {k!r}")
-    if not _is_int(search_k) or not (search_k == -1 or search_k >= 1):
+    if not is_int(search_k) or not (search_k == -1 or search_k >= 1):
         raise ValueError(
             f"search_k must be -1 (Annoy's default, n_trees * k) or an integer >= 1; got {search_k!r}"
         )
@@ -167,19 +168,3 @@ def recall_at_k(approx_distances: np.ndarray, exact_distances: np.ndarray, rtol:
     threshold = exact.max(axis=1) * (1.0 + rtol)  # (n_queries,)
     hits = approx <= threshold[:, None]  # (n_queries, k); inf and NaN compare False
     return float(hits.mean())
-
-
-def _check_rows(X: np.ndarray, name: str) -> np.ndarray:
-    """``X`` as float32 of shape ``(n, n_features)``, finite, or a ValueError naming ``name``."""
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] == 0:
-        raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features >= 1); got shape {X.shape}")
-    X = X.astype(np.float32, copy=False)
-    if not np.isfinite(X).all():
-        raise ValueError(f"{name} must be finite; got NaN or inf")
-    return X
-
-
-def _is_int(value) -> bool:
-    """True for Python and numpy integers, False for bools, floats and everything else."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -172,3 +172,35 @@ def _check_class_distances(class_distances: np.ndarray, y: np.ndarray) -> tuple[
 def _check_n(n: int) -> None:
     if int(n) < 0:
         raise ValueError(f"n must be a non-negative number of images; got {n!r}")
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, macro F1 and per-class precision/recall/F1, keyed by class name (for ``dvc metrics diff``).
+
+    Figures are rounded to 5 decimals, so a metrics file changes only where a score does.
+    """
+    cm = confusion_matrix(y_true, y_pred, len(classes))
+    precision, recall, f1 = precision_recall_f1(cm)
+    return {
+        "accuracy": round(accuracy(y_true, y_pred), 5),
+        "macro_f1": round(float(macro_f1(cm)), 5),
+        "n": int(len(y_true)),
+        "per_class": {
+            name: {"precision": round(float(p), 5), "recall": round(float(r), 5), "f1": round(float(f), 5)}
+            for name, p, r, f in zip(classes, precision, recall, f1)
+        },
+    }
+
+
+def confusion_rows(cm: np.ndarray, classes: list[str]) -> dict[str, list]:
+    """Columns ``actual``, ``predicted``, ``count`` with one row for every pair of classes (zeros too).
+
+    ``n_classes**2`` rows whatever the number of images, in a fixed order, so a committed table
+    diffs cell by cell.
+    """
+    cm = _check_cm(cm)
+    if cm.shape[0] != len(classes):
+        raise ValueError(f"cm is {cm.shape[0]}x{cm.shape[0]} but there are {len(classes)} classes")
+    names = np.asarray(classes)
+    actual, predicted = np.divmod(np.arange(cm.size), cm.shape[0])
+    return {"actual": names[actual].tolist(), "predicted": names[predicted].tolist(), "count": cm.ravel().tolist()}

@@ -2,6 +2,9 @@
 
 import numpy as np
 
+# Neighbours drawn beside an image at most: a picture of k=1000 neighbours would explain nothing.
+MAX_SHOWN = 10
+
 
 def pick_explanations(
     y_true: np.ndarray,

@@ -1,4 +1,4 @@
-"""Feature transforms shared by every method: raw or standardised pixels, HOG, PCA, and augmentation.
+"""Feature transforms shared by every method: raw or standardised pixels, HOG, and PCA.
 
 A transform is fitted on the training split only (``fit``), then applied unchanged to any
 other images (``transform``): the validation and test images never shape it. The fitted state is a
@@ -9,22 +9,22 @@ Blocks (``kind``, joined with ``+`` for combinations, e.g. ``hog+standard``):
 
 - ``raw``: the pixels as float32, 0..255;
 - ``standard``: each pixel minus its training mean, over its training standard deviation;
-- ``hog``: histograms of oriented gradients (Dalal & Triggs), computed with numpy: unsigned
-  gradient orientations binned with linear interpolation into ``hog_orientations`` bins per
-  ``hog_cell`` x ``hog_cell`` cell, then each 2x2 block of cells L2-Hys normalised.
+- ``hog``: histograms of oriented gradients (``fmproto.hog``), ``hog_orientations`` bins per
+  ``hog_cell`` x ``hog_cell`` cell, 2x2-cell blocks L2-Hys normalised.
 
 In a combination, each block is scaled so that its rows have unit mean L2 norm on the training
 split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then,
 if ``pca_components > 0``, PCA fitted on the training rows projects onto that many components,
 optionally whitened.
 
-Augmentation (``augment``) builds extra training images before any transform: copies shifted by one
-pixel in each of the four directions (edges filled with 0, the background) and horizontal flips.
+Augmented copies of the training images (``fmproto.augment``) go through the same transform.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from fmproto.hog import hog, hog_size
 
 BLOCKS: tuple[str, ...] = ("raw", "standard", "hog")
 # Rows transformed at once: bounds HOG's per-pixel work arrays and PCA's float64 rows to a few
@@ -61,6 +61,14 @@ class FeatureSpec:
                 raise ValueError(f"features.hog_orientations must be >= 2; got {self.hog_orientations}")
         if self.pca_components < 0:
             raise ValueError(f"features.pca_components must be >= 0 (0: no PCA); got {self.pca_components}")
+
+
+def block_widths(spec: FeatureSpec, image_shape: tuple[int, int]) -> list[int]:
+    """Features each block of ``spec`` makes from one image of ``image_shape``, before PCA."""
+    spec.check(image_shape)
+    n_pixels = int(np.prod(image_shape))
+    return [hog_size(image_shape, spec.hog_cell, spec.hog_orientations) if b == "hog" else n_pixels
+            for b in spec.blocks]
 
 
 def fit(images: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
@@ -142,148 +150,6 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[FeatureSpec, dict[str, n
     state = {name.removeprefix("state_"): value for name, value in arrays.items() if name.startswith("state_")}
     shifts, flip = (bool(v) for v in arrays["augment_flags"])
     return spec, state, (shifts, flip)
-
-
-def fit_set(
-    train_features: np.ndarray,
-    augmented_features: np.ndarray,
-    augmented_source: np.ndarray,
-    fit_idx: np.ndarray,
-    with_augmented: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The features of a fit set, and where each of its rows comes from.
-
-    Parameters
-    ----------
-    train_features : ndarray of shape (n_train, n_features)
-        Every ingested training image.
-    augmented_features : ndarray of shape (n_augmented, n_features)
-        Their augmented copies, in ``augment``'s order (so copy ``j`` is image ``(n_train + j) % n_train``).
-    augmented_source : ndarray of shape (n_augmented,), int
-    fit_idx : ndarray of shape (n_fit,), int
-        Training images in the fit set (the training split, or training plus validation).
-    with_augmented : bool
-        Add the copies of exactly those images: never a copy of a validation image when the fit set
-        is the training split.
-
-    Returns
-    -------
-    X_fit : ndarray of shape (n_rows, n_features)
-    rows : ndarray of shape (n_rows,), int64
-        Rows of ``augment``'s output (``fit_idx`` first, then ``n_train + j`` for each kept copy
-        ``j``): ``rows % n_train`` is each row's training image, for its label.
-    """
-    n_train = len(train_features)
-    rows = np.asarray(fit_idx, dtype=np.int64)
-    if not with_augmented or not len(augmented_source):
-        return train_features[rows], rows
-    copies = np.flatnonzero(np.isin(augmented_source, rows))
-    return np.concatenate([train_features[rows], augmented_features[copies]]), np.concatenate([rows, n_train + copies])
-
-
-def augment(images: np.ndarray, shifts: bool, flip: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The images followed by their augmented copies, and the source row of every output image.
-
-    Parameters
-    ----------
-    images : ndarray of shape (n, H, W)
-    shifts : bool
-        Add four copies shifted by one pixel (right, left, down, up), the vacated edge set to 0.
-    flip : bool
-        Add the horizontal mirror images (a left sleeve becomes a right one; clothes stay clothes).
-
-    Returns
-    -------
-    augmented : ndarray of shape (n * (1 + 4 * shifts + flip), H, W), images.dtype
-        ``images`` first, then each kind of copy in the order above, each in the original row order.
-    source : ndarray of shape (len(augmented),), int64
-        Row of ``images`` each output image was made from, for its label and for explanations.
-    """
-    copies = [images]
-    if shifts:
-        for axis, step in ((2, 1), (2, -1), (1, 1), (1, -1)):
-            shifted = np.roll(images, step, axis=axis)
-            edge = [slice(None)] * 3
-            edge[axis] = 0 if step == 1 else -1
-            shifted[tuple(edge)] = 0
-            copies.append(shifted)
-    if flip:
-        copies.append(images[:, :, ::-1])
-    source = np.tile(np.arange(len(images), dtype=np.int64), len(copies))
-    return np.concatenate(copies), source
-
-
-def images_of_rows(images: np.ndarray, rows: np.ndarray, shifts: bool, flip: bool) -> np.ndarray:
-    """The images at ``rows`` of ``augment(images, shifts, flip)``, without augmenting them all.
-
-    ``rows`` may have any shape; the result has shape ``rows.shape + (H, W)``. Row ``r`` is copy
-    number ``r // n`` (0: the image itself) of image ``r % n``.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    flat = rows.ravel()
-    copies, _ = augment(images[flat % len(images)], shifts, flip)  # every copy of the m images needed
-    picked = copies[(flat // len(images)) * len(flat) + np.arange(len(flat))]
-    return picked.reshape(*rows.shape, *images.shape[1:])
-
-
-def hog(images: np.ndarray, cell: int = 4, orientations: int = 9) -> np.ndarray:
-    """HOG descriptors ``(n, n_blocks_y * n_blocks_x * 4 * orientations)`` float32 of ``(n, H, W)`` images.
-
-    Central-difference gradients (zero outside the image), unsigned orientations in [0, 180)
-    degrees, each pixel's magnitude split between its two nearest orientation bins; cells of
-    ``cell`` x ``cell`` pixels from the top left (a remainder of rows or columns is dropped);
-    2x2-cell blocks with stride one cell, each L2-Hys normalised (L2, clip at 0.2, L2 again).
-    A flat block (no gradient) stays zero.
-    """
-    out = [_hog_chunk(images[i : i + _CHUNK], cell, orientations) for i in range(0, len(images), _CHUNK)]
-    if not out:
-        return np.zeros((0, _hog_size(images.shape[1:], cell, orientations)), dtype=np.float32)
-    return np.concatenate(out)
-
-
-def _hog_size(image_shape, cell, orientations) -> int:
-    cells_y, cells_x = image_shape[0] // cell, image_shape[1] // cell
-    return (cells_y - 1) * (cells_x - 1) * 4 * orientations
-
-
-def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
-    I = images.astype(np.float32)
-    n, height, width = I.shape
-    gx = np.zeros_like(I)
-    gy = np.zeros_like(I)
-    gx[:, :, 1:-1] = I[:, :, 2:] - I[:, :, :-2]
-    gx[:, :, 0], gx[:, :, -1] = I[:, :, 1], -I[:, :, -2]
-    gy[:, 1:-1, :] = I[:, 2:, :] - I[:, :-2, :]
-    gy[:, 0, :], gy[:, -1, :] = I[:, 1, :], -I[:, -2, :]
-    magnitude = np.hypot(gx, gy)
-    # Unsigned orientation in bins: bin b covers centres b + 0.5; a pixel votes for its two nearest.
-    position = (np.arctan2(gy, gx) % np.pi) * (orientations / np.pi) - 0.5
-    lower = np.floor(position)
-    upper_weight = (position - lower).astype(np.float32)
-    lower = lower.astype(np.int64) % orientations
-    upper = (lower + 1) % orientations
-    cells_y, cells_x = height // cell, width // cell
-    # Each pixel votes into (image, cell, bin) slots: two weighted bincounts, one per nearest bin,
-    # over pixels inside whole cells (a remainder of rows or columns is dropped).
-    inside = (slice(None), slice(0, cells_y * cell), slice(0, cells_x * cell))
-    cell_of = (np.arange(cells_y * cell)[:, None] // cell) * cells_x + np.arange(cells_x * cell)[None, :] // cell
-    slot = (np.arange(n)[:, None, None] * (cells_y * cells_x) + cell_of) * orientations  # (n, h, w)
-    magnitude, upper_weight = magnitude[inside], upper_weight[inside]
-    size = n * cells_y * cells_x * orientations
-    cells = np.bincount((slot + lower[inside]).ravel(), (magnitude * (1 - upper_weight)).ravel(), size)
-    cells += np.bincount((slot + upper[inside]).ravel(), (magnitude * upper_weight).ravel(), size)
-    cells = cells.astype(np.float32).reshape(n, cells_y, cells_x, orientations)
-    blocks = np.concatenate(
-        [cells[:, :-1, :-1], cells[:, :-1, 1:], cells[:, 1:, :-1], cells[:, 1:, 1:]], axis=3
-    ).reshape(n, (cells_y - 1) * (cells_x - 1), 4 * orientations)
-    blocks = _l2(blocks)
-    np.minimum(blocks, 0.2, out=blocks)
-    return _l2(blocks).reshape(n, -1)
-
-
-def _l2(blocks: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.einsum("nbk,nbk->nb", blocks, blocks))[..., None]
-    return np.divide(blocks, norms, out=np.zeros_like(blocks), where=norms > 1e-6)
 
 
 def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarray]:

@@ -13,17 +13,14 @@ the Debian copies (gzip headers differ from upstream's), upstream's and re-gzipp
 copies all pass. Files are staged as hidden temp files in the target folder, all checked, then
 moved into place with ``os.replace``: a failed fetch leaves no partial file.
 
-Run as ``python -m fmproto.fetch [--params params.yaml]`` (``make data``): reads ``data.dir`` and
-``data.verify`` and prints one summary line, or one ``fmproto.fetch: ...`` line on stderr and exits 1.
+The command line is ``fmproto fetch`` (``fmproto.cli.fetch``, run by ``make data``).
 """
 
-import argparse
 import gzip
 import hashlib
 import http.client
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -33,7 +30,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import yaml
 
 FILES: tuple[str, ...] = (
     "train-images-idx3-ubyte.gz",
@@ -52,7 +48,6 @@ SHA256: dict[str, str] = {
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 APT_PACKAGE = "dataset-fashion-mnist"
-VERIFY_MODES = ("fashion-mnist", "none")
 URL_TIMEOUT = 20.0  # seconds per connect or read, so an offline machine moves on quickly
 APT_TIMEOUT = 300.0  # seconds for each of apt-get download and dpkg-deb -x
 
@@ -133,10 +128,10 @@ def fetch_fashion_mnist(
         A file in ``directory`` or from a source fails its checksum (stops at once), or every
         source failed (the message lists each source's reason).
     """
-    return _fetch(directory, system_dir=system_dir, use_apt=use_apt, urls=urls, log=log)[0]
+    return fetch_with_origin(directory, system_dir=system_dir, use_apt=use_apt, urls=urls, log=log)[0]
 
 
-def _fetch(directory, *, system_dir=SYSTEM_DIR, use_apt=True, urls=(OFFICIAL_URL,), log=None) -> tuple[Path, str]:
+def fetch_with_origin(directory, *, system_dir=SYSTEM_DIR, use_apt=True, urls=(OFFICIAL_URL,), log=None) -> tuple[Path, str]:
     """``fetch_fashion_mnist``, also returning where the files came from (for the summary line)."""
     directory, system_dir = Path(directory), Path(system_dir)
     log = log or (lambda line: None)
@@ -287,55 +282,3 @@ def _why(err: BaseException) -> str:
     if isinstance(err, urllib.error.URLError):
         return str(err.reason)
     return str(err) or type(err).__name__
-
-
-def _read_params(path: Path) -> tuple[Path, str]:
-    """``data.dir`` and ``data.verify`` from the params file, with their defaults, checked."""
-    try:
-        with path.open() as f:
-            params = yaml.safe_load(f) or {}
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    data = params.get("data", {}) if isinstance(params, dict) else None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: section 'data' must be a mapping")
-    directory = data.get("dir", "data/raw")
-    if not isinstance(directory, str) or not directory.strip():
-        raise ValueError(f"{path}: data.dir must be a folder path; got {directory!r}")
-    mode = data.get("verify", "fashion-mnist")
-    if mode not in VERIFY_MODES:
-        raise ValueError(f"{path}: data.verify must be 'fashion-mnist' or 'none'; got {mode!r}")
-    return Path(directory), mode
-
-
-def _check_unverified(directory: Path) -> str:
-    """With ``data.verify: none``: the folder must exist and hold files; nothing is fetched."""
-    if not directory.is_dir():
-        raise ValueError(f"data.dir {directory} is not a folder (data.verify is 'none', so nothing is fetched)")
-    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
-    if not files:
-        raise ValueError(f"data.dir {directory} is empty (data.verify is 'none', so nothing is fetched)")
-    return f"{directory}: {len(files)} file(s) used as they are (data.verify: none)"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fmproto.fetch", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        directory, mode = _read_params(args.params)
-        if mode == "none":
-            print(_check_unverified(directory))
-        else:
-            directory, origin = _fetch(directory, log=print)
-            print(f"{directory}: {len(FILES)} Fashion-MNIST files verified ({origin})")
-    except (FetchError, ValueError, OSError) as err:
-        print(f"fmproto.fetch: {' '.join(str(err).split())}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

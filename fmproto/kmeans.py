@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmproto.checks import is_int
 from fmproto.distances import as_rows, pairwise_distances, squared_norms
 from fmproto.prototypes import prototype_distances
 
@@ -212,7 +213,7 @@ def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], de
             _check_count(count, f"n_prototypes[{name!r}]")
             counts[classes.index(name)] = count
         return counts
-    if _is_int(spec):
+    if is_int(spec):
         _check_count(spec, "n_prototypes")
         return np.full(len(classes), spec, dtype=np.int64)
     raise ValueError(f"n_prototypes must be an int or a mapping from class name to int; got {spec!r}")
@@ -269,10 +270,21 @@ def _update(X: np.ndarray, assignments: np.ndarray, d2: np.ndarray, centers: np.
     return new_centers
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
 
 def _check_count(value, name: str) -> None:
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+
+
+def rows_by_class(prototypes: np.ndarray, prototype_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Prototypes ``(n, ...)`` laid out a row per class, ``(n_classes * width, ...)``, short rows padded with zeros.
+
+    ``width`` is the largest class's count; prototypes keep their order inside each class.
+    """
+    width = int(np.bincount(prototype_labels, minlength=n_classes).max())
+    grid = np.zeros((n_classes, width, *prototypes.shape[1:]), dtype=prototypes.dtype)
+    order = np.argsort(prototype_labels, kind="stable")
+    sorted_labels = prototype_labels[order]
+    column = np.arange(len(order)) - np.searchsorted(sorted_labels, sorted_labels)
+    grid[sorted_labels, column] = prototypes[order]
+    return grid.reshape(n_classes * width, *prototypes.shape[1:])

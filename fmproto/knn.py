@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from fmproto.checks import is_int, rows as checked_rows
 from fmproto.distances import as_rows, check_metric, pairwise_distances, squared_norms
 
 KnnMetric = Literal["euclidean", "sqeuclidean", "cosine", "manhattan"]
@@ -83,14 +84,14 @@ def kneighbors(
         ordered by the lower training index first, and at the k-th place the lower index is kept.
     """
     check_metric(metric, KNN_METRICS)
-    X_query = _rows(X_query, "X_query")
-    X_train = _rows(X_train, "X_train")
+    X_query = checked_rows(X_query, "X_query")
+    X_train = checked_rows(X_train, "X_train")
     n_train, n_features = X_train.shape
     if X_query.shape[1] != n_features:
         raise ValueError(f"X_query has {X_query.shape[1]} features but X_train has {n_features}")
-    if not _is_int(k) or not 1 <= k <= n_train:
+    if not is_int(k) or not 1 <= k <= n_train:
         raise ValueError(f"k must be an integer in 1..{n_train} (the training rows); got {k!r}")
-    if not _is_int(chunk) or chunk < 1:
+    if not is_int(chunk) or chunk < 1:
         raise ValueError(f"chunk must be an integer >= 1; got {chunk!r}")
     if X_train_sq_norms is not None:
         X_train_sq_norms = np.asarray(X_train_sq_norms, dtype=np.float32)
@@ -141,7 +142,7 @@ def vote(
     labels = np.asarray(neighbor_labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"neighbor_labels must be a 2-D integer array; got {labels.dtype} of shape {labels.shape}")
-    if not _is_int(n_classes) or n_classes < 1:
+    if not is_int(n_classes) or n_classes < 1:
         raise ValueError(f"n_classes must be an integer >= 1; got {n_classes!r}")
     if labels.size and (labels.min() < -1 or labels.max() >= n_classes):
         raise ValueError(f"neighbor_labels must lie in 0..{n_classes - 1} (or -1 for missing); "
@@ -224,7 +225,7 @@ def predict_for_ks(
         raise ValueError(f"neighbor_indices must be 2-D (n_queries, k_max); got shape {indices.shape}")
     ks = list(ks)
     k_max = indices.shape[1]
-    bad = [k for k in ks if not _is_int(k) or not 1 <= k <= k_max]
+    bad = [k for k in ks if not is_int(k) or not 1 <= k <= k_max]
     if not ks or bad:
         raise ValueError(f"ks must be a non-empty list of integers in 1..{k_max} (the neighbours given); got {ks!r}")
     labels = np.asarray(y_train)[indices]
@@ -445,18 +446,6 @@ def _finish(distances: np.ndarray, metric: str) -> np.ndarray:
     return distances.astype(np.float32)
 
 
-def _rows(X, name: str) -> np.ndarray:
-    """``(n, ...)`` numbers as ``(n, n_features)`` rows, without copying or casting."""
-    X = np.asarray(X)
-    if X.ndim < 2:
-        raise ValueError(f"{name} must have shape (n, n_features) or (n, H, W); got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
-        raise ValueError(f"{name} must hold integers or floats; got dtype {X.dtype}")
-    X = X.reshape(len(X), int(np.prod(X.shape[1:])))  # not -1: that fails for zero rows
-    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
-        raise ValueError(f"{name} must be finite; it holds NaN or inf")
-    return X
-
 
 def _labels(y, X) -> np.ndarray:
     y = np.asarray(y)
@@ -469,6 +458,3 @@ def _check_weights(weights) -> None:
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHTS))}; got {weights!r}")
 
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -16,8 +16,6 @@ from fmproto.prototypes import class_means, nearest_prototype
 
 Method = Literal["centroids", "kmeans", "knn", "ann"]
 METHODS: tuple[str, ...] = ("centroids", "kmeans", "knn", "ann")
-# Annoy names the cosine-like metric 'angular'; exact search calls it 'cosine'.
-ANN_TO_EXACT = {"euclidean": "euclidean", "angular": "cosine", "manhattan": "manhattan"}
 
 
 @dataclass

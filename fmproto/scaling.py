@@ -5,9 +5,13 @@ The model is ``error = 2**intercept * n**-slope``, a straight line on log-log ax
 training set grows; doubling ``n`` multiplies the error by ``2**-slope``.
 """
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from fmproto.checks import is_int
+from fmproto.knn import kneighbors, predict_for_ks
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def training_sizes(n_total: int, start: int = 200) -> list[int]:
     ``[n_total]``.
     """
     for name, value in (("n_total", n_total), ("start", start)):
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     sizes = []
     size = int(start)
@@ -100,13 +104,104 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
     index tie rules downstream (the lower training index first) do not depend on the draw.
     """
     for name, value in (("n_total", n_total), ("seed", seed), ("repeat", repeat)):
-        if not _is_int(value) or value < 0:
+        if not is_int(value) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
-    if not _is_int(size) or not 0 <= size <= n_total:
+    if not is_int(size) or not 0 <= size <= n_total:
         raise ValueError(f"size must be an integer in 0..{n_total} (n_total); got {size!r}")
     rng = np.random.default_rng([int(seed), int(repeat)])
     return np.sort(rng.permutation(int(n_total))[: int(size)]).astype(np.int64)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+def error_curve(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    n_classes: int,
+    sizes: list[int],
+    ks: list[int],
+    *,
+    repeats: int,
+    metric: str,
+    weights: str,
+    seed: int,
+) -> tuple[list[dict], list[dict]]:
+    """Validation error of exact kNN fitted on random training samples of each size.
+
+    Each size below ``len(X_train)`` is drawn ``repeats`` times (``sample_indices``); the full
+    training set is one fixed sample. One neighbour search of ``max(ks)`` (at most the sample size)
+    serves every k.
+
+    Returns
+    -------
+    rows : list of dict
+        One per (size, repeat, k): ``n``, ``k``, ``repeat``, ``error``; deterministic.
+    timings : list of dict
+        One per (size, repeat): ``n``, ``repeat``, ``seconds`` of the search and votes.
+    """
+    n_full = len(X_train)
+    bad = [n for n in sizes if not is_int(n) or not 1 <= n <= n_full]
+    if not sizes or bad:
+        raise ValueError(f"sizes must be integers in 1..{n_full} (the training rows); got {bad[:3] or sizes!r}")
+    rows, timings = [], []
+    for n in sorted(sizes):
+        for repeat in range(repeats if n < n_full else 1):
+            sample = sample_indices(n_full, n, seed=seed, repeat=repeat)
+            start = time.perf_counter()
+            usable = [k for k in sorted(ks) if k <= n]
+            if not usable:
+                continue
+            distances, indices = kneighbors(X_valid, X_train[sample], usable[-1], metric=metric)
+            predictions = predict_for_ks(indices, distances, y_train[sample], n_classes, usable, weights=weights)
+            timings.append({"n": n, "repeat": repeat, "seconds": time.perf_counter() - start})
+            rows += [{"n": n, "k": k, "repeat": repeat, "error": float(np.mean(pred != y_valid))}
+                     for k, pred in predictions.items()]
+    return rows, timings
+
+
+def summarize_curve(rows: list[dict], ks: list[int], n_full: int) -> tuple[dict, dict]:
+    """Fit each k on its mean errors below ``n_full``; the metrics and the curves to draw.
+
+    The full-size figures (``measured_error_full``, ``best_k``, the prediction at ``n_full``) exist
+    only when the rows reach ``n_full``; otherwise they are left out, never NaN. A k whose errors
+    include 0 below full size (toy data) has no fit: its fit figures are None.
+
+    Returns
+    -------
+    metrics : dict
+        ``n_full``, ``by_k`` (per k: ``measured_error_full`` when measured, ``slope``, ``intercept``,
+        ``r2``, ``predicted_error_full``), and when the full size was measured ``best_k`` (lowest
+        full-size error, then the smaller k), ``measured_error_full`` and ``fit`` of that k.
+    series : dict
+        ``{"k=K": (n, mean error)}`` and ``{"fit k=K": (n, predicted error)}`` for the picture.
+    """
+    by_k, series = {}, {}
+    for k in ks:
+        n = np.array(sorted({r["n"] for r in rows if r["k"] == k}), dtype=np.int64)
+        if not len(n):
+            continue
+        error = np.array([np.mean([r["error"] for r in rows if r["k"] == k and r["n"] == size]) for size in n])
+        below = n < n_full
+        # log2(0) has no fit: a perfect small sample (toy data) leaves that k unfitted.
+        fit = fit_power_law(n[below], error[below]) if below.sum() >= 2 and np.all(error[below] > 0) else None
+        figures = {
+            "predicted_error_full": round(float(predict_error(fit, n_full)), 5) if fit else None,
+            "slope": round(fit.slope, 5) if fit else None,
+            "intercept": round(fit.intercept, 5) if fit else None,
+            "r2": round(fit.r2, 5) if fit else None,
+        }
+        if n[-1] == n_full:
+            figures["measured_error_full"] = round(float(error[-1]), 5)
+        by_k[str(k)] = figures
+        series[f"k={k}"] = (n, error)
+        if fit:
+            grid = np.array([n[0], n_full])
+            series[f"fit k={k}"] = (grid, predict_error(fit, grid))
+    metrics = {"n_full": int(n_full), "by_k": by_k}
+    measured = [k for k in ks if "measured_error_full" in by_k.get(str(k), {})]
+    if measured:
+        best = min(measured, key=lambda k: (by_k[str(k)]["measured_error_full"], k))
+        chosen = by_k[str(best)]
+        metrics.update(best_k=best, measured_error_full=chosen["measured_error_full"],
+                       fit={key: chosen[key] for key in ("slope", "intercept", "r2", "predicted_error_full")})
+    return metrics, series

@@ -64,3 +64,32 @@ def validation_split(
 def later_of_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """For within-set duplicate pairs, the higher index of each: drop these to keep one of each group."""
     return np.unique(np.maximum(i, j)).astype(np.int64)
+
+
+def drop_for_policy(sets: np.ndarray, i: np.ndarray, j: np.ndarray, policy: str) -> np.ndarray:
+    """Training images to drop before splitting, from dedup-check's pairs, by ``split.drop`` policy.
+
+    Parameters
+    ----------
+    sets : ndarray of str, shape (n_pairs,)
+        ``"train"``, ``"test"`` or ``"train_test"`` for each pair (exact or near).
+    i, j : ndarray of int, shape (n_pairs,)
+        The pair's indices; for ``train_test`` pairs ``i`` is the training image.
+    policy : {"none", "duplicates", "leaks", "both"}
+        ``duplicates`` drops the later image of each pair inside train (one of each group stays),
+        ``leaks`` every training image with a copy in test, ``both`` the union.
+
+    Returns
+    -------
+    ndarray of int64, sorted and unique.
+    """
+    if policy not in ("none", "duplicates", "leaks", "both"):
+        raise ValueError(f"policy must be one of 'none', 'duplicates', 'leaks', 'both'; got {policy!r}")
+    sets, i, j = np.asarray(sets), np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    drop = [np.empty(0, np.int64)]
+    if policy in ("duplicates", "both"):
+        inside = sets == "train"
+        drop.append(later_of_pairs(i[inside], j[inside]))
+    if policy in ("leaks", "both"):
+        drop.append(i[sets == "train_test"])
+    return np.unique(np.concatenate(drop))

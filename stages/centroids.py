@@ -3,7 +3,7 @@
 Inputs: ``--train`` (.npz from ingest), ``--split`` (.npz from split).
 Params: centroids.metric, centroids.n_show.
 Outputs: ``--model`` (.npz: prototypes (n_classes, H, W) float32, prototype_labels), ``--metrics``,
-``--plots`` (confusion rows for DVC) and ``--figures`` (prototypes, confusion matrices, error analysis).
+``--plots`` (confusion counts for DVC) and ``--figures`` (prototypes, confusion matrices, error analysis).
 """
 
 import argparse
@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from fmproto import io, plots
-from fmproto.distances import METRICS, as_rows
+from fmproto.cli import guard, inputs, outputs
+from fmproto.cli import params as P
+from fmproto.distances import as_rows
+from fmproto.evaluation import classification_report
 from fmproto.prototypes import class_means, nearest_prototype
-from stages import common as c
-from stages import reporting
-
-SPEC = {"metric": c.one_of(*METRICS), "n_show": c.integer(low=1, high=50)}
 
 
 def main(argv=None) -> None:
@@ -26,21 +25,21 @@ def main(argv=None) -> None:
     for flag in ("--train", "--split", "--model", "--metrics", "--plots", "--figures"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    with c.stage_errors("centroids", [args.model, args.metrics, args.plots, args.figures]):
-        p = c.read_params("centroids", SPEC, args.params)
-        data, split = io.load_arrays(args.train), io.load_arrays(args.split)
+    with guard.stage_errors("centroids", files=[args.model, args.metrics], folders=[args.plots, args.figures]):
+        p = P.read_params("centroids", P.CENTROIDS, args.params)
+        data = inputs.load_dataset(args.train)
+        split = inputs.load_split(args.split, len(data["labels"]))
         images, labels, classes = data["images"], data["labels"], data["classes"].tolist()
-        X = as_rows(images)
-        n_classes = len(classes)
+        X, n_classes = as_rows(images), len(classes)
         centroids = class_means(X[split["train"]], labels[split["train"]], n_classes)
         metrics, figures, plot_dir = {"metric": p["metric"]}, Path(args.figures), Path(args.plots)
         for set_name in ("train", "valid"):
             idx = split[set_name]
             result = nearest_prototype(X[idx], centroids, np.arange(n_classes), n_classes, metric=p["metric"])
-            metrics[set_name] = reporting.classification_metrics(labels[idx], result.labels, classes)
-            reporting.write_confusion(labels[idx], result.labels, classes, plot_dir / f"confusion_{set_name}.csv",
-                                      figures / f"confusion_{set_name}.png", f"centroids, {set_name}")
-            reporting.error_analysis(images[idx], labels[idx], result, classes, p["n_show"], figures, set_name, idx)
+            metrics[set_name] = classification_report(labels[idx], result.labels, classes)
+            outputs.write_confusion(labels[idx], result.labels, classes, plot_dir / f"confusion_{set_name}.csv",
+                                    figures / f"confusion_{set_name}.png", f"centroids, {set_name}")
+            outputs.error_analysis(images[idx], labels[idx], result, classes, p["n_show"], figures, set_name, idx)
         prototypes = centroids.reshape(n_classes, *images.shape[1:])
         plots.save(plots.image_grid(prototypes, classes, n_cols=n_classes, suptitle="class mean images"),
                    figures / "prototypes.png")

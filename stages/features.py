@@ -10,26 +10,12 @@ The output is cached and the stage writes no metrics, so DVC's run-cache can res
 """
 
 import argparse
-import time
 
 import numpy as np
 
-from fmproto import features, io
-from stages import common as c
-
-SPEC = {
-    "kind": c.text(),
-    "hog_cell": c.integer(low=1),
-    "hog_orientations": c.integer(low=2, high=36),
-    "pca_components": c.integer(low=0),
-    "pca_whiten": c.boolean(),
-    "augment_shifts": c.boolean(),
-    "augment_flip": c.boolean(),
-}
-
-
-def spec_from_params(p: dict) -> features.FeatureSpec:
-    return features.FeatureSpec(p["kind"], p["hog_cell"], p["hog_orientations"], p["pca_components"], p["pca_whiten"])
+from fmproto import augment, features, io
+from fmproto.cli import guard, inputs
+from fmproto.cli import params as P
 
 
 def main(argv=None) -> None:
@@ -38,19 +24,29 @@ def main(argv=None) -> None:
     for flag in ("--train", "--test", "--split", "--out"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    with c.stage_errors("features", [args.out]):
-        p = c.read_params("features", SPEC, args.params)
-        spec = spec_from_params(p)
-        train, test, split = io.load_arrays(args.train), io.load_arrays(args.test), io.load_arrays(args.split)
+    with guard.stage_errors("features", files=[args.out]):
+        p = P.read_params("features", P.FEATURES, args.params)
+        spec = features.FeatureSpec(p["kind"], p["hog_cell"], p["hog_orientations"], p["pca_components"], p["pca_whiten"])
+        train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
+        split = inputs.load_split(args.split, len(train["labels"]))
         try:
-            spec.check(train["images"].shape[1:])
+            widths = features.block_widths(spec, train["images"].shape[1:])
         except ValueError as err:
-            raise c.ParamError(f"{args.params}: {err}") from None
-        start = time.perf_counter()
-        state = features.fit(train["images"][split["train"]], spec)
-        copies, source = features.augment(train["images"], p["augment_shifts"], p["augment_flip"])
-        copies, source = copies[len(train["images"]):], source[len(train["images"]):]  # the copies only
+            raise P.ParamError(f"{args.params}: {err}") from None
         pixels = spec.kind == "raw" and spec.pca_components == 0  # kept as uint8: lossless and 4x smaller
+        n_copies = len(train["labels"]) * (4 * p["augment_shifts"] + p["augment_flip"])
+        n_rows = len(train["labels"]) + len(test["labels"]) + n_copies
+        width = spec.pca_components or sum(widths)
+        P.check_memory(f"{args.params}: features.kind", spec.kind, n_rows * width * (1 if pixels else 4),
+                       f"the features of {n_rows:,} images x {width:,}",
+                       hint="choose fewer features (a larger hog_cell, or pca_components) or no augmentation")
+        if spec.pca_components:
+            P.check_memory(f"{args.params}: features.kind", spec.kind, 2 * 8 * sum(widths) ** 2,
+                           f"the PCA covariance of {sum(widths):,} features",
+                           hint=f"at most {int((P.MEMORY_LIMIT / 16) ** 0.5):,} features fit: a larger hog_cell")
+        state = features.fit(train["images"][split["train"]], spec)
+        copies, source = augment.augment(train["images"], p["augment_shifts"], p["augment_flip"])
+        copies, source = copies[len(train["images"]):], source[len(train["images"]):]  # the copies only
 
         def features_of(images: np.ndarray) -> np.ndarray:
             if pixels:
@@ -58,12 +54,11 @@ def main(argv=None) -> None:
             return features.transform(images, spec, state)
 
         X_train, X_test, X_augmented = (features_of(images) for images in (train["images"], test["images"], copies))
-        seconds = time.perf_counter() - start
         io.save_arrays(args.out, train=X_train, test=X_test, augmented=X_augmented, augmented_source=source,
                        **features.to_arrays(spec, state, p["augment_shifts"], p["augment_flip"]))
     print(f"features {spec.kind}" + (f" + PCA {spec.pca_components}{' whitened' if spec.pca_whiten else ''}"
                                      if spec.pca_components else "")
-          + f": {X_train.shape[1]:,} per image; {len(X_augmented):,} augmented copies; {seconds:.1f} s")
+          + f": {X_train.shape[1]:,} per image; {len(X_augmented):,} augmented copies")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Params: kmeans.n_prototypes (one count for every class, or a mapping by class na
 elsewhere), kmeans.max_iter, kmeans.tol, kmeans.seed, kmeans.metric, kmeans.lvq_epochs,
 kmeans.lvq_learning_rate, kmeans.n_show.
 Outputs: ``--model`` (.npz: prototypes (n_prototypes, H, W) float32, prototype_labels), ``--metrics``,
-``--plots`` (convergence and confusion rows for DVC) and ``--figures`` (prototypes, convergence,
+``--plots`` (convergence and confusion counts for DVC) and ``--figures`` (prototypes, convergence,
 confusion matrices, error analysis).
 """
 
@@ -16,24 +16,13 @@ import numpy as np
 import pandas as pd
 
 from fmproto import io, plots
-from fmproto.distances import METRICS, as_rows
-from fmproto.kmeans import kmeans_per_class, n_prototypes_per_class
+from fmproto.cli import guard, inputs, outputs
+from fmproto.cli import params as P
+from fmproto.distances import as_rows
+from fmproto.evaluation import classification_report
+from fmproto.kmeans import kmeans_per_class, n_prototypes_per_class, rows_by_class
 from fmproto.lvq import glvq
 from fmproto.prototypes import nearest_prototype
-from stages import common as c
-from stages import reporting
-
-SPEC = {
-    "n_prototypes": c.either(c.integer(low=1), c.mapping(c.integer(low=1)),
-                             "a count, or a mapping from class name to count"),
-    "max_iter": c.integer(low=1),
-    "tol": c.number(low=0),
-    "seed": c.integer(low=0),
-    "metric": c.one_of(*METRICS),
-    "lvq_epochs": c.integer(low=0),
-    "lvq_learning_rate": c.number(low=0, open_low=True),
-    "n_show": c.integer(low=1, high=50),
-}
 
 
 def main(argv=None) -> None:
@@ -42,13 +31,17 @@ def main(argv=None) -> None:
     for flag in ("--train", "--split", "--model", "--metrics", "--plots", "--figures"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    with c.stage_errors("kmeans", [args.model, args.metrics, args.plots, args.figures]):
-        p = c.read_params("kmeans", SPEC, args.params)
-        data, split = io.load_arrays(args.train), io.load_arrays(args.split)
+    with guard.stage_errors("kmeans", files=[args.model, args.metrics], folders=[args.plots, args.figures]):
+        p = P.read_params("kmeans", P.KMEANS, args.params)
+        data = inputs.load_dataset(args.train)
+        split = inputs.load_split(args.split, len(data["labels"]))
         images, labels, classes = data["images"], data["labels"], data["classes"].tolist()
         X, n_classes = as_rows(images), len(classes)
         X_train, y_train = X[split["train"]], labels[split["train"]]
-        counts = n_prototypes_per_class(p["n_prototypes"], classes)
+        try:
+            counts = n_prototypes_per_class(p["n_prototypes"], classes)
+        except ValueError as err:
+            raise P.ParamError(f"{args.params}: kmeans.{err}") from None
         prototypes, prototype_labels, fits = kmeans_per_class(
             X_train, y_train, counts, seed=p["seed"], max_iter=p["max_iter"], tol=p["tol"])
         metrics = {"metric": p["metric"], "n_prototypes": int(counts.sum()), "classes": {
@@ -65,19 +58,19 @@ def main(argv=None) -> None:
         for set_name in ("train", "valid"):
             idx = split[set_name]
             result = nearest_prototype(X[idx], prototypes, prototype_labels, n_classes, metric=p["metric"])
-            metrics[set_name] = reporting.classification_metrics(labels[idx], result.labels, classes)
-            reporting.write_confusion(labels[idx], result.labels, classes, plot_dir / f"confusion_{set_name}.csv",
-                                      figures / f"confusion_{set_name}.png", f"k-means prototypes, {set_name}")
-            reporting.error_analysis(images[idx], labels[idx], result, classes, p["n_show"], figures, set_name, idx)
+            metrics[set_name] = classification_report(labels[idx], result.labels, classes)
+            outputs.write_confusion(labels[idx], result.labels, classes, plot_dir / f"confusion_{set_name}.csv",
+                                    figures / f"confusion_{set_name}.png", f"k-means prototypes, {set_name}")
+            outputs.error_analysis(images[idx], labels[idx], result, classes, p["n_show"], figures, set_name, idx)
 
-        history = pd.DataFrame([{"series": name, "iteration": step + 1, "mean_distance": float(value)}
+        history = pd.DataFrame([{"series": name, "iteration": step + 1, "mean_distance": round(float(value), 4)}
                                 for name, fit in zip(classes, fits) for step, value in enumerate(fit.history)])
         io.write_csv(plot_dir / "convergence.csv", history)
         plots.save(plots.lines({name: (np.arange(1, len(fit.history) + 1), fit.history) for name, fit in zip(classes, fits)},
                                xlabel="iteration", ylabel="mean squared distance to centre",
                                title="k-means convergence inside each class"), figures / "convergence.png")
         shape = images.shape[1:]
-        grid = _rows_by_class(prototypes.reshape(-1, *shape), prototype_labels, n_classes)
+        grid = rows_by_class(prototypes.reshape(-1, *shape), prototype_labels, n_classes)
         plots.save(plots.image_grid(grid, n_cols=grid.shape[0] // n_classes, row_labels=classes,
                                     suptitle="k-means prototypes, a row per class"), figures / "prototypes.png")
         io.save_arrays(args.model, prototypes=prototypes.reshape(-1, *shape), prototype_labels=prototype_labels)
@@ -85,17 +78,6 @@ def main(argv=None) -> None:
     lvq = f"{metrics['lvq']['valid_accuracy_before']:.3f} before GLVQ, " if "lvq" in metrics else ""
     print(f"kmeans: {metrics['n_prototypes']} prototypes; train accuracy {metrics['train']['accuracy']:.3f}, "
           f"valid accuracy {lvq}{metrics['valid']['accuracy']:.3f} ({metrics['valid']['n']:,} images)")
-
-
-def _rows_by_class(prototypes: np.ndarray, prototype_labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Prototypes laid out a row per class, short rows padded with blank images."""
-    width = int(np.bincount(prototype_labels, minlength=n_classes).max())
-    grid = np.zeros((n_classes, width, *prototypes.shape[1:]), dtype=prototypes.dtype)
-    order = np.argsort(prototype_labels, kind="stable")
-    sorted_labels = prototype_labels[order]
-    column = np.arange(len(order)) - np.searchsorted(sorted_labels, sorted_labels)
-    grid[sorted_labels, column] = prototypes[order]
-    return grid.reshape(n_classes * width, *prototypes.shape[1:])
 
 
 if __name__ == "__main__":

@@ -9,19 +9,11 @@ Outputs: ``--out`` (.npz: train, valid, dropped index arrays) and ``--metrics`` 
 
 import argparse
 
-import numpy as np
-
 from fmproto import io
-from fmproto.split import later_of_pairs, validation_split
+from fmproto.cli import guard, inputs
+from fmproto.cli import params as P
+from fmproto.split import drop_for_policy, validation_split
 from fmproto.summary import class_counts
-from stages import common as c
-
-SPEC = {
-    "valid_pct": c.number(low=0, high=1, open_low=True),
-    "seed": c.integer(low=0),
-    "stratify": c.boolean(),
-    "drop": c.one_of("none", "duplicates", "leaks", "both"),
-}
 
 
 def main(argv=None) -> None:
@@ -30,19 +22,17 @@ def main(argv=None) -> None:
     for flag in ("--train", "--pairs", "--out", "--metrics"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    with c.stage_errors("split", [args.out, args.metrics]):
-        p = c.read_params("split", SPEC, args.params)
-        train = io.load_arrays(args.train)
+    with guard.stage_errors("split", files=[args.out, args.metrics]):
+        p = P.read_params("split", P.SPLIT, args.params)
+        train = inputs.load_dataset(args.train)
         labels, classes = train["labels"], train["classes"].tolist()
         pairs = io.read_csv(args.pairs)
-        drop = [np.empty(0, np.int64)]
-        if p["drop"] in ("duplicates", "both"):
-            inside = pairs[pairs["sets"] == "train"]
-            drop.append(later_of_pairs(inside["i"].to_numpy(), inside["j"].to_numpy()))
-        if p["drop"] in ("leaks", "both"):
-            drop.append(pairs.loc[pairs["sets"] == "train_test", "i"].to_numpy(np.int64))
-        split = validation_split(labels, p["valid_pct"], seed=p["seed"], stratify=p["stratify"],
-                                 drop=np.concatenate(drop))
+        missing = {"sets", "i", "j"} - set(pairs.columns)
+        if missing:
+            raise io.DataError(f"{args.pairs}: no column {sorted(missing)[0]!r}; is it dedup-check's pairs table?")
+        drop = drop_for_policy(pairs["sets"].to_numpy(str), pairs["i"].to_numpy(), pairs["j"].to_numpy(), p["drop"])
+        inputs.check_indices(args.pairs, {"i": drop}, len(labels), f"{len(labels):,} training images")
+        split = validation_split(labels, p["valid_pct"], seed=p["seed"], stratify=p["stratify"], drop=drop)
         metrics = {
             name: {"n": len(idx), "class_counts": dict(zip(classes, class_counts(labels[idx], len(classes)).tolist()))}
             for name, idx in (("train", split.train), ("valid", split.valid), ("dropped", split.dropped))

@@ -18,9 +18,9 @@ def fashion_dir() -> Path:
 
 
 def _read(fashion_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    from fmproto import io
+    from fmproto import datasets
 
-    return io.read_idx_pair(
+    return datasets.read_idx_pair(
         fashion_dir / f"{prefix}-images-idx3-ubyte.gz", fashion_dir / f"{prefix}-labels-idx1-ubyte.gz"
     )
 

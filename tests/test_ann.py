@@ -103,8 +103,7 @@ def test_metrics_match_exact_distances_on_a_single_leaf(metric, reference):
             lambda: ann.build_index(LINE, metric="cosine"),
             r"metric must be one of 'euclidean', 'angular', 'manhattan'; got 'cosine'",
         ),
-        (lambda: ann.build_index(LINE.reshape(5, 2, 1)), r"X must be 2-D .*got shape \(5, 2, 1\)"),
-        (lambda: ann.build_index(LINE[:, 0]), r"X must be 2-D .*got shape \(5,\)"),
+        (lambda: ann.build_index(LINE[:, 0]), r"X must have shape \(n, n_features\) .*got shape \(5,\)"),
         (lambda: ann.build_index(LINE[:0]), r"X must have at least one row; got 0"),
         (lambda: ann.build_index(np.array([[0.0, np.nan]])), r"X must be finite"),
         (lambda: ann.build_index(LINE, n_trees=0), r"n_trees must be an integer >= 1; got 0"),
@@ -125,7 +124,7 @@ def test_build_validation(call, match):
         (LINE, {"k": 2.0}, r"k must be an integer >= 1; got 2.0"),
         (LINE, {"k": 2, "search_k": 0}, r"search_k must be -1 .* or an integer >= 1; got 0"),
         (LINE, {"k": 2, "search_k": -2}, r"search_k must be -1 .* or an integer >= 1; got -2"),
-        (LINE[0], {"k": 2}, r"X_query must be 2-D .*got shape \(2,\)"),
+        (LINE[0], {"k": 2}, r"X_query must have shape \(n, n_features\) .*got shape \(2,\)"),
         (np.zeros((1, 3)), {"k": 2}, r"X_query has 3 features but the index has 2"),
     ],
 )

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fmproto import features
+from fmproto import augment, features, fitset, hog
 from fmproto.features import FeatureSpec
 
 
@@ -43,7 +43,7 @@ def test_hog_equals_the_pixel_loop(cell, orientations, shape):
     rng = np.random.default_rng(cell)
     images = rng.integers(0, 256, size=(3, *shape), dtype=np.uint8)
     images[0, :, : shape[1] // 2] = 0  # a flat region: zero gradients, empty cells
-    got = features.hog(images, cell, orientations)
+    got = hog.hog(images, cell, orientations)
     expected = np.stack([naive_hog(im, cell, orientations) for im in images])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
@@ -51,7 +51,7 @@ def test_hog_equals_the_pixel_loop(cell, orientations, shape):
 def test_hog_of_a_vertical_edge_votes_for_horizontal_gradients():
     image = np.zeros((1, 12, 12), dtype=np.uint8)
     image[:, :, 6:] = 200  # bright right part: inside the middle cell gradients point along x
-    blocks = features.hog(image, cell=4, orientations=4).reshape(4, 4, 4)  # 2x2 blocks, 4 cells, 4 bins
+    blocks = hog.hog(image, cell=4, orientations=4).reshape(4, 4, 4)  # 2x2 blocks, 4 cells, 4 bins
     middle = blocks[0, 3]  # block (0, 0)'s bottom-right cell is cell (1, 1), away from the image border
     # Orientation 0 lies halfway between bin 3 (centre 157.5 deg) and bin 0 (centre 22.5 deg)
     assert middle[1] == 0 and middle[2] == 0
@@ -62,8 +62,8 @@ def test_hog_of_a_vertical_edge_votes_for_horizontal_gradients():
 def test_hog_is_blind_to_contrast_and_empty_for_a_flat_image():
     rng = np.random.default_rng(0)
     image = rng.integers(1, 120, size=(1, 12, 12))
-    np.testing.assert_allclose(features.hog(image), features.hog(2 * image), rtol=1e-5, atol=1e-6)
-    assert not features.hog(np.zeros((1, 12, 12))).any()  # no gradient anywhere, not even at the border
+    np.testing.assert_allclose(hog.hog(image), hog.hog(2 * image), rtol=1e-5, atol=1e-6)
+    assert not hog.hog(np.zeros((1, 12, 12))).any()  # no gradient anywhere, not even at the border
 
 
 def test_pca_matches_an_svd_and_whitening_gives_unit_variance():
@@ -109,7 +109,7 @@ def test_lone_raw_block_keeps_pixel_values():
 
 def test_augment_shifts_and_flips():
     images = np.arange(1, 2 * 3 * 4 + 1, dtype=np.uint8).reshape(2, 3, 4)
-    out, source = features.augment(images, shifts=True, flip=True)
+    out, source = augment.augment(images, shifts=True, flip=True)
     assert out.shape == (12, 3, 4)
     np.testing.assert_array_equal(source, np.tile([0, 1], 6))
     np.testing.assert_array_equal(out[:2], images)
@@ -120,7 +120,7 @@ def test_augment_shifts_and_flips():
     up[:, :-1] = images[:, 1:]
     np.testing.assert_array_equal(out[8:10], up)
     np.testing.assert_array_equal(out[10:12], images[:, :, ::-1])
-    same, src = features.augment(images, shifts=False, flip=False)
+    same, src = augment.augment(images, shifts=False, flip=False)
     np.testing.assert_array_equal(same, images)
     np.testing.assert_array_equal(src, [0, 1])
 
@@ -129,20 +129,20 @@ def test_images_of_rows_equal_the_full_augmentation():
     rng = np.random.default_rng(6)
     images = rng.integers(0, 256, size=(5, 4, 6)).astype(np.uint8)
     for shifts, flip in [(True, True), (True, False), (False, True), (False, False)]:
-        every, _ = features.augment(images, shifts, flip)
+        every, _ = augment.augment(images, shifts, flip)
         rows = rng.integers(0, len(every), size=(3, 4))
-        np.testing.assert_array_equal(features.images_of_rows(images, rows, shifts, flip), every[rows])
+        np.testing.assert_array_equal(augment.images_of_rows(images, rows, shifts, flip), every[rows])
 
 
 def test_fit_set_keeps_only_copies_of_fit_images():
     train = np.arange(4, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # 4 images
     copies = 10 + np.arange(8, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # 2 copies each
     source = np.tile(np.arange(4), 2)
-    X, rows = features.fit_set(train, copies, source, np.array([1, 3]), with_augmented=True)
+    X, rows = fitset.fit_set(train, copies, source, np.array([1, 3]), with_augmented=True)
     np.testing.assert_array_equal(rows, [1, 3, 5, 7, 9, 11])
     np.testing.assert_array_equal(rows % 4, [1, 3, 1, 3, 1, 3])
     np.testing.assert_array_equal(X[:, 0], [1, 3, 11, 13, 15, 17])
-    X, rows = features.fit_set(train, copies, source, np.array([1, 3]), with_augmented=False)
+    X, rows = fitset.fit_set(train, copies, source, np.array([1, 3]), with_augmented=False)
     np.testing.assert_array_equal(rows, [1, 3])
 
 

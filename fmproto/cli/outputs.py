@@ -1,4 +1,4 @@
-"""Outputs shared by the stages that classify: metrics dicts, confusion plots, labelled image grids."""
+"""Outputs the classifying stages share: confusion tables and pictures, and error-analysis pictures."""
 
 from pathlib import Path
 
@@ -8,26 +8,10 @@ import pandas as pd
 from fmproto import evaluation, io, plots
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, macro F1 and per-class precision/recall/F1, keyed by class name (for dvc metrics diff)."""
-    cm = evaluation.confusion_matrix(y_true, y_pred, len(classes))
-    precision, recall, f1 = evaluation.precision_recall_f1(cm)
-    return {
-        "accuracy": round(float(evaluation.accuracy(y_true, y_pred)), 5),
-        "macro_f1": round(float(evaluation.macro_f1(cm)), 5),
-        "n": int(len(y_true)),
-        "per_class": {
-            name: {"precision": round(float(p), 5), "recall": round(float(r), 5), "f1": round(float(f), 5)}
-            for name, p, r, f in zip(classes, precision, recall, f1)
-        },
-    }
-
-
 def write_confusion(y_true, y_pred, classes: list[str], csv_path: str | Path, png_path: str | Path, title: str) -> None:
-    """The confusion matrix twice: rows (actual, predicted) for DVC's confusion template, and a PNG."""
-    names = np.asarray(classes)
-    io.write_csv(csv_path, pd.DataFrame({"actual": names[y_true], "predicted": names[y_pred]}))
+    """The confusion matrix twice: counts per (actual, predicted) pair for ``dvc plots``, and a PNG."""
     cm = evaluation.confusion_matrix(y_true, y_pred, len(classes))
+    io.write_csv(csv_path, pd.DataFrame(evaluation.confusion_rows(cm, classes)))
     plots.save(plots.confusion_matrix(cm, classes, title), png_path)
 
 

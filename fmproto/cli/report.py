@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from fmproto import io
-from stages.common import stage_errors
+from fmproto.cli.guard import stage_errors
 
 # The pictures a reviewer looks at first, relative to the project folder.
 KEY_FIGURES = [
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    with stage_errors("fmproto report", [args.out]):
+    with stage_errors("fmproto report", files=[args.out]):
         metrics_diff = dvc("metrics", "diff", args.base, "--md")
         params_diff = dvc("params", "diff", args.base, "--md")
         figures = [] if args.no_pictures else [(t, path) for t, path in KEY_FIGURES if os.path.exists(path)]

@@ -1,0 +1,67 @@
+"""Argument checks the core shares: integers, and rows of numbers.
+
+Each core function validates its own arguments with these, so that a bad call fails with one
+``ValueError`` naming the argument and what it should be, not deep inside numpy.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+_LINE_BREAKS = re.compile(r"\s*\n\s*")
+
+
+def is_int(value) -> bool:
+    """True for Python and numpy integers; False for bools, floats and everything else."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` and the allowed range."""
+    if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+        span = (f"in {low}..{high}" if low is not None and high is not None
+                else f">= {low}" if low is not None else f"<= {high}" if high is not None else "")
+        raise ValueError(f"{name} must be an integer {span}".rstrip() + f"; got {value!r}")
+    return int(value)
+
+
+def rows(X, name: str = "X", dtype=None) -> np.ndarray:
+    """``(n, ...)`` numbers as ``(n, n_features)`` rows, finite, or a ``ValueError`` naming ``name``.
+
+    No copy unless ``dtype`` asks for a cast (``np.float32`` for a matrix product); integer images
+    (uint8) stay as they are when ``dtype`` is None.
+    """
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(f"{name} must have shape (n, n_features) or (n, H, W); got shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
+        raise ValueError(f"{name} must hold integers or floats; got dtype {X.dtype}")
+    X = X.reshape(len(X), int(np.prod(X.shape[1:])))  # not -1: that fails for zero rows
+    if dtype is not None:
+        X = X.astype(dtype, copy=False)
+    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        raise ValueError(f"{name} must be finite; it holds NaN or inf")
+    return X
+
+
+class DataError(ValueError):
+    """Bad input data. ``str(err)`` is one line naming the file and the problem, e.g.
+    ``'data/raw/train-labels-idx1-ubyte.gz: 59999 labels but 60000 images'``."""
+
+
+def data_error(path, problem: str) -> DataError:
+    """``DataError("<path>: <problem>")`` on one line."""
+    # Library messages can span lines; a stage prints this as one line of its log.
+    return DataError(f"{os.fspath(path)}: {_LINE_BREAKS.sub(' ', str(problem))}")
+
+
+def require_file(path) -> Path:
+    """``path`` as a ``Path`` if it is an existing file, else a ``DataError`` saying what it is."""
+    path = Path(path)
+    if not path.exists():
+        raise data_error(path, "file not found")
+    if not path.is_file():
+        raise data_error(path, "not a file")
+    return path
