@@ -6,23 +6,31 @@ STAMP := $(VENV)/.installed
 # Stage commands call `python` and `dvc`; this puts the project's environment first on PATH.
 RUN := PATH="$(BIN):$$PATH"
 
-.PHONY: env data repro test report best sweep clean-venv
+.PHONY: env data repro test test-fast timings report best sweep clean-venv
 
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,report]'
 	touch $(STAMP)
 
 data: $(STAMP)
-	$(RUN) python -m fmproto.fetch
+	$(RUN) fmproto fetch
 
 repro: data
 	$(RUN) dvc repro
 
 test: $(STAMP)
 	$(RUN) python -m pytest -q
+
+# The unit tests only: no `dvc repro`, no stage subprocesses, no real data (under 30 seconds).
+test-fast: $(STAMP)
+	$(RUN) python -m pytest -q -m "not e2e and not slow"
+
+# Seconds and queries per second of the last run of each stage (kept out of git: they vary run to run).
+timings: $(STAMP)
+	$(RUN) python -c "import json; from fmproto.cli.timings import read_all; print(json.dumps(read_all('timings'), indent=2))"
 
 # Markdown for a pull request: metrics and params diff against BASE (default main), key plots.
 BASE ?= main

@@ -2,12 +2,13 @@
 
 Every configuration below becomes ``dvc exp run evaluate-valid --queue -S ...`` (so it runs the
 features and evaluate-valid stages, and never evaluate-test), the queue runs them one after another,
-and the table of ``metrics/valid.json`` (accuracy, macro F1, queries per second) is printed as
+and the table of ``metrics/valid.json`` (accuracy, macro F1) is printed as
 Markdown, best first. The experiments stay in the repository: ``dvc exp show`` lists them, and
 ``dvc exp apply sweep-NAME`` brings one into the workspace.
 
 Run from the repository root after ``make repro`` (``make sweep``); about 15 minutes on 2 cores.
-Query speeds are measured while nothing else runs, one experiment at a time.
+Speed is not in the table: a queued run's timings stay in its temporary workspace, and
+``bench/knn.py`` measures query speed against peers in one run.
 """
 
 import argparse
@@ -95,11 +96,10 @@ def table(names: list[str]) -> str:
                     rows.append((exp["name"][len(PREFIX):], valid))
     rows.sort(key=lambda row: -row[1]["accuracy"])
     lines = ["| configuration | method | k | metric | weights | features | fit rows | valid accuracy | "
-             "macro F1 | queries/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "macro F1 |", "|---|---|---|---|---|---|---|---|---|"]
     for name, v in rows:
         lines.append(f"| {name} | {v['method']} | {v['k']} | {v['metric']} | {v['weights']} | {v['features']} "
-                     f"x {v['n_features']} | {v['n_fit']:,} | {v['accuracy']:.4f} | {v['macro_f1']:.4f} | "
-                     f"{v['queries_per_second']:,.0f} |")
+                     f"x {v['n_features']} | {v['n_fit']:,} | {v['accuracy']:.4f} | {v['macro_f1']:.4f} |")
     return "\n".join(lines)
 
 

@@ -41,7 +41,7 @@ def main(argv=None) -> None:
         try:
             counts = n_prototypes_per_class(p["n_prototypes"], classes)
         except ValueError as err:
-            raise P.ParamError(f"{args.params}: kmeans.{err}") from None
+            raise P.ParamError(f"{args.params}: kmeans.n_prototypes: {err}") from None
         prototypes, prototype_labels, fits = kmeans_per_class(
             X_train, y_train, counts, seed=p["seed"], max_iter=p["max_iter"], tol=p["tol"])
         metrics = {"metric": p["metric"], "n_prototypes": int(counts.sum()), "classes": {

@@ -1,11 +1,15 @@
 """Shared fixtures. The real Fashion-MNIST files come through fmproto.fetch, as `make repro` gets them."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The stage scripts are not installed (only fmproto is): tests import them from the repository root.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 RAW_DIR = REPO / "data" / "raw"
 
 

@@ -181,3 +181,14 @@ def test_annoy_round_trip(tmp_path):
     raises_one_line(path, "annoy cannot load it with n_features=5", io.load_annoy_index, path, 5, "euclidean")
     with pytest.raises(ValueError, match="metric must be one of 'angular', .*; got 'cosine'"):
         io.load_annoy_index(path, 6, "cosine")
+
+
+@pytest.mark.parametrize("value, where", [(float("nan"), "by_k.5.error"), (float("inf"), "by_k.5.error"),
+                                          (np.float32("nan"), "by_k.5.error")])
+def test_write_json_refuses_nan_and_infinity(tmp_path, value, where):
+    path = tmp_path / "m.json"
+    with pytest.raises(ValueError, match=rf"m.json: {where} is not a finite number; JSON has no NaN or infinity"):
+        io.write_json(path, {"by_k": {"5": {"error": value}}})
+    assert not path.exists()
+    io.write_json(path, {"fit": None, "values": [1.5, 2]})
+    assert json.loads(path.read_text()) == {"fit": None, "values": [1.5, 2]}

@@ -1,16 +1,22 @@
 """``fmproto report``: a Markdown report for a pull request, comparing the workspace with a base revision.
 
-It holds the metrics diff and the params diff against ``--base`` (``main`` by default), as DVC prints
-them with ``--md``, and the key pictures of this run. ``make report`` writes it to ``report.md``; the
-``metrics`` workflow posts it as a pull-request comment.
+It leads with what matters: the quality metrics that changed (accuracy, F1, recall, errors, counts)
+in a first table, per-class and per-k detail folded below it, then the settings the metrics record,
+the params diff, pictures that render without a network (PNG files; the test confusion matrix of the
+base beside this change's, drawn from ``dvc plots diff`` with vl-convert), and last the timings, only
+those that moved by more than noise against ``--base-timings``. ``make report`` writes ``report.md``;
+the ``metrics`` workflow posts it as a pull-request comment.
 """
 
 import argparse
+import json
+import math
 import os
 import subprocess
 from pathlib import Path
 
 from fmproto import io
+from fmproto.cli import timings
 from fmproto.cli.guard import stage_errors
 
 # The pictures a reviewer looks at first, relative to the project folder.
@@ -21,6 +27,12 @@ KEY_FIGURES = [
     ("k-means prototypes", "reports/kmeans/prototypes.png"),
     ("Class-mean prototypes", "reports/centroids/prototypes.png"),
 ]
+QUALITY = {"accuracy", "macro_f1", "f1", "precision", "recall", "error", "measured_error_full",
+           "predicted_error_full", "valid_accuracy_best_k", "inertia", "r2", "slope", "intercept"}
+COUNTS = {"exact", "near", "labels_disagree", "class_counts", "n"}
+DETAIL = {"per_class", "per_class_accuracy", "by_k", "classes", "class_counts", "summary"}
+# A timing moved when it changed by more than this fraction, and (seconds) by more than this much.
+NOISE_FRACTION, NOISE_SECONDS = 0.25, 0.5
 
 
 def dvc(*args: str) -> str:
@@ -32,15 +44,108 @@ def dvc(*args: str) -> str:
     return result.stdout.strip()
 
 
-def render(base: str, metrics_diff: str, params_diff: str, figures: list[tuple[str, str]], link_root: str) -> str:
-    """The report's Markdown; ``figures`` are (title, path) pairs that exist."""
-    lines = [f"## fmproto: this change against `{base}`", "", "### Metrics", "",
-             metrics_diff or "No metric changed.", "", "### Params", "", params_diff or "No param changed.", ""]
-    if figures:
-        lines += ["### Key plots", ""]
-        for title, path in figures:
-            lines += [f"**{title}**", "", f"![{title}]({link_root}{path})", ""]
-    return "\n".join(lines)
+def classify(key: str) -> str:
+    """``quality``, ``detail`` (per class, per k, per method) or ``setting`` for a dotted metric key."""
+    parts = key.split(".")
+    is_quality = parts[-1] in QUALITY or any(p in COUNTS for p in parts) or key == "recall_at_k.recall"
+    if not is_quality:
+        return "setting"
+    return "detail" if any(p in DETAIL for p in parts[:-1]) else "quality"
+
+
+def _number(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+def metric_tables(diff: dict, base: str) -> dict[str, list[str]]:
+    """Markdown table rows of ``dvc metrics diff --json`` output, grouped by ``classify``."""
+    rows = {"quality": [], "detail": [], "setting": []}
+    for path, changes in sorted(diff.items()):
+        for key, change in changes.items():
+            old, new = change.get("old"), change.get("new")
+            delta = change.get("diff")
+            shown = f"{delta:+.5g}" if isinstance(delta, (int, float)) and not isinstance(delta, bool) else ""
+            rows[classify(key)].append(f"| `{key}` | {path} | {_number(old)} | {_number(new)} | {shown} |")
+    return rows
+
+
+def timing_changes(base: dict[str, dict], now: dict[str, dict]) -> list[str]:
+    """Rows for the timings that moved by more than noise between two ``timings.read_all`` results."""
+    rows = []
+    for stage in sorted(set(base) & set(now)):
+        old_flat, new_flat = _flatten(base[stage]), _flatten(now[stage])
+        for key in sorted(set(old_flat) & set(new_flat)):
+            old, new = old_flat[key], new_flat[key]
+            if not old or not math.isfinite(old) or not math.isfinite(new):
+                continue
+            moved = abs(new - old) > NOISE_FRACTION * abs(old)
+            if "seconds" in key:
+                moved = moved and abs(new - old) > NOISE_SECONDS
+            if moved:
+                rows.append(f"| `{key}` | {stage} | {old:.4g} | {new:.4g} | {100 * (new - old) / old:+.0f}% |")
+    return rows
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, float]:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def render(base: str, tables: dict[str, list[str]], params_diff: str, pictures: list[tuple[str, str]],
+           timing_rows: list[str] | None) -> str:
+    """The report's Markdown; ``pictures`` are (title, link) pairs; ``timing_rows`` None: no base timings."""
+    head = ["| Metric | File | " + base + " | this change | change |", "|---|---|---:|---:|---:|"]
+    lines = [f"## fmproto: this change against `{base}`", "", "### Quality metrics that changed", ""]
+    lines += head + tables["quality"] if tables["quality"] else ["No quality metric changed."]
+    lines.append("")
+    if tables["detail"]:
+        lines += [f"<details><summary>Per-class, per-k and per-method changes ({len(tables['detail'])})</summary>",
+                  "", *head, *tables["detail"], "", "</details>", ""]
+    if tables["setting"]:
+        lines += ["### Settings the metrics record", "", *head, *tables["setting"], ""]
+    lines += ["### Params", "", params_diff or "No param changed.", ""]
+    if pictures:
+        lines += ["### Pictures", ""]
+        for title, link in pictures:
+            lines += [f"**{title}**", "", f"![{title}]({link})", ""]
+    lines += ["### Timings", ""]
+    if timing_rows is None:
+        lines.append("Not compared: no base timings given (`--base-timings`); `make timings` shows this run's.")
+    elif timing_rows:
+        lines += [f"Moved by more than {NOISE_FRACTION:.0%} (and {NOISE_SECONDS} s):", "",
+                  "| Timing | Stage | base | this change | change |", "|---|---|---:|---:|---:|", *timing_rows]
+    else:
+        lines.append(f"No timing moved by more than {NOISE_FRACTION:.0%}.")
+    return "\n".join(lines) + "\n"
+
+
+def confusion_diff_png(base: str, plot_id: str, out: Path) -> bool:
+    """Draw ``dvc plots diff`` of one confusion plot to a PNG with vl-convert; False when it cannot."""
+    try:
+        import vl_convert
+    except ImportError:
+        return False
+    try:
+        specs = json.loads(dvc("plots", "diff", base, "--json", "--show-vega", "--targets", plot_id))
+    except (ValueError, json.JSONDecodeError):
+        return False
+    entries = specs.get(plot_id) if isinstance(specs, dict) else None
+    spec = entries[0].get("content") if isinstance(entries, list) and entries else None
+    if not spec:
+        return False
+    with io.atomic_path(out) as tmp:
+        tmp.write_bytes(vl_convert.vegalite_to_png(spec, scale=1.5))
+    return True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,14 +153,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="report.md")
     parser.add_argument("--link-root", default="", help="prefix for image links, e.g. a URL where they are published")
     parser.add_argument("--no-pictures", action="store_true", help="leave the pictures out (where links cannot resolve)")
+    parser.add_argument("--timings", default="timings", help="this run's timings folder (default: %(default)s)")
+    parser.add_argument("--base-timings", help="the base run's timings folder, to show timings that moved")
 
 
 def run(args: argparse.Namespace) -> None:
-    with stage_errors("fmproto report", files=[args.out]):
-        metrics_diff = dvc("metrics", "diff", args.base, "--md")
+    out = Path(args.out)
+    figures_dir = out.with_name(out.stem + "_files")
+    with stage_errors("fmproto report", files=[out], folders=[figures_dir]):
+        try:
+            diff = json.loads(dvc("metrics", "diff", args.base, "--json") or "{}")
+        except json.JSONDecodeError:
+            raise ValueError(f"dvc metrics diff {args.base}: output is not JSON") from None
         params_diff = dvc("params", "diff", args.base, "--md")
-        figures = [] if args.no_pictures else [(t, path) for t, path in KEY_FIGURES if os.path.exists(path)]
-        text = render(args.base, metrics_diff, params_diff, figures, args.link_root)
-        with io.atomic_path(args.out) as tmp:
-            Path(tmp).write_text(text + "\n")
-    print(f"report: {args.out} ({len(metrics_diff.splitlines())} metric lines, {len(figures)} pictures)")
+        pictures = []
+        if not args.no_pictures:
+            drawn = figures_dir / "test-confusion-diff.png"
+            if confusion_diff_png(args.base, "test confusion", drawn):
+                pictures.append((f"Test confusion: {args.base} beside this change (dvc plots diff)",
+                                 args.link_root + os.path.relpath(drawn, out.parent)))
+            pictures += [(title, args.link_root + path) for title, path in KEY_FIGURES if os.path.exists(path)]
+        timing_rows = (timing_changes(timings.read_all(args.base_timings), timings.read_all(args.timings))
+                       if args.base_timings else None)
+        tables = metric_tables(diff, args.base)
+        with io.atomic_path(out) as tmp:
+            tmp.write_text(render(args.base, tables, params_diff, pictures, timing_rows))
+    print(f"report: {out} ({len(tables['quality'])} quality metrics changed, {len(pictures)} pictures)")

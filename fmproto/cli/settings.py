@@ -15,7 +15,7 @@ def method_settings(params_path: str | Path, classes: list[str]) -> tuple[dict, 
     try:
         counts = n_prototypes_per_class(km["n_prototypes"], classes)
     except ValueError as err:
-        raise P.ParamError(f"{params_path}: kmeans.{err}") from None
+        raise P.ParamError(f"{params_path}: kmeans.n_prototypes: {err}") from None
     settings = methods.Settings(
         k=p["k"], metric=p["metric"], weights=p["weights"], prototype_metric=km["metric"],
         n_prototypes=counts, kmeans_seed=km["seed"], kmeans_max_iter=km["max_iter"], kmeans_tol=km["tol"],
