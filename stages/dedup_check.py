@@ -3,7 +3,7 @@
 Inputs: ``--train`` and ``--test`` (.npz from ingest).
 Params: dedup.near_threshold (RMS pixel difference, grey levels), dedup.chunk, dedup.max_pairs, dedup.n_show.
 Outputs: ``--pairs`` (CSV: kind, sets, i, j, labels, classes, distance), ``--metrics`` (pair counts by
-kind and sets, and whether the near pairs were capped at max_pairs) and ``--figure`` (the closest
+kind and sets, and whether each was capped at max_pairs) and ``--figure`` (the closest
 pairs side by side, disagreeing labels in red).
 """
 
@@ -29,6 +29,8 @@ def main(argv=None) -> None:
         tile = min(p["chunk"], max(len(train["images"]), len(test["images"])))
         P.check_memory(f"{args.params}: dedup.chunk", p["chunk"], dedup.tile_bytes(tile, n_pixels),
                        "one block of distances", dedup.largest_chunk(n_pixels, P.MEMORY_LIMIT))
+        P.check_memory(f"{args.params}: dedup.max_pairs", p["max_pairs"], dedup.table_bytes(p["max_pairs"]),
+                       "the pairs table", P.MEMORY_LIMIT // dedup.table_bytes(1))
         table, metrics = dedup.find_all(train["images"], test["images"], train["labels"], test["labels"],
                                         train["classes"].tolist(), p["near_threshold"], chunk=p["chunk"],
                                         max_pairs=p["max_pairs"])
@@ -41,11 +43,12 @@ def main(argv=None) -> None:
         plots.save(figure, args.figure)
         io.write_csv(args.pairs, table)
         io.write_json(args.metrics, metrics)
+    capped = {kind: " (capped at dedup.max_pairs)" if any(metrics[f"{kind}_capped"].values()) else ""
+              for kind in ("exact", "near")}
     print(f"exact duplicate pairs: train {metrics['exact']['train']}, test {metrics['exact']['test']}, "
-          f"train/test {metrics['exact']['train_test']}")
-    capped = " (capped at dedup.max_pairs)" if any(metrics["near_capped"].values()) else ""
+          f"train/test {metrics['exact']['train_test']}{capped['exact']}")
     print(f"near duplicate pairs (< {p['near_threshold']}): train {metrics['near']['train']}, "
-          f"test {metrics['near']['test']}, train/test {metrics['near']['train_test']}{capped}")
+          f"test {metrics['near']['test']}, train/test {metrics['near']['train_test']}{capped['near']}")
 
 
 if __name__ == "__main__":

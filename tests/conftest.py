@@ -76,3 +76,13 @@ def synthetic_dataset(directory: Path, *, n_train=600, n_test=160, n_classes=4, 
         write_idx(directory / f"{name}-images-idx3-ubyte.gz", images)
         write_idx(directory / f"{name}-labels-idx1-ubyte.gz", labels)
     return directory
+
+
+REAL_DATA_FIXTURES = {"fashion_dir", "fashion_train", "fashion_test"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses the real files is `slow` (they are fetched on first use), whoever wrote it."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

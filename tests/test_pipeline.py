@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 CLASSES = ["circle", "square", "ring", "cross"]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "fmproto"]
 
 # Small-data settings: the same pipeline, sized for a 600-image dataset of 10x12 images.
 OVERRIDES = {

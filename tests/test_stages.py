@@ -12,6 +12,8 @@ import yaml
 
 from conftest import REPO, synthetic_dataset, write_idx
 
+pytestmark = pytest.mark.e2e  # each case runs the ingest stage in a subprocess
+
 CLASSES = ["circle", "square", "ring", "cross"]
 
 

@@ -226,7 +226,7 @@ INGEST = {"n_samples": integer(low=1, high=400), "per_class": integer(low=1, hig
 DEDUP = {
     "near_threshold": number(low=0, high=255),  # RMS difference of 8-bit pixels is at most 255
     "chunk": integer(low=64, high=65536),
-    "max_pairs": integer(low=1, high=10_000_000),
+    "max_pairs": integer(low=1, high=1_000_000),
     "n_show": integer(low=1, high=60),
 }
 SPLIT = {
