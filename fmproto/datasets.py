@@ -1,19 +1,21 @@
 """Dataset readers: IDX and Kaggle-layout CSV files, and single images (PNG or .npy) to classify.
 
 Readers validate at the boundary and raise ``DataError`` with one line naming the file and the problem.
+They read in bounded pieces and check what a file declares before they allocate for it, so hostile
+input (a gzip bomb, a 20 MB line, a 6000x6000 PNG) is refused after little more than the bytes a
+well-formed file of the declared size holds, and no message quotes more than 80 characters of it.
 """
 
 import gzip
 import math
 import os
 import re
+import struct
 import zlib
-from itertools import islice
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 from fmproto.checks import DataError
 from fmproto.checks import data_error as _error
@@ -26,24 +28,102 @@ IDX_NAMES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
+# The most bytes of arrays one reader returns: an IDX file's payload, or images (uint8) with their
+# labels (int64) from an IDX pair or a CSV. The real train set takes 47,520,000. IDX headers that
+# declare more are refused before anything is allocated; a CSV, as soon as its rows pass it.
+MAX_DATA_BYTES = 512 * 1024**2
+# CSV bounds: header columns (label + pixels), characters of one header name (quotes and spaces
+# included), and characters a data line may take per declared column. An integer literal needs at
+# most 20 (sign and 19 digits), so 32 leaves room for spaces and leading zeros; a longer line is
+# refused as soon as that many bytes are read, without reading the rest of it.
+MAX_CSV_COLUMNS = 100_000
+MAX_HEADER_CELL_CHARS = 64
+MAX_CELL_CHARS = 32
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_UBYTE = 0x08
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 _INTEGER = re.compile(r"[+-]?\d+")
+_CHUNK = 1 << 20  # bytes read (and inflated) at a time
+_QUOTE = 80  # characters of offending content quoted in a message
 
 
-def _read_bytes(path: PathLike) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise _error(path, "file not found") from None
-    except OSError as err:
-        raise _error(path, f"cannot read ({err.strerror})") from None
+class _Source:
+    """A file read in bounded pieces, gunzipped on the fly when it starts with the bytes ``1f 8b``.
+
+    Compression is detected from the content, not from the file name. Read errors become a
+    ``DataError`` naming the file.
+    """
+
+    def __init__(self, path: PathLike):
+        self.path = path
+        try:
+            self._raw = open(path, "rb")
+        except FileNotFoundError:
+            raise _error(path, "file not found") from None
+        except OSError as err:
+            raise _error(path, f"cannot read ({err.strerror or err})") from None
+        try:
+            self.gz = self._raw.read(2) == _GZIP_MAGIC
+            self._raw.seek(0)
+            self.size = os.fstat(self._raw.fileno()).st_size  # of the file as stored
+        except OSError as err:
+            self._raw.close()
+            raise _error(path, f"cannot read ({err.strerror or err})") from None
+        # GzipFile inflates only as much as each read asks for, and reads concatenated members.
+        self._file = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gz else self._raw
+
+    def __enter__(self) -> "_Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+        self._raw.close()
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (after gunzip); fewer only at the end of the file."""
+        parts, left = [], n
+        while left > 0:
+            part = self._call(self._file.read, min(left, _CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
+
+    def fill(self, out: np.ndarray) -> int:
+        """Read into the uint8 array ``out`` in pieces; return how many bytes it got (fewer at the end)."""
+        view, got = memoryview(out).cast("B"), 0
+        while got < len(view):
+            n = self._call(self._file.readinto, view[got: got + _CHUNK])
+            if not n:
+                break
+            got += n
+        return got
+
+    def _call(self, read, arg):
+        try:
+            return read(arg)
+        except _GZIP_ERRORS as err:  # gzip.BadGzipFile is an OSError: caught first
+            raise _error(self.path, f"corrupt or truncated gzip ({_cut(str(err))})") from None
+        except OSError as err:
+            raise _error(self.path, f"cannot read ({err.strerror or err})") from None
 
 
-def _is_gzip(path: PathLike) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == _GZIP_MAGIC
+def _cut(text: str) -> str:
+    """At most ``_QUOTE`` characters of ``text``, ending ``...`` when cut."""
+    return text if len(text) <= _QUOTE else text[: _QUOTE - 3] + "..."
+
+
+def _quote(text: str | bytes) -> str:
+    """``repr`` of ``text`` (bytes decoded as UTF-8, bad bytes escaped), cut by ``_cut``."""
+    if isinstance(text, bytes):
+        text = text[: 4 * _QUOTE].decode("utf-8", "backslashreplace")
+    return _cut(repr(text))
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return _cut("x".join(map(str, shape)))
 
 
 # ---------------------------------------------------------------------------------------------------- IDX
@@ -52,7 +132,9 @@ def _is_gzip(path: PathLike) -> bool:
 def read_idx(path: PathLike) -> np.ndarray:
     """Read an IDX file of unsigned bytes, gzipped or plain.
 
-    Compression is detected from the first two bytes (``1f 8b``), not from the file name.
+    Compression is detected from the first two bytes (``1f 8b``), not from the file name. The
+    header is read first; a payload over ``MAX_DATA_BYTES`` is refused before anything is allocated,
+    and a gzip is inflated at most to the size its header declares plus one byte.
 
     Parameters
     ----------
@@ -66,46 +148,18 @@ def read_idx(path: PathLike) -> np.ndarray:
     ------
     DataError
         Missing or empty file, corrupt or truncated gzip, a magic number other than ``00 00 08 ndim``,
-        a zero dimension, or a payload shorter or longer than the dimensions need.
+        a zero dimension, a declared payload over ``MAX_DATA_BYTES``, or a payload shorter or longer
+        than the dimensions need.
     """
-    raw = _read_bytes(path)
-    if not raw:
-        raise _error(path, "empty file")
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except _GZIP_ERRORS as err:
-            raise _error(path, f"corrupt or truncated gzip ({err})") from None
-        if not raw:
-            raise _error(path, "empty file (after gunzip)")
-    if len(raw) < 4:
-        raise _error(path, f"{len(raw)} bytes is too short for an IDX header (4 bytes of magic)")
-    if raw[:2] != b"\x00\x00":
-        raise _error(path, f"not an IDX file: starts with 0x{raw[:2].hex().upper()}, expected 0x0000")
-    type_code, ndim = raw[2], raw[3]
-    if type_code != _IDX_UBYTE:
-        raise _error(path, f"unsupported IDX type code 0x{type_code:02X} (only 0x08, unsigned byte, is supported)")
-    if ndim == 0:
-        raise _error(path, "IDX header declares 0 dimensions")
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise _error(path, f"truncated IDX header: {ndim} dimensions need {header_len} bytes, file has {len(raw)}")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    if 0 in dims:
-        raise _error(path, f"IDX dimensions {_shape_text(dims)} include a 0")
-    expected, actual = math.prod(dims), len(raw) - header_len
-    if actual < expected:
-        raise _error(path, f"truncated: dimensions {_shape_text(dims)} need {expected} data bytes, "
-                     f"file has {actual}")
-    if actual > expected:
-        raise _error(path, f"{actual - expected} trailing bytes after the {expected} data bytes of "
-                     f"dimensions {_shape_text(dims)}")
-    # frombuffer over bytes is read-only; callers get an ordinary writable array.
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims).copy()
+    with _Source(path) as src:
+        dims = _idx_header(src)
+        return _idx_payload(src, dims)
 
 
 def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read matching IDX image and label files.
+
+    Both headers are checked (dimensions, counts, size) before either payload is read.
 
     Returns
     -------
@@ -115,34 +169,103 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
     Raises
     ------
     DataError
-        Anything ``read_idx`` rejects, images that are not 3-D, labels that are not 1-D, or counts
-        that disagree (named on the labels file).
+        Anything ``read_idx`` rejects, images that are not 3-D, labels that are not 1-D, counts
+        that disagree (named on the labels file), or images and their int64 labels together over
+        ``MAX_DATA_BYTES``.
     """
-    images = read_idx(images_path)
-    if images.ndim != 3:
-        raise _error(images_path, f"images must be 3-D (n, H, W) idx3 data; got {images.ndim}-D "
-                     f"{_shape_text(images.shape)}")
-    labels = read_idx(labels_path)
-    if labels.ndim != 1:
-        raise _error(labels_path, f"labels must be 1-D (n,) idx1 data; got {labels.ndim}-D "
-                     f"{_shape_text(labels.shape)}")
-    if len(labels) != len(images):
-        raise _error(labels_path, f"{len(labels)} labels but {len(images)} images in {os.fspath(images_path)}")
+    with _Source(images_path) as images_src, _Source(labels_path) as labels_src:
+        image_dims = _idx_header(images_src)
+        if len(image_dims) != 3:
+            raise _error(images_path, f"images must be 3-D (n, H, W) idx3 data; got {len(image_dims)}-D "
+                         f"{_shape_text(image_dims)}")
+        label_dims = _idx_header(labels_src)
+        if len(label_dims) != 1:
+            raise _error(labels_path, f"labels must be 1-D (n,) idx1 data; got {len(label_dims)}-D "
+                         f"{_shape_text(label_dims)}")
+        n = image_dims[0]
+        if label_dims[0] != n:
+            raise _error(labels_path, f"{label_dims[0]} labels but {n} images in {os.fspath(images_path)}")
+        n_bytes = n * (image_dims[1] * image_dims[2] + 8)  # uint8 pixels and int64 labels
+        if n_bytes > MAX_DATA_BYTES:
+            raise _error(images_path, f"{n} images of {_shape_text(image_dims[1:])} and their int64 labels "
+                         f"need {n_bytes:,} bytes, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
+        images = _idx_payload(images_src, image_dims)
+        labels = _idx_payload(labels_src, label_dims)
     return images, labels.astype(np.int64)
 
 
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape))
+def _idx_header(src: _Source) -> tuple[int, ...]:
+    """Read and check the magic number and dimensions; leave ``src`` at the first data byte."""
+    path = src.path
+    magic = src.read(4)
+    if not magic:
+        raise _error(path, "empty file (after gunzip)" if src.gz else "empty file")
+    if len(magic) < 4:
+        raise _error(path, f"{len(magic)} bytes is too short for an IDX header (4 bytes of magic)")
+    if magic[:2] != b"\x00\x00":
+        raise _error(path, f"not an IDX file: starts with 0x{magic[:2].hex().upper()}, expected 0x0000")
+    type_code, ndim = magic[2], magic[3]
+    if type_code != _IDX_UBYTE:
+        raise _error(path, f"unsupported IDX type code 0x{type_code:02X} (only 0x08, unsigned byte, is supported)")
+    if ndim == 0:
+        raise _error(path, "IDX header declares 0 dimensions")
+    raw_dims = src.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise _error(path, f"truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} bytes, "
+                     f"file has {4 + len(raw_dims)}")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    if 0 in dims:
+        raise _error(path, f"IDX dimensions {_shape_text(dims)} include a 0")
+    n_bytes = math.prod(dims)
+    if n_bytes > MAX_DATA_BYTES:
+        size = f"{n_bytes:,}" if n_bytes < 10**18 else f"about 1e{len(str(n_bytes)) - 1}"
+        raise _error(path, f"IDX header declares dimensions {_shape_text(dims)}, {size} data bytes, "
+                     f"over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES); nothing read")
+    return dims
+
+
+def _idx_payload(src: _Source, dims: tuple[int, ...]) -> np.ndarray:
+    """The ``prod(dims)`` data bytes after the header as an array of shape ``dims``; nothing may follow."""
+    path, expected = src.path, math.prod(dims)
+    header_len = 4 + 4 * len(dims)
+    if not src.gz:  # a plain file's size is known: check it before allocating
+        actual = src.size - header_len
+        if actual < expected:
+            raise _error(path, f"truncated: dimensions {_shape_text(dims)} need {expected} data bytes, "
+                         f"file has {actual}")
+        if actual > expected:
+            raise _error(path, f"{actual - expected} trailing bytes after the {expected} data bytes of "
+                         f"dimensions {_shape_text(dims)}")
+    # np.empty takes pages only as they are written, so a truncated gzip costs what it inflated to.
+    data = np.empty(expected, dtype=np.uint8)
+    got = src.fill(data)
+    if got < expected:
+        raise _error(path, f"truncated: dimensions {_shape_text(dims)} need {expected} data bytes, "
+                     f"file has {got}")
+    if src.read(1):  # one byte past the declared size: the rest is never inflated
+        raise _error(path, f"trailing bytes after the {expected} data bytes of dimensions {_shape_text(dims)} "
+                     "(not inflated further)")
+    return data.reshape(dims)
 
 
 # ---------------------------------------------------------------------------------------------------- CSV images
+
+_MAX_DIGITS = 18  # significant digits of a cell: 10**18 - 1 fits int64
+_INTEGER_BYTES = re.compile(rb"[+-]?[0-9]+")
+_BOM = b"\xef\xbb\xbf"
+_CR, _LF, _COMMA, _ZERO = b"\r\n,0"
 
 
 def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read images in the Kaggle CSV layout, plain or gzipped (detected from the first bytes).
 
-    The header is exactly ``label,pixel1,...,pixelN``; every row holds a label and N integer
-    pixels in 0..255, row-major.
+    The header is exactly ``label,pixel1,...,pixelN`` (a UTF-8 byte-order mark, spaces and
+    double quotes around names are allowed); every row holds a label and N pixels in 0..255,
+    row-major, each a plain integer literal: optional spaces, an optional sign and decimal digits.
+    ``1.0``, ``1e2``, ``0x1F``, ``True``, ``nan``, quoted or empty cells are refused. Lines end with
+    ``\\n`` or ``\\r\\n``. The file is read in pieces of 1 MiB: a header of more than
+    ``MAX_CSV_COLUMNS`` columns, or a data line longer than ``MAX_CELL_CHARS`` characters per
+    column, is refused as soon as it is seen, without reading the rest of it.
 
     Parameters
     ----------
@@ -159,69 +282,55 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
     ------
     DataError
         One line naming the file and, for a bad row, the 1-based data row, its file line and the
-        column: empty file, missing or wrong header, no data rows, a row with missing or extra
-        cells, a cell that is not an integer, a pixel outside 0..255, N not a square without
+        column: empty file, missing, wrong or oversized header, no data rows, a row with missing or
+        extra cells, a line too long, a cell that is not an integer literal, a label of more than 18
+        digits, a pixel outside 0..255, rows past ``MAX_DATA_BYTES``, N not a square without
         ``image_shape``, or ``image_shape`` not matching N.
     """
     path = _require_file(path)
-    gz = _is_gzip(path)
-    header, first_row = _csv_first_lines(path, gz)
-    names = _check_csv_header(path, header)
-    n_pixels = len(names) - 1
-    shape = _csv_image_shape(path, n_pixels, image_shape)
-    if first_row is None:
-        raise _error(path, "header but no data rows")
-    if len(first_row.split(",")) != len(names):
-        # pandas sizes the table from the first row, so a bad first row must be caught before it.
-        raise _csv_row_error(path, names, 1)
+    with _Source(path) as src:
+        header, rest = _csv_header(src)
+        names = _check_csv_header(path, header)
+        shape = _csv_image_shape(path, len(names) - 1, image_shape)
+        labels, pixels = _csv_rows(src, rest, names)
+    return pixels.reshape(len(pixels), *shape), labels
 
+
+def _csv_header(src: _Source) -> tuple[str, bytes]:
+    """The header line (decoded, without byte-order mark and line end) and the bytes read past it.
+
+    Read in pieces; refused as soon as it has more than ``MAX_CSV_COLUMNS`` columns or a name
+    longer than ``MAX_HEADER_CELL_CHARS``, so a header line of any length costs at most about
+    ``MAX_CSV_COLUMNS * MAX_HEADER_CELL_CHARS`` bytes.
+    """
+    line, n_commas = bytearray(), 0
+    while True:
+        piece = src.read(1 << 16)
+        end = piece.find(b"\n")
+        new = piece if end < 0 else piece[:end]
+        cell_start = line.rfind(b",") + 1  # the name that continues into this piece starts here
+        line += new
+        n_commas += new.count(b",")
+        if n_commas + 1 > MAX_CSV_COLUMNS:
+            raise _error(src.path, f"header has more than {MAX_CSV_COLUMNS:,} columns (MAX_CSV_COLUMNS); "
+                         f"starts {_quote(bytes(line[:_QUOTE]))}")
+        longest = max(bytes(line[cell_start:]).split(b","), key=len)
+        if len(longest) > MAX_HEADER_CELL_CHARS:
+            column = line.count(b",", 0, line.find(longest, cell_start)) + 1
+            raise _error(src.path, f"header column {column} is longer than {MAX_HEADER_CELL_CHARS} characters: "
+                         f"{_quote(longest)}")
+        if end >= 0 or not piece:
+            break
+    rest = piece[end + 1:] if end >= 0 else b""
+    line = bytes(line).removeprefix(_BOM).removesuffix(b"\r")
+    if not line.strip():
+        if end < 0 or not (rest or src.read(1)):
+            raise _error(src.path, "empty file")
+        raise _error(src.path, "line 1 is blank; expected the header 'label,pixel1,...,pixelN'")
     try:
-        frame = pd.read_csv(path, header=None, skiprows=1, skip_blank_lines=False, low_memory=False,
-                            compression="gzip" if gz else None, encoding="utf-8")
-    except pd.errors.ParserError as err:
-        # "Expected 785 fields in line 7, saw 786": line numbers count the header as line 1.
-        line = re.search(r"line (\d+)", str(err))
-        if line is None:
-            raise _error(path, f"not readable as CSV ({err})") from None
-        raise _csv_row_error(path, names, int(line.group(1)) - 1) from None
-    except _GZIP_ERRORS as err:
-        raise _error(path, f"corrupt or truncated gzip ({err})") from None
+        return line.decode("utf-8"), rest
     except UnicodeDecodeError:
-        raise _error(path, "not a text CSV file (invalid UTF-8)") from None
-
-    if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):
-        values = frame.to_numpy(np.int64)
-        bad = np.zeros(values.shape, dtype=bool)
-    else:
-        # Short rows, empty cells and text turn columns into float or string; coerce and flag them.
-        values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-        bad = ~(values == np.round(values))  # NaN compares unequal, so missing and text cells are bad
-    pixels = values[:, 1:]
-    bad[:, 1:] |= (pixels < 0) | (pixels > 255)
-    bad_rows = np.flatnonzero(bad.any(axis=1))
-    if bad_rows.size:
-        raise _csv_row_error(path, names, int(bad_rows[0]) + 1)
-    images = pixels.astype(np.uint8).reshape(len(values), *shape)
-    return images, values[:, 0].astype(np.int64)
-
-
-def _open_text(path: Path, gz: bool):
-    # utf-8-sig drops the byte-order mark some spreadsheet exports put before "label".
-    return gzip.open(path, "rt", encoding="utf-8-sig") if gz else open(path, encoding="utf-8-sig")
-
-
-def _csv_first_lines(path: Path, gz: bool) -> tuple[str, str | None]:
-    """The header line and the first data line (None if there is none), without line endings."""
-    try:
-        with _open_text(path, gz) as f:
-            lines = [line.rstrip("\r\n") for line in islice(f, 2)]
-    except _GZIP_ERRORS as err:
-        raise _error(path, f"corrupt or truncated gzip ({err})") from None
-    except UnicodeDecodeError:
-        raise _error(path, "not a text CSV file (invalid UTF-8)") from None
-    if not lines or (len(lines) == 1 and not lines[0].strip()):
-        raise _error(path, "empty file")
-    return lines[0], (lines[1] if len(lines) == 2 else None)
+        raise _error(src.path, "not a text CSV file (invalid UTF-8)") from None
 
 
 def _check_csv_header(path: Path, header: str) -> list[str]:
@@ -230,11 +339,11 @@ def _check_csv_header(path: Path, header: str) -> list[str]:
         raise _error(path, f"missing header: line 1 starts with the number {names[0]}; "
                      "expected 'label,pixel1,...,pixelN'")
     if len(names) < 2:
-        raise _error(path, f"header {header!r} has no pixel columns; expected 'label,pixel1,...,pixelN'")
+        raise _error(path, f"header {_quote(header)} has no pixel columns; expected 'label,pixel1,...,pixelN'")
     expected = ["label"] + [f"pixel{j}" for j in range(1, len(names))]
     for column, (name, want) in enumerate(zip(names, expected), start=1):
         if name != want:
-            raise _error(path, f"header column {column} is {name!r}, expected {want!r} "
+            raise _error(path, f"header column {column} is {_quote(name)}, expected {want!r} "
                          "(layout 'label,pixel1,...,pixelN')")
     return names
 
@@ -259,28 +368,158 @@ def _check_image_shape(image_shape) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _csv_row_error(path: Path, names: list[str], row: int) -> DataError:
-    """Say exactly what is wrong with 1-based data row ``row``, reading only that line again.
+def _csv_rows(src: _Source, rest: bytes, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(n,)`` int64 and pixels ``(n, N)`` uint8 of the data lines, read in pieces.
 
-    The vectorised pass only knows which row failed; the first bad cell is found on its raw text.
+    Each piece's complete lines are checked and parsed at once (``_csv_block``); the incomplete
+    last line is carried to the next piece, and refused once it is longer than any valid line.
     """
-    with _open_text(path, _is_gzip(path)) as f:
-        line = next(islice(f, row, row + 1), "").rstrip("\r\n")
-    where = f"row {row} (line {row + 1})"
-    if not line.strip():
-        return _error(path, f"{where} is blank; expected {len(names)} cells")
-    cells = line.split(",")
+    max_line = len(names) * (MAX_CELL_CHARS + 1)  # cells, commas and the line end
+    row_bytes = len(names) - 1 + 8  # uint8 pixels and an int64 label
+    labels, pixels, n_rows, carry = [], [], 0, rest
+    while True:
+        piece = src.read(_CHUNK)
+        buf = carry + piece
+        cut = buf.rfind(b"\n") + 1 if piece else len(buf)
+        block, carry = buf[:cut], buf[cut:]
+        if block:
+            if not block.endswith(b"\n"):  # the last line of a file without a final line end
+                block += b"\n"
+            block_labels, block_pixels = _csv_block(src.path, block, names, n_rows, max_line)
+            labels.append(block_labels)
+            pixels.append(block_pixels)
+            n_rows += len(block_labels)
+            if n_rows * row_bytes > MAX_DATA_BYTES:
+                raise _error(src.path, f"rows 1 to {n_rows} take {n_rows * row_bytes:,} bytes as images and "
+                             f"int64 labels, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
+        if len(carry) >= max_line:  # with its line end, longer than max_line
+            raise _csv_row_error(src.path, n_rows + 1, _csv_line_problem(names, carry, max_line))
+        if not piece:
+            break
+    if not n_rows:
+        raise _error(src.path, "header but no data rows")
+    return _stack(labels), _stack(pixels)
+
+
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate(parts)``, freeing each part once copied: the peak is the result and one part,
+    as ``np.empty`` takes pages only when they are written."""
+    out = np.empty((sum(map(len, parts)), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    start = 0
+    for i, part in enumerate(parts):
+        out[start: start + len(part)] = part
+        start += len(part)
+        parts[i] = None
+    return out
+
+
+def _csv_block(path: Path, block: bytes, names: list[str], row0: int,
+               max_line: int) -> tuple[np.ndarray, np.ndarray]:
+    """Check and parse complete data lines (``block`` ends with ``\\n``); rows count from ``row0 + 1``.
+
+    The vectorised pass only knows that some line is bad; the first one is then found and
+    explained on its raw bytes by ``_csv_line_problem``.
+    """
+    a = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(a == _LF)  # one per line
+    starts = np.r_[0, ends[:-1] + 1]
+    parsed = _parse_lines(a, len(ends), len(names)) if ((ends - starts) < max_line).all() else None
+    if parsed is not None:
+        values, too_big = parsed
+        pixels = values[:, 1:]
+        bad = too_big.any(axis=1) | ((pixels < 0) | (pixels > 255)).any(axis=1)
+        if not bad.any():
+            return values[:, 0].copy(), pixels.astype(np.uint8)
+        starts, ends = starts[bad], ends[bad]  # only these need explaining
+        row0 += int(np.flatnonzero(bad)[0])
+    for row, (start, end) in enumerate(zip(starts, ends), start=row0 + 1):
+        problem = _csv_line_problem(names, block[start:end], max_line)
+        if problem:
+            raise _csv_row_error(path, row, problem)
+    raise _error(path, f"rows {row0 + 1} to {row0 + len(ends)} could not be read as integers")
+
+
+def _parse_lines(a: np.ndarray, n_lines: int, n_cols: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Values ``(n_lines, n_cols)`` int64 and which cells have over 18 significant digits (their
+    values are junk), or None unless every line is ``n_cols`` integer literals.
+
+    ``a``: the bytes of whole lines, ending with ``\\n``. A literal is spaces, an optional sign,
+    digits, spaces (``\\r`` only just before ``\\n``). Spaces and ``+`` signs carry no value, so they
+    are dropped once checked, leaving digits, commas and line ends; each cell's digits are then
+    summed with the powers of ten of their places, counted back from the byte that ends the cell.
+    """
+    cr = np.flatnonzero(a == _CR)
+    if len(cr) and not (a[cr + 1] == _LF).all():
+        return None
+    space = (a == ord(" ")) | (a == ord("\t")) | (a == _CR)
+    if space.any():
+        after_space = np.r_[False, space[:-1]][~space]
+        a = a[~space]
+        token = ((a - _ZERO) < 10) | (a == ord("+")) | (a == ord("-"))  # uint8 wraps below "0"
+        if (token & after_space & np.r_[False, token[:-1]]).any():  # "1 2", "- 1": a space inside
+            return None
+    minus = a == ord("-")
+    sign = minus | (a == ord("+"))
+    if sign.any():
+        after_separator = np.r_[True, (a[:-1] == _COMMA) | (a[:-1] == _LF)]
+        before_digit = np.r_[(a[1:] - _ZERO) < 10, False]
+        if not (after_separator & before_digit)[sign].all():  # one sign, first, then digits
+            return None
+        negative = np.r_[False, minus[:-1]][~sign]  # the first digit of a negative cell
+        a = a[~sign]
+    ends = np.flatnonzero((a - _ZERO) >= 10)  # the byte after each cell: any non-digit
+    if len(ends) != n_lines * n_cols or not (a[ends[n_cols - 1:: n_cols]] == _LF).all():
+        return None
+    if np.count_nonzero(a[ends] == _COMMA) != n_lines * (n_cols - 1):  # a separator other than ","
+        return None
+    widths = np.diff(ends, prepend=-1) - 1
+    if widths.min(initial=1) < 1:  # an empty cell
+        return None
+    values = np.zeros(len(ends), dtype=np.int64)
+    for place in range(1, min(int(widths.max(initial=0)), _MAX_DIGITS) + 1):  # units first
+        has = np.flatnonzero(widths >= place)
+        values[has] += (a[ends[has] - place].astype(np.int64) - _ZERO) * 10 ** (place - 1)
+    too_big = np.zeros(len(ends), dtype=bool)
+    for cell in np.flatnonzero(widths > _MAX_DIGITS):  # leading zeros, or a number too big
+        too_big[cell] = (a[ends[cell] - widths[cell]: ends[cell] - _MAX_DIGITS] != _ZERO).any()
+    if sign.any():
+        values[np.searchsorted(ends, np.flatnonzero(negative))] *= -1
+    return values.reshape(n_lines, n_cols), too_big.reshape(n_lines, n_cols)
+
+
+def _csv_line_problem(names: list[str], line: bytes, max_line: int) -> str | None:
+    """What is wrong with one data line (its bytes without ``\\n``), or None if it is fine.
+
+    ``line`` may be only the first ``max_line`` bytes or more of a line too long to read whole.
+    """
+    if len(line) + 1 > max_line:
+        return (f"is longer than {max_line:,} characters ({len(names)} cells of at most {MAX_CELL_CHARS}); "
+                f"starts {_quote(line[:_QUOTE])}")
+    text = line.removesuffix(b"\r")
+    if not text.strip():
+        return f"is blank; expected {len(names)} cells"
+    cells = text.split(b",")
     if len(cells) != len(names):
         kind = "missing" if len(cells) < len(names) else "extra"
-        return _error(path, f"{where} has {len(cells)} cells, expected {len(names)} "
-                      f"(label + {len(names) - 1} pixels): {kind} cells")
+        hint = "; a '\\r' inside it does not end a line" if b"\r" in text else ""
+        return (f"has {len(cells)} cells, expected {len(names)} (label + {len(names) - 1} pixels): "
+                f"{kind} cells{hint}")
     for name, cell in zip(names, cells):
-        text = cell.strip().strip('"')
-        if not _INTEGER.fullmatch(text):
-            return _error(path, f"{where}, column {name}: {cell!r} is not an integer")
-        if name != "label" and not 0 <= int(text) <= 255:
-            return _error(path, f"{where}, column {name}: pixel {int(text)} outside 0..255")
-    return _error(path, f"{where} could not be read as integers")
+        literal = cell.strip(b" \t")
+        if not _INTEGER_BYTES.fullmatch(literal):
+            return f", column {name}: {_quote(cell)} is not an integer"
+        if len(literal.lstrip(b"+-").lstrip(b"0")) > _MAX_DIGITS:
+            if name == "label":
+                return f", column label: label {_cut(literal.decode())} has more than {_MAX_DIGITS} digits"
+            return f", column {name}: pixel {_cut(literal.decode())} outside 0..255"
+        if name != "label" and not 0 <= int(literal) <= 255:
+            return f", column {name}: pixel {int(literal)} outside 0..255"
+    return None
+
+
+def _csv_row_error(path: Path, row: int, problem: str) -> DataError:
+    """``DataError`` for 1-based data row ``row``; ``problem`` follows ``row r (line l)``."""
+    return _error(path, f"row {row} (line {row + 1})" + ("" if problem.startswith(",") else " ") + problem)
 
 
 # ---------------------------------------------------------------------------------------------------- datasets
@@ -397,13 +636,16 @@ def check_labels(labels: np.ndarray, n_classes: int, source: PathLike) -> None:
 
 # ---------------------------------------------------------------------------------------------------- images
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 def read_image_file(path: PathLike, image_shape: tuple[int, int]) -> np.ndarray:
     """Read one image to classify: a PNG or a ``.npy`` array.
 
-    PNGs are read with ``matplotlib.image.imread``; colour is turned to grey with the ITU-R 601
-    luma weights (as PIL's ``"L"`` mode), and alpha composites over black, the Fashion-MNIST
-    background. ``.npy`` arrays must hold whole numbers in 0..255.
+    The size is checked before anything is decoded: a PNG's from its IHDR chunk, a ``.npy``'s shape
+    and dtype from its header. PNGs are read with ``matplotlib.image.imread``; colour is turned to
+    grey with the ITU-R 601 luma weights (as PIL's ``"L"`` mode), and alpha composites over black,
+    the Fashion-MNIST background. ``.npy`` arrays must hold whole numbers in 0..255.
 
     Parameters
     ----------
@@ -420,22 +662,59 @@ def read_image_file(path: PathLike, image_shape: tuple[int, int]) -> np.ndarray:
     shape = _check_image_shape(image_shape)
     suffix = path.suffix.lower()
     if suffix == ".png":
+        _check_size(path, _png_size(path), shape)
         image = _read_png_grey(path)
     elif suffix == ".npy":
+        _check_size(path, _npy_shape(path), shape)
         try:
             image = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
             raise _error(path, f"not a readable .npy file ({err})") from None
-        if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
-            raise _error(path, f"array has dtype {image.dtype}; expected numbers 0..255")
         if image.size and not (np.all(image == np.round(image)) and image.min() >= 0 and image.max() <= 255):
             raise _error(path, "array values must be whole numbers in 0..255")
     else:
-        raise _error(path, f"unsupported image file type {path.suffix!r} (use .png or .npy)")
-    if image.shape != shape:
-        size = _shape_text(image.shape) if image.ndim == 2 else f"an array of shape {image.shape}"
-        raise _error(path, f"image is {size} but the dataset's images are {_shape_text(shape)}")
+        raise _error(path, f"unsupported image file type {_quote(path.suffix)} (use .png or .npy)")
+    _check_size(path, image.shape, shape)
     return image.astype(np.uint8)
+
+
+def _check_size(path: Path, got: tuple[int, ...], shape: tuple[int, int]) -> None:
+    if got != shape:
+        size = _shape_text(got) if len(got) == 2 else _cut(f"an array of shape {got}")
+        raise _error(path, f"image is {size} but the dataset's images are {_shape_text(shape)}")
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the IHDR chunk, the first after the 8-byte signature."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)  # signature, chunk length, "IHDR", width, height (big-endian)
+    except OSError as err:
+        raise _error(path, f"cannot read ({err.strerror or err})") from None
+    if head[:8] != _PNG_SIGNATURE:
+        raise _error(path, "not a readable PNG (no PNG signature)")
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        raise _error(path, "not a readable PNG (no IHDR chunk after the signature)")
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape in a ``.npy`` header, after checking its dtype is numbers; the data is not read."""
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+    except (ValueError, TypeError, OSError, EOFError) as err:  # numpy raises these for a bad header
+        raise _error(path, f"not a readable .npy file ({_cut(str(err))})") from None
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise _error(path, f"array has dtype {_cut(str(dtype))}; expected numbers 0..255")
+    return tuple(shape)
 
 
 def _read_png_grey(path: Path) -> np.ndarray:
@@ -445,7 +724,7 @@ def _read_png_grey(path: Path) -> np.ndarray:
     try:
         pixels = mpimg.imread(path, format="png")
     except Exception as err:  # PIL raises several unrelated types for a bad file
-        raise _error(path, f"not a readable PNG ({type(err).__name__}: {err})") from None
+        raise _error(path, f"not a readable PNG ({type(err).__name__}: {_cut(str(err))})") from None
     # matplotlib gives floats in 0..1 for PNGs; integer arrays would already be 0..255.
     scale = 255.0 if np.issubdtype(pixels.dtype, np.floating) else 1.0
     pixels = pixels.astype(np.float64) * scale

@@ -8,10 +8,13 @@ Sources, tried in order for the files the folder lacks:
 4. each URL in ``urls`` (by default the official download address).
 
 A source that is absent or unreachable is skipped and its reason kept; a source whose files arrive
-but fail the checksum stops with ``FetchError``. The checksums are of the decompressed bytes, so
-the Debian copies (gzip headers differ from upstream's), upstream's and re-gzipped or gunzipped
-copies all pass. Files are staged as hidden temp files in the target folder, all checked, then
-moved into place with ``os.replace``: a failed fetch leaves no partial file.
+but fail the checksum, or a download larger than the official file allows, stops with
+``FetchError``. The checksums are of the decompressed bytes, so the Debian copies (gzip headers
+differ from upstream's), upstream's and re-gzipped or gunzipped copies all pass. Reading is
+bounded: a download stops past ``max_download(name)`` bytes, and a checksum one byte past the
+file's decompressed size, so neither an endless response nor a gzip bomb is read whole. Files
+are staged as hidden temp files in the target folder, all checked, then moved into place with
+``os.replace``: a failed fetch leaves no partial file.
 
 The command line is ``fmproto fetch`` (``fmproto.cli.fetch``, run by ``make data``).
 """
@@ -19,6 +22,7 @@ The command line is ``fmproto fetch`` (``fmproto.cli.fetch``, run by ``make data
 import gzip
 import hashlib
 import http.client
+import re
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +49,24 @@ SHA256: dict[str, str] = {
     "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
+# Bytes of each file: ``SIZE`` decompressed (the IDX file), ``GZ_SIZE`` as the official server
+# sends it. Other gzips of the same content (Debian's are 24 bytes shorter) differ a little in size.
+SIZE: dict[str, int] = {
+    "train-images-idx3-ubyte.gz": 47_040_016,
+    "train-labels-idx1-ubyte.gz": 60_008,
+    "t10k-images-idx3-ubyte.gz": 7_840_016,
+    "t10k-labels-idx1-ubyte.gz": 10_008,
+}
+GZ_SIZE: dict[str, int] = {
+    "train-images-idx3-ubyte.gz": 26_421_880,
+    "train-labels-idx1-ubyte.gz": 29_515,
+    "t10k-images-idx3-ubyte.gz": 4_422_102,
+    "t10k-labels-idx1-ubyte.gz": 5_148,
+}
+# How far a download may exceed GZ_SIZE: room for a mirror that gzipped the same content with
+# other settings, small next to what an endless or hostile response could send.
+DOWNLOAD_SLACK = 64 * 1024
+DOWNLOAD_SLACK_FRACTION = 0.05
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 APT_PACKAGE = "dataset-fashion-mnist"
@@ -62,24 +84,40 @@ class FetchError(RuntimeError):
     """Files fail their checksum, or no source could provide them; the message is one line."""
 
 
+class ContentTooLarge(FetchError):
+    """The decompressed content runs past the size it may have; reading stopped there."""
+
+
 class _Unavailable(Exception):
     """This source cannot provide the files (absent, no network); the next source is tried."""
 
 
-def content_sha256(path: str | Path) -> str:
+def content_sha256(path: str | Path, max_size: int = max(SIZE.values())) -> str:
     """SHA-256 hex digest of the file's content, decompressed if it starts with the gzip magic bytes.
 
-    Raises ``OSError`` (including ``gzip.BadGzipFile``), ``EOFError`` or ``zlib.error`` for a
-    damaged gzip stream.
+    At most ``max_size + 1`` bytes are read (after decompression): content longer than
+    ``max_size`` (by default the largest Fashion-MNIST file) raises ``ContentTooLarge`` without
+    inflating the rest, so a gzip bomb costs no more than a real file.
+
+    Raises ``ContentTooLarge``, or ``OSError`` (including ``gzip.BadGzipFile``), ``EOFError`` or
+    ``zlib.error`` for a damaged gzip stream.
     """
     path = Path(path)
     with path.open("rb") as f:
         is_gzip = f.read(2) == _GZIP_MAGIC
-    digest = hashlib.sha256()
+    digest, n_bytes = hashlib.sha256(), 0
     with gzip.open(path, "rb") if is_gzip else path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(min(_CHUNK, max_size + 1 - n_bytes)):
+            n_bytes += len(chunk)
+            if n_bytes > max_size:
+                raise ContentTooLarge(f"{path}: decompressed content is over {max_size:,} bytes; not read further")
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def max_download(name: str) -> int:
+    """The most bytes a download of ``name`` (one of ``FILES``) may take before it is stopped."""
+    return GZ_SIZE[name] + max(DOWNLOAD_SLACK, int(GZ_SIZE[name] * DOWNLOAD_SLACK_FRACTION))
 
 
 def verify(directory: str | Path) -> None:
@@ -131,7 +169,14 @@ def fetch_fashion_mnist(
     return fetch_with_origin(directory, system_dir=system_dir, use_apt=use_apt, urls=urls, log=log)[0]
 
 
-def fetch_with_origin(directory, *, system_dir=SYSTEM_DIR, use_apt=True, urls=(OFFICIAL_URL,), log=None) -> tuple[Path, str]:
+def fetch_with_origin(
+    directory: str | Path,
+    *,
+    system_dir: str | Path = SYSTEM_DIR,
+    use_apt: bool = True,
+    urls: Sequence[str] = (OFFICIAL_URL,),
+    log: Log | None = None,
+) -> tuple[Path, str]:
     """``fetch_fashion_mnist``, also returning where the files came from (for the summary line)."""
     directory, system_dir = Path(directory), Path(system_dir)
     log = log or (lambda line: None)
@@ -178,7 +223,9 @@ def _local_path(directory: Path, name: str) -> Path:
 def _mismatch(path: Path, name: str) -> str | None:
     """Why ``path`` does not hold the real ``name``, or None when its content checks out."""
     try:
-        got = content_sha256(path)
+        got = content_sha256(path, max_size=SIZE[name])
+    except ContentTooLarge:
+        return f"decompressed content is over the {SIZE[name]:,} bytes of {name}; not read further"
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         return f"cannot be read as {name} ({err})"
     if got != SHA256[name]:
@@ -253,24 +300,32 @@ def _run(args: list[str], cwd: str) -> None:
 
 def _from_url(base: str, directory: Path, names: list[str]) -> None:
     def copy(name: str, out: BinaryIO) -> None:
-        url = base.rstrip("/") + "/" + name
+        url, limit = base.rstrip("/") + "/" + name, max_download(name)
         try:
             response = urllib.request.urlopen(url, timeout=URL_TIMEOUT)
         except (OSError, ValueError, http.client.HTTPException) as err:  # URLError is an OSError
             raise _Unavailable(f"{name}: {_why(err)}") from None
         with response:
-            expected = response.headers.get("Content-Length")
+            length = (response.headers.get("Content-Length") or "").strip()
+            expected = int(length) if re.fullmatch(r"[0-9]{1,18}", length) else None  # else: not trusted
+            if expected is not None and expected > limit or re.fullmatch(r"[0-9]{19,}", length):
+                shown = f"{expected:,}" if expected is not None else f"{length[:3]}... ({len(length)} digits)"
+                raise FetchError(f"{name} from {base}: Content-Length {shown} bytes is over the "
+                                 f"{limit:,} allowed (the official file has {GZ_SIZE[name]:,}); not downloaded")
             n_bytes = 0
             while True:
                 try:
-                    chunk = response.read(_CHUNK)
+                    chunk = response.read(min(_CHUNK, limit + 1 - n_bytes))
                 except (OSError, http.client.HTTPException) as err:
                     raise _Unavailable(f"{name}: download broke off ({_why(err)})") from None
                 if not chunk:
                     break
-                out.write(chunk)
                 n_bytes += len(chunk)
-        if expected is not None and expected.isdigit() and n_bytes != int(expected):
+                if n_bytes > limit:
+                    raise FetchError(f"{name} from {base}: download passed the {limit:,} bytes allowed "
+                                     f"(the official file has {GZ_SIZE[name]:,}); stopped")
+                out.write(chunk)
+        if expected is not None and n_bytes != expected:
             raise _Unavailable(f"{name}: download broke off after {n_bytes} of {expected} bytes")
 
     _install(directory, names, base, copy)

@@ -2,6 +2,9 @@
 
 import gzip
 import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +47,32 @@ def raises_one_line(path: Path, match: str, call, *args, **kwargs) -> str:
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: ") or str(path) in message
+    assert len(message) - len(str(path)) <= 220  # with the path, under 300 characters
     return message
+
+
+PEAK_MEMORY = """
+import resource, sys
+from fmproto import datasets
+from fmproto.checks import DataError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    datasets.{call}
+    print("no error")
+except DataError as err:
+    print(err)
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory(call: str) -> tuple[str, float, float]:
+    """Run ``datasets.<call>`` in a fresh interpreter: its one-line message, and the peak resident
+    memory in MB after the imports and after the call (``ru_maxrss``, KiB on Linux)."""
+    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY.format(call=call)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=True)
+    message, numbers = done.stdout.splitlines()
+    before, after = (int(n) / 1024 for n in numbers.split())
+    return message, before, after
 
 
 # ---------------------------------------------------------------------------------------------------- IDX
@@ -86,7 +114,9 @@ IDX_ERRORS = {
     "truncated payload": (GOOD_IDX[:-1], False, "truncated: dimensions 4x5x7 need 140 data bytes, file has 139"),
     "truncated payload gz": (GOOD_IDX[:-30], True, "need 140 data bytes, file has 110"),
     "trailing bytes": (GOOD_IDX + b"\x00\x00\x00", False, "3 trailing bytes after the 140 data bytes"),
-    "trailing bytes gz": (GOOD_IDX + b"\x07", True, "1 trailing bytes"),
+    # A gzip is inflated one byte past the declared payload, not to its end: no count of the rest.
+    "trailing bytes gz": (GOOD_IDX + b"\x07", True, r"trailing bytes after the 140 data bytes of dimensions 4x5x7 "
+                          r"\(not inflated further\)"),
 }
 
 
@@ -98,6 +128,45 @@ def test_read_idx_errors(tmp_path, data, compress, match):
 
 def test_read_idx_missing_file(tmp_path):
     raises_one_line(tmp_path / "nope.gz", "file not found", datasets.read_idx, tmp_path / "nope.gz")
+
+
+def test_read_idx_refuses_a_header_over_the_limit_before_reading(tmp_path):
+    header = struct.pack(">BBBBIII", 0, 0, 8, 3, 60_000, 28_000, 28_000)  # 47 TB declared, 16 bytes given
+    path = write(tmp_path / "huge.idx", header, compress=True)
+    raises_one_line(path, r"IDX header declares dimensions 60000x28000x28000, 47,040,000,000,000 data bytes, "
+                    r"over the limit of 536,870,912 \(MAX_DATA_BYTES\); nothing read$", datasets.read_idx, path)
+    many = write(tmp_path / "many.idx", struct.pack(">BBBB", 0, 0, 8, 255) + struct.pack(">255I", *[4_000_000_000] * 255))
+    raises_one_line(many, r"IDX header declares dimensions (4000000000x){7}\.\.\., about 1e2448 data bytes",
+                    datasets.read_idx, many)  # 255 dimensions: the shape and the count are cut short
+
+
+def test_read_idx_pair_checks_both_headers_before_the_payloads(tmp_path, monkeypatch):
+    images = write(tmp_path / "i", struct.pack(">BBBBIII", 0, 0, 8, 3, 4, 5, 7))  # header only
+    labels = write(tmp_path / "l", struct.pack(">BBBBI", 0, 0, 8, 1, 3))
+    raises_one_line(labels, "3 labels but 4 images", datasets.read_idx_pair, images, labels)
+    # 1x1 images: 200,000,000 pixel bytes fit MAX_DATA_BYTES, but not with 1.6 GB of int64 labels
+    images = write(tmp_path / "i", struct.pack(">BBBBIII", 0, 0, 8, 3, 200_000_000, 1, 1))
+    labels = write(tmp_path / "l", struct.pack(">BBBBI", 0, 0, 8, 1, 200_000_000))
+    raises_one_line(images, r"200000000 images of 1x1 and their int64 labels need 1,800,000,000 bytes, "
+                    r"over the limit of 536,870,912", datasets.read_idx_pair, images, labels)
+
+
+def test_read_idx_stops_a_gzip_bomb_one_byte_past_the_declared_size(tmp_path):
+    """A valid header for 60,000 28x28 images, then 2 GiB of zeros: 47 MB are read, not 2 GiB.
+
+    The file stays ~2 MB: gzip members may be concatenated, so one member of 64 MiB of zeros is
+    compressed once and repeated.
+    """
+    header = struct.pack(">BBBBIII", 0, 0, 8, 3, 60_000, 28, 28)
+    member = gzip.compress(bytes(64 * 1024**2), compresslevel=9, mtime=0)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header, mtime=0) + member * 32)  # 2 GiB + 16 bytes inflated
+    assert path.stat().st_size < 3_000_000
+    message, before, after = peak_memory(f"read_idx({str(path)!r})")
+    assert message == (f"{path}: trailing bytes after the 47040000 data bytes of dimensions 60000x28x28 "
+                       "(not inflated further)")
+    assert after < 1000, f"peak {after:.0f} MB"
+    assert after - before < 47 + 100, f"peak {after:.0f} MB, {before:.0f} MB after the imports"
 
 
 def test_read_idx_pair_round_trip(tmp_path):
@@ -190,6 +259,26 @@ CSV_ERRORS = {
     "huge pixel": (HEADER + "1,0,0,0,99999999999999999999\n", r"column pixel4: pixel 99999999999999999999 outside"),
     "non-square": ("label,pixel1,pixel2,pixel3\n1,0,0,0\n",
                    "3 pixel columns is not a square number; give image_shape"),
+    # Only plain integer literals: pandas used to read 1.0 as 1 and 1e2 as 100.
+    "1.0": (HEADER + "1,0,0,0,0\n2,0,1.0,0,0\n", r"row 2 \(line 3\), column pixel2: '1.0' is not an integer$"),
+    "1e2": (HEADER + "1,0,0,0,1e2\n", r"row 1 \(line 2\), column pixel4: '1e2' is not an integer$"),
+    "True": (HEADER + "1,True,0,0,0\n", r"row 1 \(line 2\), column pixel1: 'True' is not an integer$"),
+    "inf": (HEADER + "1,0,0,inf,0\n", r"row 1 \(line 2\), column pixel3: 'inf' is not an integer$"),
+    "nan label": (HEADER + "1,0,0,0,0\nnan,0,0,0,0\n", r"row 2 \(line 3\), column label: 'nan' is not an integer$"),
+    "0x1F": (HEADER + "1,0x1F,0,0,0\n", r"row 1 \(line 2\), column pixel1: '0x1F' is not an integer$"),
+    "space cell": (HEADER + "1,0,0, ,0\n", r"row 1 \(line 2\), column pixel3: ' ' is not an integer$"),
+    "space inside": (HEADER + "1,0,0,1 2,0\n", r"column pixel3: '1 2' is not an integer$"),
+    "two signs": (HEADER + "1,0,+-1,0,0\n", r"column pixel2: '\+-1' is not an integer$"),
+    "sign apart": (HEADER + "1,0,- 1,0,0\n", r"column pixel2: '- 1' is not an integer$"),
+    "quoted cell": (HEADER + '1,0,"5",0,0\n', r"""column pixel2: '"5"' is not an integer$"""),
+    "lone CR": (HEADER + "1,0,0,0,0\r2,0,0,0,0\n", r"row 1 \(line 2\) has 9 cells, .*a '\\r' inside it does not end"),
+    "unicode digit": (HEADER + "1,0,0,0,\u0663\n", r"column pixel4: '\u0663' is not an integer$"),
+    "long label": (HEADER + "1000000000000000000,0,0,0,0\n", r"column label: label 1000000000000000000 has more "
+                   r"than 18 digits"),
+    "later row first": (HEADER + "1,0,0,0,0\n" * 3 + "1,0,0,0,256\n1,0,0,0,x\n",
+                        r"row 4 \(line 5\), column pixel4: pixel 256 outside 0..255$"),
+    "long cell quoted short": (HEADER + "1,0,0,0," + "x" * 100 + "\n", r"column pixel4: 'x{76}\.\.\. is not"),
+    "blank header line": ("\n" + HEADER + "1,0,0,0,0\n", "line 1 is blank; expected the header"),
 }
 
 
@@ -198,6 +287,71 @@ CSV_ERRORS = {
 def test_read_csv_images_errors(tmp_path, compress, text, match):
     path = write(tmp_path / "fashion-mnist_train.csv", text, compress)
     raises_one_line(path, match, datasets.read_csv_images, path)
+
+
+def test_read_csv_images_accepts_integer_literals_with_spaces_and_signs(tmp_path):
+    text = HEADER + " +1 , -0 ,\t7\t,0003,255 \r\n-2,0000000000000000000000000000009,0,0,0\n"
+    images, labels = datasets.read_csv_images(write(tmp_path / "x.csv", text))
+    np.testing.assert_array_equal(labels, [1, -2])
+    np.testing.assert_array_equal(images.reshape(2, 4), [[0, 7, 3, 255], [9, 0, 0, 0]])
+
+
+def test_read_csv_images_many_rows_across_pieces(tmp_path):
+    """Rows that straddle the 1 MiB pieces, with and without a final line end."""
+    images = RNG.integers(0, 256, size=(1500, 28, 28), dtype=np.uint8)  # 4 MB of text
+    labels = RNG.integers(0, 10, size=1500)
+    text = csv_text(images, labels)
+    for name, data, compress in (("a.csv", text, False), ("b.csv.gz", text, True), ("c.csv", text[:-1], False)):
+        got_images, got_labels = datasets.read_csv_images(write(tmp_path / name, data, compress))
+        np.testing.assert_array_equal(got_images, images)
+        np.testing.assert_array_equal(got_labels, labels)
+    bad = text.splitlines()
+    bad[1300] = bad[1300][:-1] + "1.5"
+    raises_one_line(tmp_path / "d.csv", r"row 1300 \(line 1301\), column pixel784: '.*1.5' is not an integer$",
+                    datasets.read_csv_images, write(tmp_path / "d.csv", "\n".join(bad) + "\n"))
+
+
+def test_read_csv_images_stops_past_max_data_bytes(tmp_path, monkeypatch):
+    path = write(tmp_path / "x.csv", csv_text(IMAGES_5x7, LABELS_4))
+    monkeypatch.setattr(datasets, "MAX_DATA_BYTES", 3 * (35 + 8))  # room for 3 rows of 35 pixels
+    raises_one_line(path, r"rows 1 to 4 take 172 bytes as images and int64 labels, over the limit of 129 "
+                    r"\(MAX_DATA_BYTES\)$", datasets.read_csv_images, path, image_shape=(5, 7))
+
+
+def big_line_file(path: Path, head: str, line: bytes, repeats: int, compress: bool) -> Path:
+    """``head`` then ``line * repeats`` (20 MB and more), written in pieces; gzipped to ~100 KB."""
+    with (gzip.open(path, "wb", compresslevel=6) if compress else open(path, "wb")) as f:
+        f.write(head.encode())
+        for _ in range(repeats // 10_000):
+            f.write(line * 10_000)
+    return path
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_csv_images_refuses_a_20_mb_header_in_little_memory(tmp_path, compress):
+    many = big_line_file(tmp_path / "many.csv", "label", b",pixel1", 3_000_000, compress)  # 21 MB, 3M columns
+    message, before, after = peak_memory(f"read_csv_images({str(many)!r})")
+    starts = "'" + ("label" + ",pixel1" * 20)[:76] + "..."  # 80 characters quoted, cut with "..."
+    assert message == f"{many}: header has more than 100,000 columns (MAX_CSV_COLUMNS); starts {starts}"
+    assert after - before < 10, f"peak {after:.0f} MB, {before:.0f} MB after the imports"
+    wide = big_line_file(tmp_path / "wide.csv", "label,pixel", b"1" * 10, 2_000_000, compress)  # one 20 MB name
+    message, before, after = peak_memory(f"read_csv_images({str(wide)!r})")
+    assert message == f"{wide}: header column 2 is longer than 64 characters: 'pixel{'1' * 71}..."
+    assert after - before < 10, f"peak {after:.0f} MB, {before:.0f} MB after the imports"
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_csv_images_refuses_a_20_mb_data_line_early(tmp_path, compress):
+    header = ",".join(["label"] + [f"pixel{j}" for j in range(1, 785)]) + "\n"
+    good = "\n".join(["3" + ",0" * 784] * 2) + "\n"
+    path = big_line_file(tmp_path / "x.csv", header + good, b"0,", 10_000_000, compress)  # a 20 MB row 3
+    message, before, after = peak_memory(f"read_csv_images({str(path)!r})")
+    assert message == (f"{path}: row 3 (line 4) is longer than 25,905 characters (785 cells of at most 32); "
+                       f"starts '{('0,' * 40)[:76]}...")
+    assert after - before < 10, f"peak {after:.0f} MB, {before:.0f} MB after the imports"
+    # a line just over the bound, in the middle of a piece, is refused the same way
+    path = write(tmp_path / "y.csv", header + good + "9," * 12_953 + "\n" + good, compress)
+    raises_one_line(path, r"row 3 \(line 4\) is longer than 25,905 characters", datasets.read_csv_images, path)
 
 
 def test_read_csv_images_shape_mismatch(tmp_path):
@@ -347,4 +501,61 @@ def test_read_image_file_errors(tmp_path):
     jpg = write(tmp_path / "x.jpg", b"\xff\xd8")
     raises_one_line(jpg, r"unsupported image file type '.jpg' \(use .png or .npy\)", datasets.read_image_file, jpg, (5, 7))
     fake = write(tmp_path / "fake.png", b"not a png")
-    raises_one_line(fake, "not a readable PNG", datasets.read_image_file, fake, (5, 7))
+    raises_one_line(fake, r"not a readable PNG \(no PNG signature\)", datasets.read_image_file, fake, (5, 7))
+    no_ihdr = write(tmp_path / "no_ihdr.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    raises_one_line(no_ihdr, "no IHDR chunk", datasets.read_image_file, no_ihdr, (5, 7))
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """A grey 8-bit PNG written by hand: signature, IHDR, one zlib IDAT of filter-0 rows, IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = pixels.shape
+    rows = np.column_stack([np.zeros(height, np.uint8), pixels.astype(np.uint8)])  # filter byte 0 per row
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
+            + chunk(b"IEND", b""))
+
+
+def test_read_image_file_refuses_a_6000x6000_png_without_decoding(tmp_path, monkeypatch):
+    import matplotlib.image as mpimg
+
+    small = write(tmp_path / "small.png", png_bytes(IMAGES_5x7[0]))
+    np.testing.assert_array_equal(datasets.read_image_file(small, (5, 7)), IMAGES_5x7[0])  # the writer is right
+    huge = write(tmp_path / "huge.png", png_bytes(np.zeros((6000, 6000), np.uint8)))  # 36 M pixels in ~40 KB
+    assert huge.stat().st_size < 100_000
+
+    def imread(*args, **kwargs):
+        raise AssertionError("the PNG was decoded")
+
+    monkeypatch.setattr(mpimg, "imread", imread)
+    raises_one_line(huge, r"^{}: image is 6000x6000 but the dataset's images are 28x28$".format(huge),
+                    datasets.read_image_file, huge, (28, 28))
+    wide = write(tmp_path / "wide.png", png_bytes(np.zeros((28, 29), np.uint8)))
+    raises_one_line(wide, "image is 28x29 but the dataset's images are 28x28", datasets.read_image_file, wide, (28, 28))
+
+
+def npy_header_only(path: Path, descr: str, shape: tuple) -> Path:
+    """A .npy file with a header and no data: only a reader that trusts the header would allocate."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": shape})
+    return path
+
+
+def test_read_image_file_checks_the_npy_header_before_loading(tmp_path):
+    huge = npy_header_only(tmp_path / "huge.npy", "<f8", (100_000, 100_000))  # 80 GB declared
+    raises_one_line(huge, r"image is 100000x100000 but the dataset's images are 5x7$",
+                    datasets.read_image_file, huge, (5, 7))
+    cube = npy_header_only(tmp_path / "cube.npy", "|u1", (5, 7, 3))
+    raises_one_line(cube, r"image is an array of shape \(5, 7, 3\) but", datasets.read_image_file, cube, (5, 7))
+    for descr, name in (("|O", "object"), ("|b1", "bool"), ("<U3", "<U3"), ("<c16", "complex128")):
+        path = npy_header_only(tmp_path / "odd.npy", descr, (5, 7))
+        raises_one_line(path, rf"array has dtype {name}; expected numbers 0..255$", datasets.read_image_file, path, (5, 7))
+    short = npy_header_only(tmp_path / "short.npy", "|u1", (5, 7))  # right header, no data
+    raises_one_line(short, r"not a readable .npy file", datasets.read_image_file, short, (5, 7))
+    bad = write(tmp_path / "bad.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': 'zz'}    ")
+    raises_one_line(bad, r"not a readable .npy file", datasets.read_image_file, bad, (5, 7))
+    v3 = write(tmp_path / "v3.npy", b"\x93NUMPY\x03\x00" + b"\x00" * 20)
+    raises_one_line(v3, r"not a readable .npy file \(format version 3.0 is not supported\)",
+                    datasets.read_image_file, v3, (5, 7))

@@ -1,4 +1,5 @@
-"""fmproto.fetch: checksums of decompressed content, the order of sources, and the CLI's one-line errors.
+"""fmproto.fetch: checksums of decompressed content, the order of sources, bounded reads, and the
+``fmproto fetch`` command's one-line errors.
 
 The real files come from the session fixture ``fashion_dir`` (data/raw, verified there); every test
 works on copies in ``tmp_path``. The URL source is served by a local HTTP server on 127.0.0.1.
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from fmproto import fetch
-from fmproto.fetch import FILES, SHA256, FetchError
+from fmproto.cli.main import main
+from fmproto.fetch import FILES, GZ_SIZE, SHA256, SIZE, FetchError
 
 LABELS = "t10k-labels-idx1-ubyte.gz"  # the smallest file (5 KB): the one to damage
 
@@ -132,6 +134,123 @@ def test_truncated_gzip_is_a_fetch_error(real_copy):
         fetch.verify(real_copy)
 
 
+# --- bounded reads: gzip bombs and oversized downloads ----------------------------------------------
+
+
+def _zeros_gzip(n_members: int, member_size: int = 16 * 1024**2) -> bytes:
+    """``n_members * member_size`` zero bytes as concatenated gzip members (one valid gzip, ~1000:1)."""
+    return gzip.compress(bytes(member_size), compresslevel=9, mtime=0) * n_members
+
+
+class _CountingGzip:
+    """Wraps ``gzip.open`` and counts the decompressed bytes handed out, per file name."""
+
+    def __init__(self):
+        self.n_bytes: dict[str, int] = {}
+        self._open = gzip.open
+
+    def __call__(self, path, *args, **kwargs):
+        f = self._open(path, *args, **kwargs)
+        read, name = f.read, Path(path).name
+        self.n_bytes[name] = 0
+
+        def counted(size=-1):
+            chunk = read(size)
+            self.n_bytes[name] += len(chunk)
+            return chunk
+
+        f.read = counted
+        return f
+
+
+def test_sizes_are_those_of_the_real_files(fashion_dir):
+    for name in FILES:
+        assert len(gzip.decompress((fashion_dir / name).read_bytes())) == SIZE[name]
+        assert 0 < GZ_SIZE[name] - (fashion_dir / name).stat().st_size < fetch.max_download(name)
+
+
+def test_gzip_bomb_in_the_folder_is_a_mismatch_read_only_past_its_size(real_copy, monkeypatch):
+    """1 GiB of zeros behind the real labels' content: reported after SIZE + 1 bytes, not inflated."""
+    real = gzip.decompress((real_copy / LABELS).read_bytes())
+    (real_copy / LABELS).write_bytes(gzip.compress(real, mtime=0) + _zeros_gzip(64))
+    assert (real_copy / LABELS).stat().st_size < 2_000_000
+    counting = _CountingGzip()
+    monkeypatch.setattr(fetch.gzip, "open", counting)
+    expected = rf"{LABELS}: decompressed content is over the 10,008 bytes of {LABELS}; not read further$"
+    with pytest.raises(FetchError, match=expected):
+        fetch.verify(real_copy)
+    assert counting.n_bytes[LABELS] == SIZE[LABELS] + 1
+    with pytest.raises(fetch.ContentTooLarge, match=r"over 5 bytes; not read further"):
+        fetch.content_sha256(real_copy / LABELS, max_size=5)
+
+
+def test_plain_file_too_large_is_a_mismatch(fashion_dir, tmp_path):
+    big = tmp_path / LABELS.removesuffix(".gz")
+    big.write_bytes(gzip.decompress((fashion_dir / LABELS).read_bytes()) + b"\x00")
+    assert "decompressed content is over the 10,008 bytes" in fetch._mismatch(big, LABELS)
+
+
+class _EndlessHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with zeros and no Content-Length, until the client hangs up (or 64 MB)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        try:
+            for _ in range(1024):
+                self.wfile.write(bytes(64 * 1024))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def _serving_endless():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _all_but_labels(real_copy: Path, target: Path) -> Path:
+    target.mkdir()
+    for name in FILES:
+        if name != LABELS:
+            shutil.copyfile(real_copy / name, target / name)
+    return target
+
+
+def test_download_without_length_stops_past_the_expected_size(real_copy, tmp_path):
+    target = _all_but_labels(real_copy, tmp_path / "target")
+    limit = fetch.max_download(LABELS)
+    assert GZ_SIZE[LABELS] < limit <= GZ_SIZE[LABELS] + 64 * 1024 + GZ_SIZE[LABELS] // 20
+    with _serving_endless() as url:
+        with pytest.raises(FetchError, match=rf"^{LABELS} from {url}: download passed the {limit:,} bytes "
+                                             rf"allowed \(the official file has 5,148\); stopped$"):
+            fetch.fetch_fashion_mnist(target, system_dir=tmp_path / "none", use_apt=False, urls=(url,))
+    assert _leftovers(target) == [] and not (target / LABELS).exists()
+
+
+def test_download_with_too_large_content_length_is_refused_before_reading(real_copy, tmp_path):
+    target = _all_but_labels(real_copy, tmp_path / "target")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / LABELS).write_bytes(bytes(1_000_000))
+    with _serving(served) as url:
+        with pytest.raises(FetchError, match=rf"^{LABELS} from {url}: Content-Length 1,000,000 bytes is over the "
+                                             rf"{fetch.max_download(LABELS):,} allowed .*not downloaded$"):
+            fetch.fetch_fashion_mnist(target, system_dir=tmp_path / "none", use_apt=False, urls=(url,))
+    assert _leftovers(target) == [] and not (target / LABELS).exists()
+
+
 # --- fetch_fashion_mnist: order of sources ----------------------------------------------------
 
 
@@ -158,7 +277,7 @@ def test_only_missing_files_are_fetched_and_present_ones_kept(real_copy, tmp_pat
     target.mkdir()
     shutil.copyfile(real_copy / LABELS, target / LABELS)
     inode = (target / LABELS).stat().st_ino
-    _, origin = fetch._fetch(target, system_dir=real_copy, use_apt=False, urls=())
+    _, origin = fetch.fetch_with_origin(target, system_dir=real_copy, use_apt=False, urls=())
     assert origin == f"1 already present, 3 from {real_copy}"
     assert (target / LABELS).stat().st_ino == inode
     fetch.verify(target)
@@ -211,7 +330,7 @@ def test_apt_package_end_to_end(tmp_path):
         pytest.skip("apt-get or dpkg-deb is not on PATH")
     target = tmp_path / "target"
     try:
-        _, origin = fetch._fetch(target, system_dir=tmp_path / "none", urls=())
+        _, origin = fetch.fetch_with_origin(target, system_dir=tmp_path / "none", urls=())
     except FetchError as err:
         if "apt-get download " in str(err):  # failed (no network, no package lists) or timed out
             pytest.skip(f"apt package not downloadable here: {err}")
@@ -221,7 +340,7 @@ def test_apt_package_end_to_end(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == sorted(FILES)
 
 
-# --- main --------------------------------------------------------------------------------------
+# --- fmproto fetch ------------------------------------------------------------------------------
 
 
 def _params(path: Path, text: str) -> str:
@@ -229,52 +348,78 @@ def _params(path: Path, text: str) -> str:
     return str(path)
 
 
+def _fetch_cli(params: str, capsys) -> tuple[int, str, str]:
+    """Run ``fmproto fetch --params params``; return its exit status, stdout and stderr."""
+    try:
+        main(["fetch", "--params", params])
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
         (None, r"params.yaml: cannot read \(No such file or directory\)"),
         ("data: [\n", r"params.yaml: not valid YAML"),
-        ("data: [a, b]\n", r"section 'data' must be a mapping"),
-        ("data:\n  dir: 3\n", r"data.dir must be a folder path; got 3"),
-        ("data:\n  verify: sha1\n", r"data.verify must be 'fashion-mnist' or 'none'; got 'sha1'"),
+        ("data: [a, b]\n", r"params.yaml: section 'data' is missing or not a mapping"),
+        ("data:\n  verify: none\n", r"params.yaml: param data.dir is missing"),
+        ("data:\n  dir: raw\n", r"params.yaml: param data.verify is missing"),
+        ("data:\n  dir: 3\n  verify: none\n", r"params.yaml: data.dir must be a non-empty string .*; got 3"),
+        ("data:\n  dir: raw\n  verify: sha1\n",
+         r"params.yaml: data.verify must be one of 'fashion-mnist', 'none'; got 'sha1'"),
         ("data:\n  dir: raw\n  verify: none\n", r"data.dir raw is not a folder"),
     ],
 )
-def test_main_bad_params_give_one_line_and_exit_1(text, message, tmp_path, monkeypatch, capsys):
+def test_cli_bad_params_give_one_line_and_exit_1(text, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     if text is not None:
         _params(tmp_path / "params.yaml", text)
-    assert fetch.main(["--params", "params.yaml"]) == 1
-    out, err = capsys.readouterr()
+    status, out, err = _fetch_cli("params.yaml", capsys)
+    assert status == 1
     assert out == "" and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("fmproto.fetch: ")
+    assert err.startswith("fmproto fetch: error: ")
     assert re.search(message, err)
 
 
-def test_main_stops_on_a_damaged_present_file(fashion_dir, tmp_path, monkeypatch, capsys):
+def test_cli_stops_on_a_damaged_present_file(fashion_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "raw").mkdir()
     shutil.copyfile(fashion_dir / LABELS, tmp_path / "raw" / LABELS)
     _corrupt(tmp_path / "raw" / LABELS)
-    assert fetch.main(["--params", _params(tmp_path / "p.yaml", "data:\n  dir: raw\n")]) == 1
-    out, err = capsys.readouterr()
+    status, out, err = _fetch_cli(_params(tmp_path / "p.yaml", "data:\n  dir: raw\n  verify: fashion-mnist\n"),
+                                  capsys)
+    assert status == 1
     assert out == "" and err.count("\n") == 1
-    assert err.startswith(f"fmproto.fetch: raw/{LABELS}: decompressed content has sha256 ")
+    assert err.startswith(f"fmproto fetch: error: raw/{LABELS}: decompressed content has sha256 ")
 
 
-def test_main_with_files_present_prints_one_line(real_copy, tmp_path, monkeypatch, capsys):
+def test_cli_with_files_present_prints_one_line(real_copy, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert fetch.main(["--params", _params(tmp_path / "params.yaml", "data:\n  dir: real\n")]) == 0
-    assert capsys.readouterr() == ("real: 4 Fashion-MNIST files verified (already present)\n", "")
+    params = _params(tmp_path / "params.yaml", "data:\n  dir: real\n  verify: fashion-mnist\n")
+    assert _fetch_cli(params, capsys) == (0, "real: 4 Fashion-MNIST files verified (already present)\n", "")
 
 
-def test_main_verify_none_only_checks_the_folder(tmp_path, monkeypatch, capsys):
+def test_cli_verify_none_only_checks_the_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine").mkdir()
     params = _params(tmp_path / "params.yaml", "data:\n  dir: mine\n  verify: none\n")
-    assert fetch.main(["--params", params]) == 1
-    err = capsys.readouterr().err
-    assert err == "fmproto.fetch: data.dir mine is empty (data.verify is 'none', so nothing is fetched)\n"
+    status, _, err = _fetch_cli(params, capsys)
+    assert status == 1
+    assert err == "fmproto fetch: error: data.dir mine is empty (data.verify is 'none', so nothing is fetched)\n"
     (tmp_path / "mine" / "fashion-train.csv").write_text("label,pixel1\n0,0\n")
-    assert fetch.main(["--params", params]) == 0
-    assert capsys.readouterr().out == "mine: 1 file(s) used as they are (data.verify: none)\n"
+    assert _fetch_cli(params, capsys) == (0, "mine: 1 file(s) used as they are (data.verify: none)\n", "")
+
+
+def test_cli_all_sources_failing_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fetch, "fetch_with_origin", functools.partial(
+        fetch.fetch_with_origin, system_dir=tmp_path / "none", use_apt=False, urls=(_closed_port_url(),)))
+    status, out, err = _fetch_cli(_params(tmp_path / "p.yaml", "data:\n  dir: raw\n  verify: fashion-mnist\n"),
+                                  capsys)
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith("fmproto fetch: error: no source could provide the Fashion-MNIST files for raw (")
+    assert len(err) <= len("fmproto fetch: error: ") + 300 + 1
+    assert out.startswith("getting 4 Fashion-MNIST file(s) from ")
