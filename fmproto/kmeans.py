@@ -1,7 +1,8 @@
 """k-means (seeded k-means++ and Lloyd iterations), and several prototypes per class by k-means inside each class.
 
-Distances are squared euclidean, through ``fmproto.distances.pairwise_distances`` a chunk of rows
-at a time, so memory stays bounded for the full training set.
+Distances are squared euclidean, measured in float64 from the differences of the rows
+(``fmproto.distances.exact_distances``); a float32 matrix product, a chunk of rows at a time, only
+screens which pairs to measure. So every figure is the same for any BLAS build and thread count.
 """
 
 from collections.abc import Mapping
@@ -9,12 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmproto.checks import is_int
-from fmproto.distances import as_rows, pairwise_distances, squared_norms
-from fmproto.prototypes import prototype_distances
+from fmproto.checks import check_int, is_int, rows as checked_rows
+from fmproto.distances import (as_rows, exact_distances, exact_minimum, exact_nearest, pairwise_distances,
+                               screening_error, squared_norms)
 
 # Rows of X per distance block: 4096 x n_clusters float32, small next to X itself.
 _CHUNK = 4096
+# Elements of the float64 block of rows that _measure handles at once: 512 KB, cache-sized.
+_MEASURE_ELEMENTS = 1 << 16
 
 
 @dataclass
@@ -23,7 +26,7 @@ class KMeansResult:
 
     centers: np.ndarray  # (n_clusters, n_features) float32
     assignments: np.ndarray  # (n_samples,) int64, index of each row's nearest centre
-    inertia: float  # sum of squared euclidean distances from the rows to their centres
+    inertia: float  # sum of squared euclidean distances from the rows to their centres, float64
     n_iter: int  # assignment steps run, = len(history)
     history: np.ndarray  # (n_iter,) float64, inertia / n_samples after each assignment step
 
@@ -42,13 +45,14 @@ def kmeans(
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
+        Finite numbers; used as float32 rows.
     n_clusters : int, 1 <= n_clusters <= n_samples
     seed : int, SeedSequence or Generator
         Passed to ``numpy.random.default_rng`` for the k-means++ draws; the same seed gives
         bit-identical results.
-    max_iter : int
+    max_iter : int >= 1
         Most assignment steps.
-    tol : float >= 0
+    tol : float >= 0, finite
         Stop once an assignment step lowers the inertia by at most ``tol`` times its previous value
         (with ``tol=0``: once it stops falling), or changes no assignment.
     init : ndarray of shape (n_clusters, n_features), optional
@@ -60,13 +64,25 @@ def kmeans(
         ``centers`` are the centres the final ``assignments`` were made against; ``inertia`` and
         ``history`` are measured against them.
 
+    Raises
+    ------
+    ValueError
+        If ``X`` holds NaN or inf, ``n_clusters`` or ``max_iter`` is not an integer in range, or
+        ``tol`` is negative or not finite.
+
     Notes
     -----
     Initialisation is greedy k-means++ (as scikit-learn): the first centre is a uniformly drawn row;
     each next one is the best, by resulting inertia, of ``2 + int(log(n_clusters))`` rows drawn with
     probability proportional to their squared distance to the nearest centre chosen so far.
 
-    Each row goes to its nearest centre, the lowest centre index on ties. A cluster left empty by an
+    Each row goes to its nearest centre by float64 distance, the lowest centre index on ties; a float32
+    matrix product only screens the centres (``fmproto.distances.exact_nearest``). The inertia is the
+    float64 sum of those float64 squared distances, and k-means++ draws from float64 distances too
+    (``fmproto.distances.exact_minimum``). So every result is bit-identical for any BLAS build and
+    thread count. Distances are measured between the rows shifted by their float32 mean (which
+    makes the float32 screening sharper), so they can differ from ones measured on the unshifted
+    rows in the last bits. A cluster left empty by an
     assignment step is re-seeded with the row furthest from its own centre (lowest row index on ties;
     several empty clusters take the next-furthest rows in turn), which also lowers the inertia.
 
@@ -74,40 +90,43 @@ def kmeans(
     arithmetic guarantees that; a step that float32 rounding would make worse is discarded and the
     run stops with the previous centres.
     """
-    X = as_rows(X)
+    X = checked_rows(X, "X", dtype=np.float32)
     n_samples = len(X)
-    if not 1 <= int(n_clusters) <= n_samples:
+    if not is_int(n_clusters) or not 1 <= n_clusters <= n_samples:
         raise ValueError(f"n_clusters must be in 1..{n_samples} (the number of rows); got {n_clusters!r}")
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be at least 1; got {max_iter!r}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0; got {tol!r}")
+    max_iter = check_int(max_iter, "max_iter", low=1)
+    if not _is_real(tol) or not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be >= 0 and finite; got {tol!r}")
 
-    # Centre the data: the |x|^2 - 2x.c + |c|^2 form then cancels smaller numbers, so float32
-    # distances (and hence assignments) are more accurate. Shifting changes no distance.
+    # Centre the data: the float32 screening form |x|^2 - 2x.c + |c|^2 then cancels smaller numbers,
+    # so its rounding bound is tighter and fewer rows need a float64 look. Shifting changes no distance.
     offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
     Xc = X - offset
+    x_sq = squared_norms(Xc)  # (n_samples,) float32, for the screening product and its error bound
     if init is None:
-        centers = _kmeans_plus_plus(Xc, n_clusters, np.random.default_rng(seed))
+        centers = Xc[_kmeans_plus_plus(Xc, x_sq, n_clusters, np.random.default_rng(seed))]
     else:
-        init = as_rows(init)
+        init = checked_rows(init, "init", dtype=np.float32)
         if init.shape != (n_clusters, X.shape[1]):
             raise ValueError(f"init must have shape {(n_clusters, X.shape[1])}; got {init.shape}")
         centers = init - offset
 
     history: list[float] = []
-    assignments, d2 = _assign(Xc, centers)
-    inertia = float(d2.sum(dtype=np.float64))
+    assignments = _assign(Xc, x_sq, centers)
+    d2, sums, counts = _measure(Xc, assignments, centers)
+    inertia = float(d2.sum())  # float64, in a fixed (pairwise) order
     history.append(inertia / n_samples)
     while len(history) < max_iter:
-        new_centers = _update(Xc, assignments, d2, centers)
-        new_assignments, new_d2 = _assign(Xc, new_centers)
-        new_inertia = float(new_d2.sum(dtype=np.float64))
-        if new_inertia > inertia:  # float32 rounding only; keep the better, previous state
+        new_centers = _update(Xc, sums, counts, d2, centers)
+        new_assignments = _assign(Xc, x_sq, new_centers)
+        new_d2, new_sums, new_counts = _measure(Xc, new_assignments, new_centers)
+        new_inertia = float(new_d2.sum())
+        if new_inertia > inertia:  # rounding of the centres only; keep the better, previous state
             break
         unchanged = np.array_equal(new_assignments, assignments)
         improvement = inertia - new_inertia
         centers, assignments, d2, inertia = new_centers, new_assignments, new_d2, new_inertia
+        sums, counts = new_sums, new_counts
         history.append(inertia / n_samples)
         if unchanged or improvement <= tol * (inertia + improvement):
             break
@@ -219,13 +238,17 @@ def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], de
     raise ValueError(f"n_prototypes must be an int or a mapping from class name to int; got {spec!r}")
 
 
-def _kmeans_plus_plus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ seeding; returns ``(n_clusters, n_features)`` float32 centres (rows of ``X``)."""
+def _kmeans_plus_plus(X: np.ndarray, x_sq: np.ndarray, n_clusters: int, rng: np.random.Generator) -> list[int]:
+    """Greedy k-means++ seeding; the indices of the ``n_clusters`` rows of ``X`` chosen as centres.
+
+    ``x_sq`` is ``squared_norms(X)``. Distances are float64 (``exact_distances``), so the draws do
+    not depend on the BLAS; a float32 product screens out the rows a trial cannot come nearer to.
+    """
     n_samples = len(X)
     n_trials = 2 + int(np.log(n_clusters))
     first = int(rng.integers(n_samples))
     chosen = [first]
-    closest = prototype_distances(X, X[first : first + 1], "sqeuclidean")[:, 0].astype(np.float64)  # (n_samples,)
+    closest = exact_distances(X, X[first : first + 1])  # (n_samples,) float64
     for _ in range(1, n_clusters):
         total = closest.sum()
         if total > 0:
@@ -235,40 +258,91 @@ def _kmeans_plus_plus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) 
             candidates = np.minimum(candidates, n_samples - 1)
         else:  # every row sits on a centre already (duplicates): any row is as good
             candidates = rng.integers(n_samples, size=n_trials)
-        d2 = prototype_distances(X, X[candidates], "sqeuclidean").astype(np.float64)  # (n_samples, n_trials)
-        np.minimum(d2, closest[:, None], out=d2)
-        best = int(np.argmin(d2.sum(axis=0)))  # the trial that leaves the least inertia
+        trials, t_sq = X[candidates], x_sq[candidates]
+        D = pairwise_distances(X, trials, "sqeuclidean", Y_sq_norms=t_sq, X_sq_norms=x_sq)  # (n_samples, n_trials)
+        best = _clear_best_trial(X, x_sq, trials, t_sq, D, closest)
+        if best is None:  # trials too close to call from D: measure them all
+            d2 = exact_minimum(X, trials, D, closest, X_sq_norms=x_sq, Y_sq_norms=t_sq)  # min(closest, distance)
+            best = int(np.argmin(d2.sum(axis=0)))  # the trial that leaves the least inertia
+            closest = d2[:, best]
+        else:
+            closest = exact_minimum(X, trials[best : best + 1], D[:, best : best + 1], closest,
+                                    X_sq_norms=x_sq, Y_sq_norms=t_sq[best : best + 1])[:, 0]
         chosen.append(int(candidates[best]))
-        closest = d2[:, best]
-    return X[chosen].copy()
+    return chosen
 
 
-def _assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre of each row (lowest index on ties) and the squared distance to it, both ``(n_samples,)``."""
+def _clear_best_trial(X, x_sq, trials, t_sq, D, closest) -> int | None:
+    """The trial whose float64 inertia ``sum(minimum(closest, distance))`` is surely the least, or None.
+
+    The bound on the float32 screening ``D`` brackets each trial's inertia; a trial whose upper
+    end is below every other trial's lower end is the one that measuring all trials would pick.
+    """
+    absolute, _ = screening_error("sqeuclidean", X, trials, x_sq, t_sq)  # (n_samples,)
+    lower = np.minimum(closest[:, None], D - absolute[:, None]).sum(axis=0)  # (n_trials,) float64
+    upper = np.minimum(closest[:, None], D + absolute[:, None]).sum(axis=0)
+    best = int(np.argmin(upper))
+    # 1e-9 relative covers the float64 rounding of these sums and of the exact ones.
+    margin = 1e-9 * abs(upper[best])
+    others = np.delete(lower, best)
+    return best if np.all(upper[best] + margin < others - margin) else None
+
+
+def _assign(X: np.ndarray, x_sq: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Nearest centre of each row by float64 distance, lowest index on ties, ``(n_samples,)`` int64.
+
+    ``x_sq`` is ``squared_norms(X)``, for the float32 screening product and its error bound.
+    """
     c_sq = squared_norms(centers)
     assignments = np.empty(len(X), dtype=np.int64)
-    d2 = np.empty(len(X), dtype=np.float32)
     for start in range(0, len(X), _CHUNK):
-        D = pairwise_distances(X[start : start + _CHUNK], centers, "sqeuclidean", Y_sq_norms=c_sq)
-        assignments[start : start + len(D)] = np.argmin(D, axis=1)
-        d2[start : start + len(D)] = D[np.arange(len(D)), assignments[start : start + len(D)]]
-    return assignments, d2
+        rows = slice(start, start + _CHUNK)
+        D = pairwise_distances(X[rows], centers, "sqeuclidean", Y_sq_norms=c_sq, X_sq_norms=x_sq[rows])
+        assignments[rows], _ = exact_nearest(X[rows], centers, D, X_sq_norms=x_sq[rows], Y_sq_norms=c_sq,
+                                             return_distance=False)
+    return assignments
 
 
-def _update(X: np.ndarray, assignments: np.ndarray, d2: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Each cluster's mean row; empty clusters re-seeded with the rows furthest from their centres."""
+def _measure(X: np.ndarray, assignments: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's float64 squared distance to its centre ``(n_samples,)``, and each cluster's float64 sum of rows and count.
+
+    One float64 pass over each cluster's rows (in row order, a cache-sized block at a time) gives both: the
+    distances for the inertia, as ``exact_distances`` measures them, and the sums for the next centres.
+    """
     n_clusters = len(centers)
     counts = np.bincount(assignments, minlength=n_clusters)
+    sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    d2 = np.empty(len(X), dtype=np.float64)
+    order = np.argsort(assignments, kind="stable")  # rows grouped by cluster, in row order inside each
+    ends = np.cumsum(counts)
+    block = max(1, _MEASURE_ELEMENTS // max(1, X.shape[1]))
+    for j in np.flatnonzero(counts):  # a loop over clusters; each is one vectorised pass over its rows
+        center = centers[j].astype(np.float64)
+        for start in range(ends[j] - counts[j], ends[j], block):
+            rows = order[start : min(start + block, ends[j])]
+            diff = X[rows].astype(np.float64)  # (rows, n_features)
+            sums[j] += diff.sum(axis=0)
+            diff -= center
+            d2[rows] = np.einsum("ij,ij->i", diff, diff)  # the difference form of exact_distances
+    return d2, sums, counts
+
+
+def _update(X: np.ndarray, sums: np.ndarray, counts: np.ndarray, d2: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Each cluster's mean row (from ``_measure``); empty clusters re-seeded with the rows furthest from their centres."""
     new_centers = np.empty_like(centers)
-    for j in np.flatnonzero(counts):  # a loop over clusters; each sum is one vectorised pass
-        # Summed in float64 and rounded once: the centre is the float32 row nearest the true mean.
-        new_centers[j] = X[assignments == j].sum(axis=0, dtype=np.float64) / counts[j]
-    empty = np.flatnonzero(counts == 0)
+    filled = counts > 0
+    # Summed in float64 and rounded once: the centre is the float32 row nearest the true mean.
+    new_centers[filled] = sums[filled] / counts[filled, None]
+    empty = np.flatnonzero(~filled)
     if len(empty):
         furthest = np.argsort(-d2, kind="stable")[: len(empty)]  # largest first, lowest index on ties
         new_centers[empty] = X[furthest]
     return new_centers
 
+
+def _is_real(value) -> bool:
+    """True for Python and numpy ints and floats; False for bools and everything else."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_count(value, name: str) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmproto.distances import Metric, as_rows, check_metric, pairwise_distances, squared_norms
+from fmproto.distances import Metric, as_rows, check_metric, exact_nearest, pairwise_distances, squared_norms
 
 
 @dataclass
@@ -112,6 +112,12 @@ def nearest_prototype(
     Notes
     -----
     Ties: when prototypes of several classes are equally near, the lowest class index wins.
+
+    The distances are those of ``fmproto.distances.exact_distances``, computed in float64 and
+    rounded once to float32; a fast float32 block (``pairwise_distances``) only picks which
+    prototypes to measure (``exact_nearest``). So labels and distances are the same for any BLAS
+    build and thread count, and ``labels`` is the argmin of the float64 distances (two classes whose
+    float64 distances differ may round to one float32 value; the nearer one wins).
     """
     check_metric(metric)
     _check_chunk(chunk)
@@ -122,15 +128,25 @@ def nearest_prototype(
     if X.shape[1] != prototypes.shape[1]:
         raise ValueError(f"X has {X.shape[1]} features but the prototypes have {prototypes.shape[1]}")
 
+    # euclidean and mse rank like sqeuclidean: screen and compare in it, convert at the end.
+    screen = "sqeuclidean" if metric in ("sqeuclidean", "euclidean", "mse") else metric
     members = [np.flatnonzero(prototype_labels == c) for c in range(n_classes)]
     p_sq = squared_norms(prototypes)
-    class_distances = np.full((len(X), n_classes), np.inf, dtype=np.float32)
+    exact = np.full((len(X), n_classes), np.inf)  # float64, in the screening metric
     for start in range(0, len(X), chunk):
-        D = pairwise_distances(X[start : start + chunk], prototypes, metric, Y_sq_norms=p_sq)  # (chunk, n_prototypes)
-        for c, idx in enumerate(members):
+        rows = slice(start, start + chunk)
+        x_sq = squared_norms(X[rows]) if screen == "sqeuclidean" else None
+        D = pairwise_distances(X[rows], prototypes, screen, Y_sq_norms=p_sq, X_sq_norms=x_sq)  # (chunk, n_prototypes)
+        for c, idx in enumerate(members):  # each class's nearest prototype, measured in float64
             if len(idx):
-                class_distances[start : start + len(D), c] = D[:, idx].min(axis=1)
-    labels = np.argmin(class_distances, axis=1)  # argmin takes the first minimum: lowest class on ties
+                _, exact[rows, c] = exact_nearest(X[rows], prototypes[idx], D[:, idx], screen, X_sq_norms=x_sq,
+                                                  Y_sq_norms=p_sq[idx])
+    labels = np.argmin(exact, axis=1)  # argmin takes the first minimum: lowest class on ties
+    if metric == "euclidean":
+        np.sqrt(exact, out=exact)
+    elif metric == "mse":
+        exact /= X.shape[1]
+    class_distances = exact.astype(np.float32)
     distances = class_distances[np.arange(len(X)), labels]
     return NearestPrototypes(labels=labels.astype(np.int64), distances=distances, class_distances=class_distances)
 

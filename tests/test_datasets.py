@@ -193,8 +193,8 @@ def test_read_idx_pair_errors(tmp_path, images, labels, bad, match):
     raises_one_line(paths[bad], match.format(**paths), datasets.read_idx_pair, paths["images"], paths["labels"])
 
 
-def test_real_fashion_mnist_test_labels():
-    labels = datasets.read_idx(REPO / "data" / "raw" / "t10k-labels-idx1-ubyte.gz")
+def test_real_fashion_mnist_test_labels(fashion_dir):
+    labels = datasets.read_idx(fashion_dir / "t10k-labels-idx1-ubyte.gz")
     assert labels.shape == (10_000,) and labels.dtype == np.uint8
     np.testing.assert_array_equal(np.bincount(labels), np.full(10, 1_000))
 

@@ -98,12 +98,72 @@ def test_kmeans_validation():
         kmeans(BLOBS, 121, seed=0)
     with pytest.raises(ValueError, match="n_clusters must be in"):
         kmeans(BLOBS, 0, seed=0)
-    with pytest.raises(ValueError, match="max_iter must be at least 1"):
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1; got 0"):
         kmeans(BLOBS, 2, seed=0, max_iter=0)
     with pytest.raises(ValueError, match="tol must be >= 0"):
         kmeans(BLOBS, 2, seed=0, tol=-1)
     with pytest.raises(ValueError, match=r"init must have shape \(3, 2\)"):
         kmeans(BLOBS, 3, seed=0, init=np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tol": np.inf}, r"tol must be >= 0 and finite; got inf"),
+        ({"tol": np.nan}, r"tol must be >= 0 and finite; got nan"),
+        ({"tol": "0.1"}, r"tol must be >= 0 and finite; got '0\.1'"),
+        ({"tol": True}, r"tol must be >= 0 and finite; got True"),
+        ({"max_iter": 2.5}, r"max_iter must be an integer >= 1; got 2\.5"),
+        ({"max_iter": True}, r"max_iter must be an integer >= 1; got True"),
+        ({"n_clusters": 2.5}, r"n_clusters must be in 1\.\.120 \(the number of rows\); got 2\.5"),
+        ({"X": np.where(np.arange(240).reshape(120, 2) == 7, np.nan, BLOBS)}, r"X must be finite; it holds NaN or inf"),
+        ({"n_clusters": 3, "init": np.full((3, 2), np.inf)}, r"init must be finite"),
+    ],
+)
+def test_kmeans_rejects_bad_arguments(kwargs, match):
+    args = {"X": BLOBS, "n_clusters": 2, "seed": 0} | kwargs
+    with pytest.raises(ValueError, match=match):
+        kmeans(args.pop("X"), args.pop("n_clusters"), **args)
+
+
+def test_kmeans_accepts_numpy_scalars():
+    result = kmeans(BLOBS, np.int64(3), seed=0, max_iter=np.int32(5), tol=np.float32(0.0))
+    assert result.n_iter <= 5
+
+
+def _near_tie_centres(seed=0, n_features=784):
+    """Integer images, and 12 starting centres in 6 pairs equal but for one pixel ``p``.
+
+    Each image copies a pair's base (plus noise) with pixel ``p`` at ``v``; the pair's pixels are
+    ``v - 0.5, v + 0.504`` (the lower index nearer by 0.004) or ``v - 0.504, v + 0.5`` (the higher
+    one nearer), out of squared distances near 4,000 and centred ``|x|^2`` near 3e6: far below the
+    resolution of a float32 product, easy for float64.
+    """
+    rng = np.random.default_rng(seed)
+    base = rng.integers(20, 236, size=(6, n_features))
+    pixel, value = rng.integers(n_features, size=6), rng.integers(30, 220, size=6)
+    centres = np.repeat(base, 2, axis=0).astype(np.float64)
+    for k in range(6):
+        low, high = (-0.5, 0.504) if k % 2 == 0 else (-0.504, 0.5)
+        centres[2 * k, pixel[k]], centres[2 * k + 1, pixel[k]] = value[k] + low, value[k] + high
+    pair = np.repeat(np.arange(6), 10)
+    X = base[pair] + rng.integers(-3, 4, size=(len(pair), n_features))
+    X[np.arange(len(pair)), pixel[pair]] = value[pair]
+    return X.astype(np.float32), centres.astype(np.float32)
+
+
+def test_assignment_step_matches_float64_brute_force_at_near_ties():
+    X, centres = _near_tie_centres()
+    result = kmeans(X, 12, seed=0, init=centres, max_iter=1)
+    # kmeans measures in coordinates shifted by the float32 mean; so does the reference.
+    offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    Xc, Cc = (X - offset).astype(np.float64), (centres - offset).astype(np.float64)
+    d2 = ((Xc[:, None, :] - Cc[None, :, :]) ** 2).sum(axis=2)
+    expected = d2.argmin(axis=1)
+    assert set(expected % 2) == {0, 1}  # both members of a pair win somewhere
+    np.testing.assert_array_equal(result.assignments, expected)
+    assert result.inertia == pytest.approx(d2.min(axis=1).sum(), rel=1e-13)
+    np.testing.assert_array_equal(result.history, [result.inertia / len(X)])
 
 
 @pytest.mark.slow
@@ -217,6 +277,71 @@ def test_glvq_validation():
         glvq(BLOB_CENTRES, np.arange(3), BLOBS, BLOB_Y, epochs=1, learning_rate=0, seed=0)
     with pytest.raises(ValueError, match="epochs must be >= 0"):
         glvq(BLOB_CENTRES, np.arange(3), BLOBS, BLOB_Y, epochs=-1, seed=0)
+    with pytest.raises(ValueError, match="epochs must be >= 0 and an integer; got 1.5"):
+        glvq(BLOB_CENTRES, np.arange(3), BLOBS, BLOB_Y, epochs=1.5, seed=0)
+    with pytest.raises(ValueError, match="learning_rate must be > 0 and finite; got inf"):
+        glvq(BLOB_CENTRES, np.arange(3), BLOBS, BLOB_Y, epochs=1, learning_rate=np.inf, seed=0)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
+        glvq(BLOB_CENTRES, np.arange(3), BLOBS, BLOB_Y, epochs=1, batch_size=0, seed=0)
+    with pytest.raises(ValueError, match="X must be finite; it holds NaN or inf"):
+        glvq(BLOB_CENTRES, np.arange(3), np.where(BLOBS > 49, np.nan, BLOBS), BLOB_Y, epochs=1, seed=0)
+    with pytest.raises(ValueError, match="prototypes must be finite; it holds NaN or inf"):
+        glvq(np.full_like(BLOB_CENTRES, np.inf), np.arange(3), BLOBS, BLOB_Y, epochs=1, seed=0)
+
+
+@pytest.mark.parametrize("learning_rate", [1e3, 1e20, 1e38])
+def test_glvq_divergence_raises_instead_of_returning_nan(learning_rate):
+    # A huge rate overshoots further each step until a prototype overflows float32: that used to
+    # come back as NaN prototypes that predict one class. Now it is an error naming the step.
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1], 200)
+    X = np.stack([np.where(y == 0, 0.0, 4.0) + rng.normal(0, 1, 400), rng.normal(0, 1, 400)], axis=1)
+    start = np.array([[-1.0, 0.0], [0.5, 0.0]], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"GLVQ diverged: epoch \d, step \d+ of 39 made a prototype NaN or inf "
+                                         r"\(learning_rate=.+\); use a smaller learning_rate"):
+        glvq(start, np.arange(2), X, y, epochs=3, learning_rate=learning_rate, batch_size=32, seed=0)
+
+
+def _glvq_reference(prototypes, labels, X, y, epochs, learning_rate, batch_size, seed):
+    """GLVQ as ``glvq``'s docstring states it, image by image in float64 (prototypes kept in float32)."""
+    W = np.asarray(prototypes, dtype=np.float32).copy()
+    X = np.asarray(X, dtype=np.float32).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    total, step = epochs * -(-len(X) // batch_size), 0
+    for _ in range(epochs):
+        order = rng.permutation(len(X))
+        for start in range(0, len(X), batch_size):
+            batch = order[start : start + batch_size]
+            rate = learning_rate * (1 - step / total)
+            W64 = W.astype(np.float64)
+            found = []
+            for i in batch:
+                d = ((X[i] - W64) ** 2).sum(axis=1)
+                own = np.flatnonzero(labels == y[i])
+                other = np.flatnonzero(labels != y[i])
+                plus, minus = own[d[own].argmin()], other[d[other].argmin()]
+                found.append((i, plus, minus, d[plus], d[minus]))
+            denoms = [dp + dm if dp + dm > 0 else 1.0 for _, _, _, dp, dm in found]
+            scale = rate * np.mean(denoms) / len(batch)
+            update = np.zeros_like(W64)
+            for (i, plus, minus, dp, dm), denom in zip(found, denoms):
+                update[plus] += 4 * scale * dm / denom**2 * (X[i] - W64[plus])
+                update[minus] -= 4 * scale * dp / denom**2 * (X[i] - W64[minus])
+            W = (W64 + update).astype(np.float32)
+            step += 1
+    return W
+
+
+def test_glvq_matches_an_image_by_image_reference():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    X = (BLOB_CENTRES[y] + rng.normal(0, 15, size=(300, 2))).astype(np.float32)  # overlapping classes
+    start = (BLOB_CENTRES[[0, 0, 1, 1, 2, 2]] + rng.normal(0, 5, size=(6, 2))).astype(np.float32)
+    labels = np.repeat(np.arange(3), 2)
+    ours = glvq(start, labels, X, y, epochs=2, learning_rate=0.3, batch_size=25, seed=4)
+    reference = _glvq_reference(start, labels, X, y, 2, 0.3, 25, 4)
+    assert not np.allclose(ours, start, atol=0.5)  # it moved
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.slow
