@@ -31,6 +31,7 @@ QUALITY = {"accuracy", "macro_f1", "f1", "precision", "recall", "error", "measur
            "predicted_error_full", "valid_accuracy_best_k", "inertia", "r2", "slope", "intercept"}
 COUNTS = {"exact", "near", "labels_disagree", "class_counts", "n"}
 DETAIL = {"per_class", "per_class_accuracy", "by_k", "classes", "class_counts", "summary"}
+LEAD = {"accuracy": 0, "macro_f1": 1, "recall": 2}
 # A timing moved when it changed by more than this fraction, and (seconds) by more than this much.
 NOISE_FRACTION, NOISE_SECONDS = 0.25, 0.5
 
@@ -47,7 +48,8 @@ def dvc(*args: str) -> str:
 def classify(key: str) -> str:
     """``quality``, ``detail`` (per class, per k, per method) or ``setting`` for a dotted metric key."""
     parts = key.split(".")
-    is_quality = parts[-1] in QUALITY or any(p in COUNTS for p in parts) or key == "recall_at_k.recall"
+    is_quality = (parts[-1] in QUALITY or any(p in COUNTS for p in parts) or key == "recall_at_k.recall"
+                  or parts[0] == "per_class_accuracy")
     if not is_quality:
         return "setting"
     return "detail" if any(p in DETAIL for p in parts[:-1]) else "quality"
@@ -64,12 +66,14 @@ def _number(value) -> str:
 def metric_tables(diff: dict, base: str) -> dict[str, list[str]]:
     """Markdown table rows of ``dvc metrics diff --json`` output, grouped by ``classify``."""
     rows = {"quality": [], "detail": [], "setting": []}
-    for path, changes in sorted(diff.items()):
-        for key, change in changes.items():
-            old, new = change.get("old"), change.get("new")
-            delta = change.get("diff")
-            shown = f"{delta:+.5g}" if isinstance(delta, (int, float)) and not isinstance(delta, bool) else ""
-            rows[classify(key)].append(f"| `{key}` | {path} | {_number(old)} | {_number(new)} | {shown} |")
+    # Headline first: accuracy, then F1, then the rest; within each, file by file.
+    ordered = sorted(((path, key, change) for path, changes in diff.items() for key, change in changes.items()),
+                     key=lambda item: (LEAD.get(item[1].split(".")[-1], len(LEAD)), item[0], item[1]))
+    for path, key, change in ordered:
+        old, new = change.get("old"), change.get("new")
+        delta = change.get("diff")
+        shown = f"{delta:+.5g}" if isinstance(delta, (int, float)) and not isinstance(delta, bool) else ""
+        rows[classify(key)].append(f"| `{key}` | {path} | {_number(old)} | {_number(new)} | {shown} |")
     return rows
 
 
@@ -136,12 +140,10 @@ def confusion_diff_png(base: str, plot_id: str, out: Path) -> bool:
     except ImportError:
         return False
     try:
-        specs = json.loads(dvc("plots", "diff", base, "--json", "--show-vega", "--targets", plot_id))
+        spec = json.loads(dvc("plots", "diff", base, "--show-vega", "--targets", plot_id))
     except (ValueError, json.JSONDecodeError):
         return False
-    entries = specs.get(plot_id) if isinstance(specs, dict) else None
-    spec = entries[0].get("content") if isinstance(entries, list) and entries else None
-    if not spec:
+    if not isinstance(spec, dict) or "data" not in spec:
         return False
     with io.atomic_path(out) as tmp:
         tmp.write_bytes(vl_convert.vegalite_to_png(spec, scale=1.5))
