@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fmproto.scaling import PowerLawFit, fit_power_law, predict_error, sample_indices, training_sizes
+from fmproto.scaling import (PowerLawFit, error_curve, fit_power_law, predict_error, sample_indices,
+                             summarize_curve, training_sizes)
 
 
 def test_fit_recovers_an_exact_power_law():
@@ -67,3 +68,44 @@ def test_sample_indices_are_seeded_sorted_and_nested():
 def test_validation_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _naive_knn_error(X_train, y_train, X_valid, y_valid, k):
+    """Reference: float64 distances, neighbours by (distance, index), majority vote, lowest label on ties."""
+    d = ((X_valid[:, None, :].astype(np.float64) - X_train[None, :, :]) ** 2).sum(-1)
+    order = np.lexsort((np.broadcast_to(np.arange(len(X_train)), d.shape), d), axis=1)[:, :k]
+    votes = np.array([np.bincount(y_train[row], minlength=3) for row in order])
+    return float(np.mean(votes.argmax(axis=1) != y_valid))
+
+
+def test_error_curve_against_a_naive_search():
+    rng = np.random.default_rng(5)
+    X_train, y_train = rng.normal(size=(120, 6)), rng.integers(0, 3, 120)
+    X_valid, y_valid = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    rows, timings = error_curve(X_train, y_train, X_valid, y_valid, 3, [30, 60, 120], [1, 3], repeats=2,
+                                metric="euclidean", weights="uniform", seed=4)
+    assert [(r["n"], r["k"], r["repeat"]) for r in rows] == [
+        (30, 1, 0), (30, 3, 0), (30, 1, 1), (30, 3, 1), (60, 1, 0), (60, 3, 0), (60, 1, 1), (60, 3, 1),
+        (120, 1, 0), (120, 3, 0)]  # the full set is one sample
+    assert [(t["n"], t["repeat"]) for t in timings] == [(30, 0), (30, 1), (60, 0), (60, 1), (120, 0)]
+    for r in rows:
+        sample = sample_indices(120, r["n"], seed=4, repeat=r["repeat"])
+        assert r["error"] == _naive_knn_error(X_train[sample], y_train[sample], X_valid, y_valid, r["k"])
+
+
+def test_summarize_curve_fits_each_k_and_picks_the_best():
+    rows = [{"n": n, "k": k, "repeat": 0, "error": e} for n, k, e in [
+        (100, 1, 0.4), (200, 1, 0.2), (400, 1, 0.15), (100, 5, 0.3), (200, 5, 0.3), (400, 5, 0.15)]]
+    metrics, series = summarize_curve(rows, [1, 5], 400)
+    fit = fit_power_law(np.array([100, 200]), np.array([0.4, 0.2]))
+    assert metrics["by_k"]["1"]["slope"] == round(fit.slope, 5) == 1.0
+    assert metrics["by_k"]["1"]["predicted_error_full"] == 0.1
+    assert metrics["best_k"] == 1 and metrics["measured_error_full"] == 0.15  # a tie goes to the smaller k
+    assert set(series) == {"k=1", "k=5", "fit k=1", "fit k=5"}
+
+
+def test_summarize_curve_below_the_full_size_has_no_full_figures():
+    rows = [{"n": n, "k": 1, "repeat": 0, "error": e} for n, e in [(100, 0.4), (200, 0.2)]]
+    metrics, _ = summarize_curve(rows, [1], 400)
+    assert set(metrics) == {"n_full", "by_k"} and "measured_error_full" not in metrics["by_k"]["1"]
+    assert metrics["by_k"]["1"]["predicted_error_full"] == 0.1

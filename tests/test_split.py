@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fmproto.split import later_of_pairs, validation_split
+from fmproto.split import drop_for_policy, later_of_pairs, validation_split
 from fmproto.summary import class_counts, per_class_samples
 
 LABELS = np.repeat(np.arange(4), [50, 30, 15, 5])  # imbalanced on purpose
@@ -62,3 +62,14 @@ def test_per_class_samples_pads_small_classes():
         assert np.all(LABELS[grid[k]] == k)
     assert grid[3, 5] == -1 and np.all(grid[4] == -1)  # class 3 has 5 images, class 4 none
     assert len(set(grid[0].tolist())) == 6
+
+
+def test_drop_for_policy():
+    sets = np.array(["train", "train", "train_test", "test", "train_test"])
+    i, j = np.array([3, 7, 5, 1, 3]), np.array([9, 2, 0, 4, 8])
+    assert drop_for_policy(sets, i, j, "none").tolist() == []
+    assert drop_for_policy(sets, i, j, "duplicates").tolist() == [7, 9]  # the later image of each train pair
+    assert drop_for_policy(sets, i, j, "leaks").tolist() == [3, 5]  # train images with a copy in test
+    assert drop_for_policy(sets, i, j, "both").tolist() == [3, 5, 7, 9]
+    with pytest.raises(ValueError, match="policy must be one of 'none', 'duplicates', 'leaks', 'both'; got 'all'"):
+        drop_for_policy(sets, i, j, "all")

@@ -166,3 +166,44 @@ def test_one_and_two_blas_threads_give_the_same_figures(fashion_train, tmp_path)
         assert max(one) == 1 and max(two) == 2
     for key in runs[1]:
         assert runs[1][key] == runs[2][key], f"{key} differs between 1 and 2 BLAS threads"
+
+
+STAGE_SCRIPT = """
+import sys
+from stages import centroids, kmeans
+ws, out, params = sys.argv[1:4]
+common = ["--params", params, "--train", f"{ws}/train.npz", "--split", f"{ws}/split.npz"]
+for name, stage in (("centroids", centroids), ("kmeans", kmeans)):
+    stage.main([*common, "--model", f"{out}/{name}.npz", "--metrics", f"{out}/{name}.json",
+                "--plots", f"{out}/{name}-plots", "--figures", f"{out}/{name}-figures"])
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_stages_write_the_same_bytes_with_one_or_two_threads(fashion_train, tmp_path):
+    """The centroids and kmeans stages themselves, on 6,000 real images with 1 and with 2 BLAS threads:
+    the same metrics, plot tables and models, byte for byte."""
+    import yaml
+
+    from fmproto import io
+
+    images, labels = fashion_train[0][:6000], fashion_train[1][:6000]
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    io.save_arrays(tmp_path / "train.npz", images=images, labels=labels, classes=np.array(classes))
+    order = np.random.default_rng(0).permutation(6000)
+    io.save_arrays(tmp_path / "split.npz", train=np.sort(order[:4800]), valid=np.sort(order[4800:]),
+                   dropped=np.empty(0, np.int64))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["kmeans"].update(n_prototypes=10, lvq_epochs=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    written = {}
+    for threads in ("1", "2"):
+        out = tmp_path / f"threads{threads}"
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        subprocess.run([sys.executable, "-c", STAGE_SCRIPT, tmp_path, out, tmp_path / "params.yaml"], cwd=REPO,
+                       env=env, check=True, capture_output=True)
+        written[threads] = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+                            if p.is_file() and p.suffix in (".json", ".csv", ".npz")}
+    assert "kmeans.json" in written["1"] and "kmeans-plots/convergence.csv" in written["1"]
+    assert written["1"] == written["2"]
