@@ -12,7 +12,7 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,report]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,report,hnsw]'
 	touch $(STAMP)
 
 data: $(STAMP)
