@@ -86,3 +86,16 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def raises_one_line(path: Path, match: str, call, *args, **kwargs) -> str:
+    """Call, expect a DataError matching ``match``, and check it is one line naming ``path``."""
+    from fmproto.checks import DataError
+
+    with pytest.raises(DataError, match=match) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ") or str(path) in message
+    assert len(message) - len(str(path)) <= 220  # with the path, under 300 characters
+    return message

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from fmproto import datasets
-from fmproto.checks import DataError
+
+from conftest import raises_one_line
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(3)
@@ -39,16 +40,6 @@ def csv_text(images: np.ndarray, labels: np.ndarray) -> str:
     header = ",".join(["label"] + [f"pixel{j}" for j in range(1, n_pixels + 1)])
     return "\n".join([header] + [",".join(map(str, row)) for row in rows]) + "\n"
 
-
-def raises_one_line(path: Path, match: str, call, *args, **kwargs) -> str:
-    """Call, expect a DataError matching ``match``, and check it is one line naming ``path``."""
-    with pytest.raises(DataError, match=match) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: ") or str(path) in message
-    assert len(message) - len(str(path)) <= 220  # with the path, under 300 characters
-    return message
 
 
 PEAK_MEMORY = """

@@ -3,7 +3,6 @@
 import gzip
 import json
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,8 @@ import pandas as pd
 import pytest
 
 from fmproto import io
-from fmproto.checks import DataError
+
+from conftest import raises_one_line
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(3)
@@ -19,35 +19,10 @@ IMAGES_5x7 = RNG.integers(0, 256, size=(4, 5, 7), dtype=np.uint8)
 LABELS_4 = np.array([3, 0, 9, 3], dtype=np.uint8)
 
 
-def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
-    """IDX as specified: two zero bytes, type code, ndim, big-endian uint32 dims, then the data."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, type_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.tobytes()
-
-
 def write(path: Path, data: bytes | str, compress: bool = False) -> Path:
     data = data.encode() if isinstance(data, str) else data
     path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
     return path
-
-
-def csv_text(images: np.ndarray, labels: np.ndarray) -> str:
-    """Kaggle layout: ``label,pixel1,...,pixelN`` then one row per image."""
-    n_pixels = images[0].size
-    rows = np.column_stack([labels, images.reshape(len(images), -1)])
-    header = ",".join(["label"] + [f"pixel{j}" for j in range(1, n_pixels + 1)])
-    return "\n".join([header] + [",".join(map(str, row)) for row in rows]) + "\n"
-
-
-def raises_one_line(path: Path, match: str, call, *args, **kwargs) -> str:
-    """Call, expect a DataError matching ``match``, and check it is one line naming ``path``."""
-    with pytest.raises(DataError, match=match) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: ") or str(path) in message
-    return message
 
 
 # ---------------------------------------------------------------------------------------------------- writers
