@@ -6,6 +6,17 @@ import numpy as np
 MAX_SHOWN = 10
 
 
+def top_confusions(cm: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """The ``n`` most frequent (true, predicted) confusions of a confusion matrix, most frequent first.
+
+    Only off-diagonal cells with a count above 0; ties go to the lower (true, predicted) pair.
+    """
+    cm = np.asarray(cm)
+    true, predicted = np.nonzero(cm * (1 - np.eye(len(cm), dtype=cm.dtype)))
+    order = np.lexsort((predicted, true, -cm[true, predicted]))[:n]
+    return [(int(true[i]), int(predicted[i])) for i in order]
+
+
 def pick_explanations(
     y_true: np.ndarray,
     y_pred: np.ndarray,

@@ -2,7 +2,8 @@
 
 Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split), ``--features``
 (.npz from features: every method works on these; knn and ann also on the augmented copies).
-Params: evaluate.* (method, k, fit_on, metric, weights, n_explain, explain_confusions, seed) and the
+Params: evaluate.* (method, k, fit_on, metric, weights, n_explain, explain_confusions (a list of
+[true, predicted] class names, or auto: the chosen method's most frequent confusions on validation), seed) and the
 settings of the other methods: kmeans.n_prototypes/seed/max_iter/tol/metric/lvq_*, ann.metric/n_trees/search_k/seed.
 Outputs: ``--metrics`` (accuracy, macro F1, per-class accuracy, and a summary of every method),
 ``--plots`` (confusion counts for DVC), ``--figures`` (confusion matrix, explanations) and
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import fitset, io, methods, plots
+from fmproto import evaluation, fitset, io, methods, plots
 from fmproto.cli import checks, guard, inputs, outputs, timings
 from fmproto.cli.settings import method_settings
 from fmproto.evaluation import classification_report
-from fmproto.explain import MAX_SHOWN, explanation_grid, pick_explanations
+from fmproto.explain import MAX_SHOWN, explanation_grid, pick_explanations, top_confusions
 from fmproto.knn import kneighbors
+
+AUTO_CONFUSIONS = 2  # explain_confusions: auto explains this many of the most frequent confusions
 
 
 def main(argv=None) -> None:
@@ -67,7 +70,15 @@ def main(argv=None) -> None:
 
         # Explanations: each chosen test image beside its k nearest images of the fit set (in feature
         # space; an augmented copy is drawn as the shifted or flipped image it is).
+        if confusions == "auto":  # the chosen model's own worst confusions, on validation (never the test set)
+            X_train_fit, y_train_fit, _ = fitset.fit_data(feats, train["labels"], split["train"], p["method"])
+            model = methods.fit(p["method"], X_train_fit, y_train_fit, len(classes), settings)
+            valid = split["valid"]
+            y_valid_pred = methods.predict(model, feats["train"][valid].astype(np.float32))
+            cm = evaluation.confusion_matrix(train["labels"][valid], y_valid_pred, len(classes))
+            confusions = top_confusions(cm, AUTO_CONFUSIONS)
         picked = pick_explanations(y_test, chosen, p["n_explain"], confusions, np.random.default_rng(p["seed"]))
+        named = ", ".join(f"{classes[t]} as {classes[f]}" for t, f in confusions)
         shown = min(p["k"], MAX_SHOWN)
         distances, neighbours = kneighbors(X_test[picked], X_fit, shown, metric=p["metric"])
         grid, titles, marks = explanation_grid(test["images"][picked], picked, y_test[picked], chosen[picked],
@@ -75,8 +86,9 @@ def main(argv=None) -> None:
                                                rows[neighbours] % len(train["labels"]),
                                                y_fit[neighbours], distances, classes)
         plots.save(plots.image_grid(grid, titles, n_cols=shown + 1, highlight=marks,
-                                    suptitle=f"test images ({p['method']} prediction) beside their "
-                                             f"{shown} nearest training images"), figures / "explanations.png")
+                                    suptitle=f"test images ({p['method']} prediction) beside their {shown} nearest "
+                                             f"training images; confusions explained first: {named or 'none'}"),
+                   figures / "explanations.png")
         io.write_json(args.metrics, metrics)
         timings.write(args.timings, {"seconds_by_method": {m: round(s, 3) for m, s in watch.seconds.items()}})
     print(f"test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "

@@ -86,3 +86,12 @@ def test_fit_indices_and_fit_data():
     np.testing.assert_array_equal(fitset.fit_images(images, feats, rows)[2], images[0][:, ::-1])
     X, y, rows = fitset.fit_data(feats, labels, np.array([0, 5]), "kmeans")  # no copies for prototypes
     assert rows.tolist() == [0, 5]
+
+
+def test_top_confusions():
+    from fmproto.explain import top_confusions
+
+    cm = np.array([[50, 3, 7], [7, 40, 0], [1, 9, 30]])
+    assert top_confusions(cm, 2) == [(2, 1), (0, 2)]  # 9, then the tie of 7s goes to the lower pair
+    assert top_confusions(cm, 4) == [(2, 1), (0, 2), (1, 0), (0, 1)]
+    assert top_confusions(np.diag([5, 5]), 2) == []  # no confusion at all

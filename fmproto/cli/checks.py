@@ -11,8 +11,10 @@ def check_k(params_path, k: int, n_fit: int, n_queries: int) -> None:
                    P.MEMORY_LIMIT // max(1, 12 * n_queries))
 
 
-def check_confusions(params_path, confusions: list[list[str]], classes: list[str]) -> list[tuple[int, int]]:
-    """``evaluate.explain_confusions`` as (true, predicted) label pairs; every name must be a class."""
+def check_confusions(params_path, confusions: list[list[str]] | str, classes: list[str]) -> list[tuple[int, int]] | str:
+    """``evaluate.explain_confusions`` as (true, predicted) label pairs (every name must be a class), or ``"auto"``."""
+    if confusions == "auto":
+        return "auto"
     pairs = []
     for true_name, predicted_name in confusions:
         if true_name not in classes or predicted_name not in classes:
