@@ -1,8 +1,11 @@
-"""Approximate nearest neighbours with Annoy (random-projection trees), and recall against exact search.
+"""Approximate nearest neighbours with Annoy or hnswlib, and recall against exact search.
 
-A thin wrapper that keeps Annoy's rules: the seed is set before any item is added, item ids are the
-row numbers ``0..n-1`` of ``X`` (so an id indexes the training labels directly), and the index is
-read-only once built. ``n_trees`` (build) and ``search_k`` (query) are the only tuning knobs: more
+Two backends behind one interface, ``build`` and ``search``, which call ``build_index``/``query``
+(Annoy) or ``build_hnsw_index``/``query_hnsw`` (hnswlib).
+
+Annoy (random-projection trees, the default) is a thin wrapper that keeps Annoy's rules: the seed is
+set before any item is added, item ids are the row numbers ``0..n-1`` of ``X`` (so an id indexes the
+training labels directly), and the index is read-only once built. ``n_trees`` (build) and ``search_k`` (query) are the only tuning knobs: more
 trees cost build time and memory, a larger ``search_k`` costs query time; both raise recall.
 
 Distances are Annoy's own, computed in float32 on the stored vectors: ``euclidean`` is the L2
@@ -10,7 +13,15 @@ distance (square-rooted, like ``fmproto.knn``), ``manhattan`` the L1 distance, a
 ``sqrt(2 - 2 cos)``, the euclidean distance between unit-normalised rows (``angular**2 / 2`` is the
 ``cosine`` distance of ``fmproto.distances``).
 
-Saving and loading an index live in ``fmproto.io`` (``save_annoy_index``, ``load_annoy_index``).
+hnswlib (a hierarchical navigable small-world graph) is an optional extra (``pip install -e
+'.[hnsw]'``, ``make env``), imported only when asked for. ``M`` (graph degree) and
+``ef_construction`` (build) and ``ef`` (query) are its knobs; its ids are row numbers too. It is kept deterministic: items are
+inserted by one thread in row order with a fixed ``random_seed`` (the level of each node is drawn
+from it) and queries run on one thread, so the same ``X`` and settings give the same graph, byte for
+byte, and the same answers, on the same build of hnswlib. It has no manhattan metric.
+
+Saving and loading an Annoy index live in ``fmproto.io`` (``save_annoy_index``, ``load_annoy_index``);
+an hnswlib index saves itself with ``index.save_index(path)`` (the exact path: it adds no suffix).
 """
 
 from typing import Literal
@@ -23,6 +34,11 @@ from fmproto.distances import check_metric
 
 AnnMetric = Literal["euclidean", "angular", "manhattan"]
 ANN_METRICS: tuple[str, ...] = ("euclidean", "angular", "manhattan")
+Backend = Literal["annoy", "hnswlib"]
+BACKENDS: tuple[str, ...] = ("annoy", "hnswlib")
+HNSW_METRICS: tuple[str, ...] = ("euclidean", "angular")  # hnswlib has no L1 space
+# hnswlib's spaces return squared L2 and 1 - cos; ``query_hnsw`` turns both into Annoy's units.
+_HNSW_SPACE = {"euclidean": "l2", "angular": "cosine"}
 
 # Annoy's set_seed takes a C int; larger values raise OverflowError and negative ones wrap around.
 _MAX_SEED = 2**31 - 1
@@ -168,3 +184,152 @@ def recall_at_k(approx_distances: np.ndarray, exact_distances: np.ndarray, rtol:
     threshold = exact.max(axis=1) * (1.0 + rtol)  # (n_queries,)
     hits = approx <= threshold[:, None]  # (n_queries, k); inf and NaN compare False
     return float(hits.mean())
+
+
+# ---------------------------------------------------------------------------------------------------- hnswlib
+
+
+def import_hnswlib():
+    """The ``hnswlib`` module, or a one-line ``ValueError`` saying how to install it.
+
+    hnswlib is an optional extra: only a caller that asks for the backend imports it.
+    """
+    try:
+        import hnswlib
+    except ImportError:
+        raise ValueError(
+            "hnswlib is not installed; install the optional extra: pip install -e '.[hnsw]' (make env does)"
+        ) from None
+    return hnswlib
+
+
+def build_hnsw_index(
+    X: np.ndarray, metric: AnnMetric = "euclidean", m: int = 16, ef_construction: int = 200, seed: int = 42
+):
+    """Build an hnswlib graph over the rows of ``X``; item ``i`` is row ``X[i]``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Finite numbers; stored as float32.
+    metric : {'euclidean', 'angular'}
+        hnswlib has no manhattan space.
+    m : int >= 2
+        Links per node (``M``; the bottom layer keeps ``2 * m``). Memory is about
+        ``n_samples * (4 * n_features + 8 * m)`` bytes; larger is slower to build, more accurate.
+    ef_construction : int >= 1
+        Candidate list while inserting; larger is slower to build and gives a better graph.
+    seed : int in 0..2**31-1
+        hnswlib's ``random_seed``, which draws each node's top layer.
+
+    Returns
+    -------
+    index : hnswlib.Index
+        Built with one thread, items inserted in row order: the same arguments give the same graph
+        (and the same saved bytes) on the same hnswlib build.
+    """
+    check_metric(metric, HNSW_METRICS)
+    X = checked_rows(X, "X", np.float32)
+    if len(X) == 0:
+        raise ValueError("X must have at least one row; got 0")
+    if not is_int(m) or m < 2:
+        raise ValueError(f"m must be an integer >= 2; got {m!r}")
+    if not is_int(ef_construction) or ef_construction < 1:
+        raise ValueError(f"ef_construction must be an integer >= 1; got {ef_construction!r}")
+    if not is_int(seed) or not 0 <= seed <= _MAX_SEED:
+        raise ValueError(f"seed must be an integer in 0..{_MAX_SEED}; got {seed!r}")
+
+    hnswlib = import_hnswlib()
+    index = hnswlib.Index(space=_HNSW_SPACE[metric], dim=X.shape[1])
+    index.init_index(max_elements=len(X), ef_construction=int(ef_construction), M=int(m), random_seed=int(seed))
+    # One thread: with several, insertion order (and so the graph) depends on thread timing.
+    index.add_items(X, np.arange(len(X)), num_threads=1)
+    return index
+
+
+def query_hnsw(index, X_query: np.ndarray, k: int, ef: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` approximate nearest items of each query row, nearest first, in Annoy's units.
+
+    Parameters
+    ----------
+    index : hnswlib.Index
+        From ``build_hnsw_index`` (or loaded from its saved file). Its ``ef`` is set to ``ef``.
+    X_query : ndarray of shape (n_queries, n_features)
+    k : int, 1 <= k <= the number of items
+    ef : int >= 1
+        Candidate list while searching; hnswlib uses ``max(ef, k)``. Larger is slower and more
+        accurate.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries, k), float32
+        ``euclidean``: the L2 distance (square root of hnswlib's squared one); ``angular``:
+        ``sqrt(2 * (1 - cos))``, as Annoy and ``recall_at_k`` expect. Ascending along each row;
+        ties among the returned items are ordered by item id, but which of several items tied at
+        the k-th distance is returned is hnswlib's choice (Annoy keeps the lower id).
+    indices : ndarray of shape (n_queries, k), int64
+
+    Notes
+    -----
+    Queries run on one thread, so results and queries per second compare with Annoy's (whose
+    queries are one Python call each).
+    """
+    X_query = checked_rows(X_query, "X_query", np.float32)
+    if X_query.shape[1] != index.dim:
+        raise ValueError(f"X_query has {X_query.shape[1]} features but the index has {index.dim}")
+    n_items = index.get_current_count()
+    if not is_int(k) or not 1 <= k <= n_items:
+        raise ValueError(f"k must be an integer in 1..{n_items} (the items in the index); got {k!r}")
+    if not is_int(ef) or ef < 1:
+        raise ValueError(f"ef must be an integer >= 1; got {ef!r}")
+
+    index.set_ef(int(ef))
+    try:
+        labels, distances = index.knn_query(X_query, k=int(k), num_threads=1)
+    except RuntimeError as err:  # a graph too sparse to reach k items
+        raise ValueError(f"hnswlib found fewer than k={k} neighbours for a query ({err}); raise ef or M") from None
+    distances = np.maximum(distances, 0)  # float32 rounding can give -1e-7
+    distances = np.sqrt(2 * distances if index.space == "cosine" else distances).astype(np.float32)
+    indices = labels.astype(np.int64)
+    order = np.lexsort((indices, distances), axis=-1)  # by distance, then id
+    return np.take_along_axis(distances, order, axis=1), np.take_along_axis(indices, order, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------- one interface
+
+
+def build(
+    X: np.ndarray,
+    backend: Backend = "annoy",
+    metric: AnnMetric = "euclidean",
+    seed: int = 42,
+    *,
+    n_trees: int = 10,
+    m: int = 16,
+    ef_construction: int = 200,
+):
+    """``build_index(X, metric, n_trees, seed)`` or ``build_hnsw_index(X, metric, m, ef_construction, seed)``.
+
+    Only the chosen backend's settings are used; see those functions for shapes and rules.
+    """
+    if backend == "annoy":
+        return build_index(X, metric=metric, n_trees=n_trees, seed=seed)
+    if backend == "hnswlib":
+        return build_hnsw_index(X, metric=metric, m=m, ef_construction=ef_construction, seed=seed)
+    raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+
+
+def search(index, X_query: np.ndarray, k: int, *, search_k: int = -1, ef: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``query(index, X_query, k, search_k)`` for an Annoy index, ``query_hnsw(index, X_query, k, ef)`` otherwise.
+
+    Both return ``(distances, indices)`` of shape ``(n_queries, k)``, float32 in Annoy's units and
+    int64, nearest first; only Annoy pads missing places with ``inf`` and ``-1``.
+    """
+    if isinstance(index, annoy.AnnoyIndex):
+        return query(index, X_query, k, search_k=search_k)
+    return query_hnsw(index, X_query, k, ef=ef)
+
+
+def backend_of(index) -> str:
+    """``'annoy'`` or ``'hnswlib'``: which backend built ``index``."""
+    return "annoy" if isinstance(index, annoy.AnnoyIndex) else "hnswlib"

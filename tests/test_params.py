@@ -63,7 +63,7 @@ def test_allowed_names_match_the_core():
     ("knn_scaling.sizes", [200, 200], "knn_scaling.sizes must be 'auto' or a list of sizes"),
     ("features.pca_components", 100_000, "features.pca_components must be at most 4096"),
     ("ingest.seed", 2**40, "ingest.seed must be at most 4294967295"),
-    ("evaluate.explain_confusions", [["Shirt"]], "evaluate.explain_confusions[0] must be a list of 2 to 2 items"),
+    ("evaluate.explain_confusions", [["Shirt"]], "evaluate.explain_confusions must be 'auto' or a list of [true, predicted]"),
 ])
 def test_bad_values_are_one_line_naming_the_param(tmp_path, dotted, value, fragment):
     path = write_params(tmp_path, {dotted: value})

@@ -265,6 +265,14 @@ ANN = {
     "recall_k": integer(low=1, high=10_000),
     "search_k_sweep": list_of(integer(low=1, high=100_000_000), max_len=64, unique=True),
     "sweep_queries": integer(low=1, high=1_000_000),
+    "backend": one_of("annoy", "hnswlib"),  # fmproto.ann.BACKENDS
+    "hnsw_m": integer(low=2, high=256),  # sizes the graph: about n * (4 * n_features + 8 * M) bytes
+    "hnsw_ef_construction": integer(low=1, high=10_000),
+    "hnsw_ef": integer(low=1, high=100_000),
+    "frontier_n_trees": list_of(integer(low=1, high=1000), min_len=0, max_len=16, unique=True),
+    "frontier_hnsw_m": list_of(integer(low=2, high=256), min_len=0, max_len=16, unique=True),
+    "frontier_hnsw_ef": list_of(integer(low=1, high=100_000), max_len=64, unique=True),
+    "frontier_recalls": list_of(number(low=0, high=1, open_low=True), max_len=10, unique=True),
 }
 FEATURES = {
     "kind": text(200),
@@ -282,7 +290,8 @@ EVALUATE = {
     "metric": one_of(*KNN_METRICS),
     "weights": one_of(*WEIGHTS),
     "n_explain": integer(low=0, high=50),
-    "explain_confusions": list_of(list_of(text(200), min_len=2, max_len=2), min_len=0, max_len=50),
+    "explain_confusions": either(one_of("auto"), list_of(list_of(text(200), min_len=2, max_len=2), min_len=0, max_len=50),
+                                 "'auto' or a list of [true, predicted] class-name pairs"),
     "seed": SEED,
 }
 # The keys of other sections that the final model reads (evaluate-valid, evaluate-test, explain).

@@ -1,0 +1,203 @@
+"""Benchmark: exact search, Annoy and hnswlib as the training set grows from 60,000 to 1,200,000 rows.
+
+The rows are the real Fashion-MNIST training images and shifted copies of them
+(``fmproto.augment.augment`` with ``shifts=True``: one pixel right, left, down, up, the vacated edge 0):
+
+- 60,000: the training images;
+- 300,000: the images and their 4 shifted copies;
+- 1,200,000: the first 1.2M rows of the 300,000 and *their* 4 shifted copies (shifts of shifts), i.e.
+  the 300,000 followed by their right-, left- and down-shifted copies (the up-shifted ones left out).
+  A shift back (right then left) gives the original with one zeroed column, often the original
+  itself: the largest set holds near and exact duplicates, as augmented sets do.
+
+Queries: 1,000 test images drawn with seed 0. For each size, each method runs in its own child
+process that loads the rows (uint8, from a temporary ``.npy``) and does nothing else; its peak
+resident memory is ``getrusage(RUSAGE_SELF).ru_maxrss``: interpreter, numpy, the loaded uint8 rows
+(940 MB at 1.2M) and every copy the method makes included.
+
+- ``exact``: ``fmproto.knn.kneighbors(X_query, X_train, 5, "euclidean")``, timed once; numpy's BLAS
+  uses every core (2 here), unlike the ANN queries. A second, untimed call at k=10 gives the
+  reference for the ANN recall.
+- ``annoy``: ``fmproto.ann.build_index`` (10 trees, seed 42, one build thread), then ``query`` with
+  search_k 2,000 and k=10 (one query thread).
+- ``hnswlib``: ``fmproto.ann.build_hnsw_index`` (M 16, ef_construction 200, seed 42, one build
+  thread), then ``query_hnsw`` with ef 40 and k=10 (one query thread).
+
+recall@10 is ``fmproto.ann.recall_at_k`` against the exact k=10 distances (none when the exact run
+did not finish). A run whose memory
+estimate exceeds 90% of the memory available at its start is not started, and a run past
+``--timeout`` seconds (300: about 5 minutes) is stopped; both are reported as such in the table.
+
+Prints a Markdown table and, as the last line, one JSON list of the rows; saves a log-log picture of
+seconds against rows (``--figure``, docs/scale.png). Run from the repository root:
+``.venv/bin/python bench/scale.py`` (about 15 minutes on 2 cores).
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fmproto import ann, augment, datasets, fetch, knn, plots
+
+RAW_DIR = Path("data/raw")
+SIZES = (60_000, 300_000, 1_200_000)
+METHODS = ("exact", "annoy", "hnswlib")
+N_QUERIES, K_EXACT, K_RECALL = 1_000, 5, 10
+N_FEATURES = 784
+
+
+def training_rows(n: int, images: np.ndarray) -> np.ndarray:
+    """The first ``n`` rows of the training images followed by shifted copies, then shifts of those, flattened."""
+    rows = images
+    while len(rows) < n:
+        rows, _ = augment.augment(rows, shifts=True, flip=False)
+    return rows[:n].reshape(n, -1)
+
+
+def estimate_bytes(method: str, n: int) -> int:
+    """Rough peak of a child: the loaded uint8 rows, the float32 copy each method makes, and its own structure."""
+    loaded, float_copy = n * N_FEATURES, 4 * n * N_FEATURES
+    own = {"exact": 1024 * n * 4,  # fmproto.knn's float32 score block for 1,024 queries
+           "annoy": n * (4 * N_FEATURES + 16),  # the stored vectors, plus trees (a few % more)
+           "hnswlib": n * (4 * N_FEATURES + 2 * 16 * 4 + 64)}[method]  # vectors and the bottom layer's links
+    return int(1.1 * (loaded + float_copy + own)) + 200 * 1024**2  # interpreter and libraries
+
+
+def available_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+
+
+# ---------------------------------------------------------------------------------------------------- children
+
+
+def part(args) -> dict:
+    """One method on one size, inside a child process: its figures as a dict."""
+    X = np.load(args.rows)
+    X_query = np.load(args.queries)
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731  (KB on Linux)
+    if args.part == "exact":
+        start = time.perf_counter()
+        knn.kneighbors(X_query, X, K_EXACT, metric="euclidean")
+        seconds = time.perf_counter() - start
+        distances, _ = knn.kneighbors(X_query, X, K_RECALL, metric="euclidean")  # the reference, untimed
+        np.save(args.out, distances)
+        return {"build_seconds": None, "query_seconds": seconds, "recall": None, "peak_mb": peak()}
+    exact = np.load(args.exact) if Path(args.exact).exists() else None  # None: the exact run did not finish
+    start = time.perf_counter()
+    if args.part == "annoy":
+        index = ann.build_index(X, n_trees=10, seed=42)
+    else:
+        index = ann.build_hnsw_index(X, m=16, ef_construction=200, seed=42)
+    build_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    if args.part == "annoy":
+        distances, _ = ann.query(index, X_query, K_RECALL, search_k=2000)
+    else:
+        distances, _ = ann.query_hnsw(index, X_query, K_RECALL, ef=40)
+    seconds = time.perf_counter() - start
+    return {"build_seconds": build_seconds, "query_seconds": seconds,
+            "recall": None if exact is None else ann.recall_at_k(distances, exact), "peak_mb": peak()}
+
+
+def run_part(method: str, n: int, folder: Path, timeout: float) -> dict:
+    """``part`` in a fresh child process; a row that says why when it was not run, ran out of time or failed."""
+    row = {"rows": n, "method": method, "build_seconds": None, "query_seconds": None, "queries_per_second": None,
+           "recall": None, "peak_mb": None, "note": ""}
+    need, have = estimate_bytes(method, n), available_bytes()
+    if need > 0.9 * have:
+        row["note"] = f"not run: needs about {need / 1e9:.1f} GB, {have / 1e9:.1f} GB available"
+        return row
+    exact = folder / f"exact-{n}.npy"
+    command = [sys.executable, __file__, "--part", method, "--rows", str(folder / f"rows-{n}.npy"),
+               "--queries", str(folder / "queries.npy"), "--exact", str(exact), "--out", str(exact)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        row["note"] = f"stopped after {timeout:.0f} s"
+        return row
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        row["note"] = "killed (out of memory?)" if result.returncode == -9 else f"failed: {last[:120]}"
+        return row
+    figures = json.loads(result.stdout.splitlines()[-1])
+    row.update(figures, queries_per_second=N_QUERIES / figures["query_seconds"])
+    if method != "exact" and figures["recall"] is None:
+        row["note"] = "no recall: the exact run did not finish"
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def _cell(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| rows | method | build s | 1,000 queries s | queries/s | recall@10 | peak MB | note |",
+             "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['rows']:,} | {r['method']} | {_cell(r['build_seconds'], '.1f')} | "
+                     f"{_cell(r['query_seconds'], '.2f')} | {_cell(r['queries_per_second'], ',.0f')} | "
+                     f"{_cell(r['recall'], '.3f')} | {_cell(r['peak_mb'], ',.0f')} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def figure(rows: list[dict], path: str) -> None:
+    series = {}
+    for name, method, key in [("exact: 1,000 queries (k=5, BLAS threads)", "exact", "query_seconds"),
+                              ("annoy: build (10 trees)", "annoy", "build_seconds"),
+                              ("annoy: 1,000 queries (search_k 2000)", "annoy", "query_seconds"),
+                              ("hnswlib: build (M 16)", "hnswlib", "build_seconds"),
+                              ("hnswlib: 1,000 queries (ef 40)", "hnswlib", "query_seconds")]:
+        done = [(r["rows"], r[key]) for r in rows if r["method"] == method and r[key] is not None]
+        if done:
+            series[name] = tuple(np.array(v, dtype=float) for v in zip(*done))
+    fig = plots.lines(series, xlabel="training rows (Fashion-MNIST and shifted copies)", ylabel="seconds",
+                      title="Exact search and ANN against training rows (one query thread for ANN)", loglog=True)
+    fig.axes[0].tick_params(axis="y", which="minor", labelleft=False)  # seconds span 3 decades: label the powers of 10
+    plots.save(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="training rows (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a run may take (default: %(default)s)")
+    parser.add_argument("--figure", default="docs/scale.png")
+    parser.add_argument("--part", choices=METHODS, help=argparse.SUPPRESS)
+    for hidden in ("--rows", "--queries", "--exact", "--out"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:  # inside a child process
+        print(json.dumps(part(args)))
+        return
+
+    d = fetch.fetch_fashion_mnist(RAW_DIR)
+    images, _ = datasets.read_idx_pair(d / "train-images-idx3-ubyte.gz", d / "train-labels-idx1-ubyte.gz")
+    test, _ = datasets.read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
+    pick = np.sort(np.random.default_rng(0).choice(len(test), N_QUERIES, replace=False))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fmproto-scale-") as tmp:
+        folder = Path(tmp)
+        np.save(folder / "queries.npy", test[pick].reshape(N_QUERIES, -1))
+        for n in sorted(args.sizes):
+            np.save(folder / f"rows-{n}.npy", training_rows(n, images))
+            for method in METHODS:  # exact first: it writes the ANN runs' reference
+                rows.append(run_part(method, n, folder, args.timeout))
+                print(f"{n:,} {method}: {rows[-1]['note'] or 'done'}", file=sys.stderr, flush=True)
+            (folder / f"rows-{n}.npy").unlink()
+    print(table(rows))
+    figure(rows, args.figure)
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
