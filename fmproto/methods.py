@@ -1,7 +1,8 @@
 """The four classifiers behind one interface, so evaluate-test and `fmproto explain` predict alike.
 
-A ``Model`` holds what a method needs at query time: the fit set (for kNN), the prototypes (for
-centroids and k-means) or an Annoy index (for ann). ``fit`` builds one, ``predict`` uses it.
+A ``Model`` holds what a method needs at query time: the fit set and its ``knn.KnnIndex`` (for
+kNN), the prototypes (for centroids and k-means) or an Annoy index (for ann). ``fit`` builds one,
+``predict`` uses it.
 """
 
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class Model:
     n_classes: int
     prototypes: np.ndarray | None = None  # (n_prototypes, n_features)
     prototype_labels: np.ndarray | None = None
-    index: object | None = field(default=None, repr=False)  # annoy.AnnoyIndex
+    index: object | None = field(default=None, repr=False)  # knn.KnnIndex or annoy.AnnoyIndex
 
 
 def fit(method: Method, X: np.ndarray, y: np.ndarray, n_classes: int, settings: Settings) -> Model:
@@ -66,6 +67,8 @@ def fit(method: Method, X: np.ndarray, y: np.ndarray, n_classes: int, settings: 
                                     learning_rate=settings.lvq_learning_rate, seed=settings.kmeans_seed)
     elif method == "ann":
         model.index = ann.build_index(X, metric=settings.ann_metric, n_trees=settings.ann_n_trees, seed=settings.ann_seed)
+    else:  # knn: the screening projection of the fit set, once for every query
+        model.index = knn.KnnIndex().fit(X, metric=settings.metric)
     return model
 
 
@@ -78,7 +81,7 @@ def predict(model: Model, X_query: np.ndarray) -> np.ndarray:
     if model.method == "ann":
         distances, indices = ann.query(model.index, X_query, s.k, search_k=s.ann_search_k)
     else:
-        distances, indices = knn.kneighbors(X_query, model.X, s.k, metric=s.metric)
+        distances, indices = model.index.query(X_query, s.k)
     # Annoy may return fewer than k items, padded with index -1: those get label -1 and no vote.
     labels = np.where(indices >= 0, model.y[np.maximum(indices, 0)], -1)
     return knn.vote(labels, distances, model.n_classes, weights=s.weights)

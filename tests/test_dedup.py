@@ -19,6 +19,15 @@ def _brute_pairs(a, b, threshold, within):
     return found
 
 
+@pytest.fixture(params=["full", "screened"])
+def screening(request, monkeypatch):
+    """Run a test twice: tiles by the full float32 product, and screened by the projection's bound
+    first (one component, so that these few-pixel images take that path too)."""
+    if request.param == "screened":
+        monkeypatch.setattr(dedup, "_COMPONENTS", 1)
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def constructed():
     """60 random 6x5 images with planted duplicates; test images copy some train images."""
@@ -56,7 +65,7 @@ def test_exact_groups_larger_than_pairs():
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 16, 4096])
-def test_near_matches_brute_force(constructed, chunk):
+def test_near_matches_brute_force(screening, constructed, chunk):
     train, test = constructed
     threshold = 2.0
     for a, b, within in ((train, None, True), (test, None, True), (train, test, False)):
@@ -68,7 +77,7 @@ def test_near_matches_brute_force(constructed, chunk):
     assert dedup.near_duplicates(train, threshold, test).j.tolist() == [4]
 
 
-def test_near_threshold_is_strict_and_exact_pairs_excluded():
+def test_near_threshold_is_strict_and_exact_pairs_excluded(screening):
     base = np.zeros((3, 1, 4), dtype=np.uint8)
     base[1, 0, 0] = 4  # RMS exactly sqrt(16 / 4) = 2
     pairs = dedup.near_duplicates(base, 2.0)
@@ -110,7 +119,7 @@ def tied():
 
 @pytest.mark.parametrize("max_pairs", [1, 7, 40, 5000])
 @pytest.mark.parametrize("threshold", [0.9, 255.0])
-def test_near_cap_keeps_the_closest(tied, max_pairs, threshold):
+def test_near_cap_keeps_the_closest(screening, tied, max_pairs, threshold):
     images, others = tied
     for a, b, within in ((images, None, True), (images, others, False)):
         expected, capped = _closest_brute(a, b, threshold, max_pairs, within)
@@ -121,7 +130,7 @@ def test_near_cap_keeps_the_closest(tied, max_pairs, threshold):
             assert got.capped is capped
 
 
-def test_near_cap_at_threshold_255_on_many_images():
+def test_near_cap_at_threshold_255_on_many_images(screening):
     # Every one of the 4.5 million pairs is within 255; only the 50 closest are kept.
     images = np.random.default_rng(5).integers(0, 256, size=(3000, 2, 2), dtype=np.uint8)
     got = dedup.near_duplicates(images, 255.0, chunk=512, max_pairs=50)
@@ -153,7 +162,7 @@ def test_near_cap_bounds_memory():
     assert peak < dedup.tile_bytes(256, 4) + 3000 * 64
 
 
-def test_near_cap_is_not_filled_by_identical_images():
+def test_near_cap_is_not_filled_by_identical_images(screening):
     # 300 identical images make 44,850 pairs at distance 0: excluded, they must not crowd out the real ones.
     rng = np.random.default_rng(8)
     images = np.concatenate([np.full((300, 2, 2), 9, np.uint8), rng.integers(0, 256, size=(12, 2, 2), dtype=np.uint8)])
@@ -234,7 +243,7 @@ def labelled(constructed):
     return train, test, np.arange(len(train)) % 3, np.arange(len(test)) % 3, ["a", "b", "c"]
 
 
-def test_find_all_against_brute_force(labelled):
+def test_find_all_against_brute_force(screening, labelled):
     train, test, train_labels, test_labels, classes = labelled
     table, metrics = dedup.find_all(train, test, train_labels, test_labels, classes, 2.0, chunk=16, max_pairs=100)
     rows = []
@@ -260,7 +269,7 @@ def test_find_all_against_brute_force(labelled):
     assert all(type(v) in (int, float, bool) for v in _walk(metrics))
 
 
-def test_find_all_caps_each_set(labelled):
+def test_find_all_caps_each_set(screening, labelled):
     train, test, train_labels, test_labels, classes = labelled
     _, metrics = dedup.find_all(train, test, train_labels, test_labels, classes, 255, chunk=64, max_pairs=3)
     assert metrics["near"] == {"train": 3, "test": 3, "train_test": 3}
@@ -331,3 +340,46 @@ def test_table_bytes_covers_a_full_table(labelled):
     # The estimate is per row of six full sets: a row of the table must fit in a sixth of table_bytes(1).
     assert table.memory_usage(deep=True).sum() / len(table) <= dedup.table_bytes(1) / 6
     assert dedup.table_bytes(100_000) == 100 * dedup.table_bytes(1_000)
+
+
+# ------------------------------------------------------------------------------------ screened tiles
+
+
+def test_the_screen_takes_selective_tiles_and_leaves_the_rest(constructed, monkeypatch):
+    train, test = constructed
+    monkeypatch.setattr(dedup, "_COMPONENTS", 1)
+    outcomes = []
+    screened_tile = dedup._screened_tile
+
+    def spy(*args):
+        done, kept = screened_tile(*args)
+        outcomes.append(done)
+        return done, kept
+
+    monkeypatch.setattr(dedup, "_screened_tile", spy)
+    dedup.near_duplicates(train, 2.0, test, chunk=16)
+    assert outcomes and all(outcomes)  # a selective threshold: every tile measured from the screen alone
+    outcomes.clear()
+    dedup.near_duplicates(train, 255.0, test, max_pairs=5)
+    assert outcomes == [False]  # all 900 pairs qualify: the full product takes the tile
+
+
+def _exact_pairs(a, b, threshold, within):
+    """Reference on integer pixels: exact float64 squared distances of every pair (i < j within a set)."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    d2 = np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2 * a @ b.T
+    i, j = np.nonzero((d2 > 0) & (d2 < threshold**2 * a.shape[1]))
+    if within:
+        i, j = i[i < j], j[i < j]
+    return list(zip(i.tolist(), j.tolist()))
+
+
+def test_screened_near_pairs_on_fashion_images(fashion_train, fashion_test):
+    train, test = fashion_train[0][:6000], fashion_test[0][:1500]
+    for a, b, within in ((train, None, True), (train, test, False)):
+        for threshold in (10.0, 25.0):
+            got = dedup.near_duplicates(a, threshold, b, chunk=2048)
+            expected = _exact_pairs(a, a if within else b, threshold, within)
+            assert list(zip(got.i.tolist(), got.j.tolist())) == expected
+            assert not got.capped
