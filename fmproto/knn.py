@@ -137,19 +137,26 @@ def kneighbors(
     bit for bit. A caller querying the same training rows several times should fit one index.
     """
     check_metric(metric, KNN_METRICS)
-    X_query = checked_rows(X_query, "X_query")
     X_train = checked_rows(X_train, "X_train")
     n_train, n_features = X_train.shape
+    X_query = _checked_query(X_query, X_train.shape, k, chunk)  # before the fit, which costs
+    if X_train_sq_norms is not None and np.shape(X_train_sq_norms) != (n_train,):
+        raise ValueError(f"X_train_sq_norms must have shape ({n_train},); got {np.shape(X_train_sq_norms)}")
+    components = COMPONENTS if _index_pays(len(X_query), n_features, metric) else n_features
+    return KnnIndex(components).fit(X_train, metric).query(X_query, k, chunk=chunk)
+
+
+def _checked_query(X_query, train_shape: tuple[int, int], k, chunk) -> np.ndarray:
+    """``X_query`` as rows that fit training rows of ``train_shape``, with ``k`` and ``chunk`` checked."""
+    X_query = checked_rows(X_query, "X_query")
+    n_train, n_features = train_shape
     if X_query.shape[1] != n_features:
         raise ValueError(f"X_query has {X_query.shape[1]} features but X_train has {n_features}")
     if not is_int(k) or not 1 <= k <= n_train:
         raise ValueError(f"k must be an integer in 1..{n_train} (the training rows); got {k!r}")
     if not is_int(chunk) or chunk < 1:
         raise ValueError(f"chunk must be an integer >= 1; got {chunk!r}")
-    if X_train_sq_norms is not None and np.shape(X_train_sq_norms) != (n_train,):
-        raise ValueError(f"X_train_sq_norms must have shape ({n_train},); got {np.shape(X_train_sq_norms)}")
-    components = COMPONENTS if _index_pays(len(X_query), n_features, metric) else n_features
-    return KnnIndex(components).fit(X_train, metric).query(X_query, k, chunk=chunk)
+    return X_query
 
 
 class KnnIndex:
@@ -246,14 +253,8 @@ class KnnIndex:
         """
         if self.metric is None:
             raise ValueError("the index is not fitted: call fit(X_train, metric) first")
-        X_query = checked_rows(X_query, "X_query")
+        X_query = _checked_query(X_query, self.X_train.shape, k, chunk)
         n_train, n_features = self.X_train.shape
-        if X_query.shape[1] != n_features:
-            raise ValueError(f"X_query has {X_query.shape[1]} features but X_train has {n_features}")
-        if not is_int(k) or not 1 <= k <= n_train:
-            raise ValueError(f"k must be an integer in 1..{n_train} (the training rows); got {k!r}")
-        if not is_int(chunk) or chunk < 1:
-            raise ValueError(f"chunk must be an integer >= 1; got {chunk!r}")
         k = int(k)
         distances = np.empty((len(X_query), k), dtype=np.float32)
         indices = np.empty((len(X_query), k), dtype=np.int64)
