@@ -20,7 +20,7 @@ inserted by one thread in row order with a fixed ``random_seed`` (the level of e
 from it) and queries run on one thread, so the same ``X`` and settings give the same graph, byte for
 byte, and the same answers, on the same build of hnswlib. It has no manhattan metric.
 
-Saving and loading an Annoy index live in ``fmproto.io`` (``save_annoy_index``, ``load_annoy_index``);
+Saving an index (either backend) and loading an Annoy index live in ``fmproto.io`` (``save_ann_index``, ``load_annoy_index``);
 an hnswlib index saves itself with ``index.save_index(path)`` (the exact path: it adds no suffix).
 """
 
@@ -29,7 +29,7 @@ from typing import Literal
 import annoy
 import numpy as np
 
-from fmproto.checks import is_int, rows as checked_rows
+from fmproto.checks import check_int, is_int, rows as checked_rows
 from fmproto.distances import check_metric
 
 AnnMetric = Literal["euclidean", "angular", "manhattan"]
@@ -70,10 +70,8 @@ def build_index(
     X = checked_rows(X, "X", np.float32)
     if len(X) == 0:
         raise ValueError("X must have at least one row; got 0")
-    if not is_int(n_trees) or n_trees < 1:
-        raise ValueError(f"n_trees must be an integer >= 1; got {n_trees!r}")
-    if not is_int(seed) or not 0 <= seed <= _MAX_SEED:
-        raise ValueError(f"seed must be an integer in 0..{_MAX_SEED}; got {seed!r}")
+    check_int(n_trees, "n_trees", low=1)
+    check_int(seed, "seed", low=0, high=_MAX_SEED)
 
     index = annoy.AnnoyIndex(X.shape[1], metric)
     index.set_seed(int(seed))  # before add_item, as Annoy requires
@@ -126,8 +124,7 @@ def query(
     X_query = checked_rows(X_query, "X_query", np.float32)
     if X_query.shape[1] != index.f:
         raise ValueError(f"X_query has {X_query.shape[1]} features but the index has {index.f}")
-    if not is_int(k) or k < 1:
-        raise ValueError(f"k must be an integer >= 1; got {k!r}")
+    check_int(k, "k", low=1)
     if not is_int(search_k) or not (search_k == -1 or search_k >= 1):
         raise ValueError(
             f"search_k must be -1 (Annoy's default, n_trees * k) or an integer >= 1; got {search_k!r}"
@@ -232,12 +229,9 @@ def build_hnsw_index(
     X = checked_rows(X, "X", np.float32)
     if len(X) == 0:
         raise ValueError("X must have at least one row; got 0")
-    if not is_int(m) or m < 2:
-        raise ValueError(f"m must be an integer >= 2; got {m!r}")
-    if not is_int(ef_construction) or ef_construction < 1:
-        raise ValueError(f"ef_construction must be an integer >= 1; got {ef_construction!r}")
-    if not is_int(seed) or not 0 <= seed <= _MAX_SEED:
-        raise ValueError(f"seed must be an integer in 0..{_MAX_SEED}; got {seed!r}")
+    check_int(m, "m", low=2)
+    check_int(ef_construction, "ef_construction", low=1)
+    check_int(seed, "seed", low=0, high=_MAX_SEED)
 
     hnswlib = import_hnswlib()
     index = hnswlib.Index(space=_HNSW_SPACE[metric], dim=X.shape[1])
@@ -280,8 +274,7 @@ def query_hnsw(index, X_query: np.ndarray, k: int, ef: int = 10) -> tuple[np.nda
     n_items = index.get_current_count()
     if not is_int(k) or not 1 <= k <= n_items:
         raise ValueError(f"k must be an integer in 1..{n_items} (the items in the index); got {k!r}")
-    if not is_int(ef) or ef < 1:
-        raise ValueError(f"ef must be an integer >= 1; got {ef!r}")
+    check_int(ef, "ef", low=1)
 
     index.set_ef(int(ef))
     try:
@@ -325,7 +318,7 @@ def search(index, X_query: np.ndarray, k: int, *, search_k: int = -1, ef: int = 
     Both return ``(distances, indices)`` of shape ``(n_queries, k)``, float32 in Annoy's units and
     int64, nearest first; only Annoy pads missing places with ``inf`` and ``-1``.
     """
-    if isinstance(index, annoy.AnnoyIndex):
+    if backend_of(index) == "annoy":
         return query(index, X_query, k, search_k=search_k)
     return query_hnsw(index, X_query, k, ef=ef)
 

@@ -255,13 +255,16 @@ def read_csv(path: PathLike) -> pd.DataFrame:
         raise _error(path, f"not readable as CSV ({err})") from None
 
 
-def save_annoy_index(index, path: PathLike) -> None:
-    """Save a built ``annoy.AnnoyIndex`` atomically.
+def save_ann_index(index, path: PathLike) -> None:
+    """Save a built ``annoy.AnnoyIndex`` or ``hnswlib.Index`` atomically.
 
     Annoy memory-maps the file it saved to; the rename keeps that mapping valid (same inode).
+    hnswlib writes exactly the path it is given (no suffix added).
     """
     with atomic_path(path) as tmp:
-        if not index.save(os.fspath(tmp)):
+        if hasattr(index, "save_index"):  # hnswlib
+            index.save_index(os.fspath(tmp))
+        elif not index.save(os.fspath(tmp)):
             raise OSError(f"{os.fspath(path)}: annoy could not save the index")
 
 

@@ -154,8 +154,7 @@ def _checked_query(X_query, train_shape: tuple[int, int], k, chunk) -> np.ndarra
         raise ValueError(f"X_query has {X_query.shape[1]} features but X_train has {n_features}")
     if not is_int(k) or not 1 <= k <= n_train:
         raise ValueError(f"k must be an integer in 1..{n_train} (the training rows); got {k!r}")
-    if not is_int(chunk) or chunk < 1:
-        raise ValueError(f"chunk must be an integer >= 1; got {chunk!r}")
+    check_int(chunk, "chunk", low=1)
     return X_query
 
 

@@ -101,6 +101,7 @@ def lines(
     ylabel: str,
     title: str,
     loglog: bool = False,
+    logy: bool = False,
     dashed: Sequence[str] = (),
     colour_of: dict[str, str] | None = None,
 ) -> Figure:
@@ -116,6 +117,8 @@ def lines(
         colour = colours.get((colour_of or {}).get(name, ""))
         (line,) = ax.plot(x, y, style, label=name, markersize=3, linewidth=1.2, color=colour)
         colours[name] = line.get_color()
+    if logy and not loglog:
+        ax.set_yscale("log")
     if loglog:
         ax.set_xscale("log", base=2)  # training sizes double
         ax.set_yscale("log")

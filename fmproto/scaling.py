@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmproto.checks import is_int
+from fmproto.checks import check_int, is_int
 from fmproto.knn import kneighbors, predict_for_ks
 
 
@@ -84,8 +84,7 @@ def training_sizes(n_total: int, start: int = 200) -> list[int]:
     ``[n_total]``.
     """
     for name, value in (("n_total", n_total), ("start", start)):
-        if not is_int(value) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        check_int(value, name, low=1)
     sizes = []
     size = int(start)
     while size < n_total:
@@ -104,8 +103,7 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
     index tie rules downstream (the lower training index first) do not depend on the draw.
     """
     for name, value in (("n_total", n_total), ("seed", seed), ("repeat", repeat)):
-        if not is_int(value) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+        check_int(value, name, low=0)
     if not is_int(size) or not 0 <= size <= n_total:
         raise ValueError(f"size must be an integer in 0..{n_total} (n_total); got {size!r}")
     rng = np.random.default_rng([int(seed), int(repeat)])

@@ -38,14 +38,6 @@ def check_hnswlib(p: dict, where: str) -> None:
         raise P.ParamError(f"{where}: ann.backend or ann.frontier_hnsw_m asks for hnswlib, but {err}") from None
 
 
-def save_index(index, path: str) -> None:
-    if ann.backend_of(index) == "annoy":
-        io.save_annoy_index(index, path)
-    else:
-        with io.atomic_path(path) as tmp:
-            index.save_index(os.fspath(tmp))  # writes exactly this path, no suffix added
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -101,7 +93,7 @@ def main(argv=None) -> None:
         for backend, name in (("annoy", "recall_vs_search_k.csv"), ("hnswlib", "recall_vs_ef.csv")):
             columns = ["series", ann_eval.QUERY_KNOB[backend], "recall"]
             io.write_csv(plot_dir / name, pd.DataFrame(ann_eval.recall_rows(points, backend), columns=columns))
-        save_index(index, args.index)
+        io.save_ann_index(index, args.index)
         io.write_json(args.metrics, metrics)
 
         qps = len(X_valid) / max(watch.seconds["query"], 1e-9)
@@ -117,10 +109,10 @@ def main(argv=None) -> None:
             lines = ann_eval.frontier_lines(points)
             low = min([1.0, *(pt["recall"] for pt in points)])
             lines[exact_name] = ([low, 1.0], [exact_qps, exact_qps])
-            fig = plots.lines(lines, xlabel=f"recall@{k}", ylabel="queries per second (log)", dashed=[exact_name],
-                              title=f"ANN frontier: {len(queries):,} validation queries, one query thread")
-            fig.axes[0].set_yscale("log")  # rates span two decades; plots.lines draws linear y unless loglog
-            plots.save(fig, args.frontier_figure)
+            plots.save(plots.lines(lines, xlabel=f"recall@{k}", ylabel="queries per second (log)", logy=True,
+                                   dashed=[exact_name],
+                                   title=f"ANN frontier: {len(queries):,} validation queries, one query thread"),
+                       args.frontier_figure)
     knobs = ", ".join(f"{key} {value}" for key, value in settings.items())
     print(f"{p['backend']} ({p['metric']}, {knobs}): build {watch.seconds['build']:.1f} s, "
           f"{qps:,.0f} queries/s, recall@{k} {recall:.3f}; exact search {exact_qps:,.0f} queries/s")

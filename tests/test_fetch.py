@@ -47,12 +47,15 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@contextmanager
 def _serving(folder: Path):
     """Serve ``folder`` over HTTP on 127.0.0.1 from a thread; yield its base URL."""
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder))
-    )
+    return _serving_with(functools.partial(_QuietHandler, directory=str(folder)))
+
+
+@contextmanager
+def _serving_with(handler):
+    """Run an HTTP server with ``handler`` on 127.0.0.1 from a thread; yield its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -207,19 +210,6 @@ class _EndlessHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def _serving_endless():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def _all_but_labels(real_copy: Path, target: Path) -> Path:
     target.mkdir()
     for name in FILES:
@@ -232,7 +222,7 @@ def test_download_without_length_stops_past_the_expected_size(real_copy, tmp_pat
     target = _all_but_labels(real_copy, tmp_path / "target")
     limit = fetch.max_download(LABELS)
     assert GZ_SIZE[LABELS] < limit <= GZ_SIZE[LABELS] + 64 * 1024 + GZ_SIZE[LABELS] // 20
-    with _serving_endless() as url:
+    with _serving_with(_EndlessHandler) as url:
         with pytest.raises(FetchError, match=rf"^{LABELS} from {url}: download passed the {limit:,} bytes "
                                              rf"allowed \(the official file has 5,148\); stopped$"):
             fetch.fetch_fashion_mnist(target, system_dir=tmp_path / "none", use_apt=False, urls=(url,))

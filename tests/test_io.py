@@ -110,7 +110,7 @@ WRITERS = {
     "save_arrays": lambda path: io.save_arrays(path, x=np.zeros(3)),
     "write_json": lambda path: io.write_json(path, {"bad": {1, 2}}),  # sets are not JSON
     "write_csv": lambda path: io.write_csv(path, pd.DataFrame({"a": [1]})),
-    "save_annoy_index": lambda path: io.save_annoy_index(_FailingIndex(), path),
+    "save_ann_index": lambda path: io.save_ann_index(_FailingIndex(), path),
 }
 
 
@@ -147,7 +147,7 @@ def test_annoy_round_trip(tmp_path):
         index.add_item(i, x)
     index.build(4)
     path = tmp_path / "models" / "ann.idx"
-    io.save_annoy_index(index, path)
+    io.save_ann_index(index, path)
     loaded = io.load_annoy_index(path, n_features=6, metric="euclidean")
     assert loaded.get_n_items() == 50
     assert loaded.get_nns_by_vector(X[7], 1) == [7]
