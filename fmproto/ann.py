@@ -201,7 +201,8 @@ def import_hnswlib():
 
 
 def build_hnsw_index(
-    X: np.ndarray, metric: AnnMetric = "euclidean", m: int = 16, ef_construction: int = 200, seed: int = 42
+    X: np.ndarray, metric: AnnMetric = "euclidean", m: int = 16, ef_construction: int = 200, seed: int = 42,
+    threads: int = 1,
 ):
     """Build an hnswlib graph over the rows of ``X``; item ``i`` is row ``X[i]``.
 
@@ -218,12 +219,14 @@ def build_hnsw_index(
         Candidate list while inserting; larger is slower to build and gives a better graph.
     seed : int in 0..2**31-1
         hnswlib's ``random_seed``, which draws each node's top layer.
+    threads : int >= 1
+        Insertion threads. With one, items go in in row order and the same arguments give the same
+        graph (and the same saved bytes) on the same hnswlib build; with more, the graph depends on
+        thread timing (the pipeline uses one; ``bench/scale.py`` uses every core at 1.2M rows).
 
     Returns
     -------
     index : hnswlib.Index
-        Built with one thread, items inserted in row order: the same arguments give the same graph
-        (and the same saved bytes) on the same hnswlib build.
     """
     check_metric(metric, HNSW_METRICS)
     X = checked_rows(X, "X", np.float32)
@@ -232,12 +235,12 @@ def build_hnsw_index(
     check_int(m, "m", low=2)
     check_int(ef_construction, "ef_construction", low=1)
     check_int(seed, "seed", low=0, high=_MAX_SEED)
+    check_int(threads, "threads", low=1, high=256)
 
     hnswlib = import_hnswlib()
     index = hnswlib.Index(space=_HNSW_SPACE[metric], dim=X.shape[1])
     index.init_index(max_elements=len(X), ef_construction=int(ef_construction), M=int(m), random_seed=int(seed))
-    # One thread: with several, insertion order (and so the graph) depends on thread timing.
-    index.add_items(X, np.arange(len(X)), num_threads=1)
+    index.add_items(X, np.arange(len(X)), num_threads=int(threads))
     return index
 
 

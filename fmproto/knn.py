@@ -817,16 +817,7 @@ def _best_columns(S: np.ndarray, n_candidates: int, group: int,
     # its minimum is then an elementwise minimum of contiguous slices, one fast pass over S.
     if minima is None:
         minima = S.reshape(n_rows, group, n_groups).min(axis=1)  # (n_rows, n_groups)
-    # The groups whose minima are below the n_candidates-th lowest, and as many of those equal to it
-    # as it takes: a partition and a mask, three times faster than an argpartition.
-    threshold = np.partition(minima, n_candidates - 1, axis=1)[:, n_candidates - 1, None]
-    chosen = minima <= threshold
-    if np.any(np.count_nonzero(chosen, axis=1) != n_candidates):  # ties at the threshold
-        below = minima < threshold
-        at = chosen & ~below
-        room = n_candidates - np.count_nonzero(below, axis=1)
-        chosen = below | (at & (np.cumsum(at, axis=1) <= room[:, None]))
-    groups = np.nonzero(chosen)[1].reshape(n_rows, n_candidates)
+    groups = np.argpartition(minima, n_candidates - 1, axis=1)[:, :n_candidates]
     cols = (groups[:, :, None] + n_groups * np.arange(group)).reshape(n_rows, -1)  # (n_rows, n_candidates * group)
     values = np.take_along_axis(S, cols, axis=1)
     best = np.argpartition(values, n_candidates - 1, axis=1)[:, :n_candidates]

@@ -96,7 +96,7 @@ def fit(X: np.ndarray, components: int, *, normalize: bool = False) -> Projectio
     sample = _float64(X[:: max(1, -(-n // _PCA_ROWS))], normalize)
     mean = sample.mean(axis=0) if len(sample) else np.zeros(n_features)
     centred = sample - mean
-    peak = float(np.abs(centred).max()) if centred.size else 0.0
+    peak = max(float(centred.max()), -float(centred.min())) if centred.size else 0.0
     centred *= _power_of_two_below(1.0 / peak) if peak > 0 else 1.0  # float32 squares cannot overflow
     c32 = centred.astype(np.float32)
     covariance = (c32.T @ c32).astype(np.float64)
@@ -139,6 +139,8 @@ def embed(projection: Projection, X: np.ndarray) -> Embedding:
     identity = m == n_features
     scale, mean = projection.scale, projection.mean
     mean_coords = projection.basis.T @ mean  # (m,) float64: its rounding is inside the p error below
+    # One product gives both x V and x.mean: a second pass over the rows cost as much as the first.
+    basis_and_mean = np.column_stack([projection.basis, mean])
     mean_norm = float(np.sqrt(np.sum(mean * mean)))
     gamma_d, gamma_m = _gamma(n_features + 3), _gamma(m)
     coords = np.empty((n, m + 1), dtype=np.float32)
@@ -161,9 +163,10 @@ def embed(projection: Projection, X: np.ndarray) -> Embedding:
             error = 2 * _U64 * y_up
             r = 0.0
         else:
-            P = x @ projection.basis
+            product = x @ basis_and_mean
+            P = product[:, :m]
             P -= mean_coords
-            y2 = x2 - 2 * (x @ mean) + mean_norm**2
+            y2 = x2 - 2 * product[:, m] + mean_norm**2
             y_error = gamma_d * spread**2  # |y2 - |y|^2|
             y_up = np.sqrt(np.maximum(y2, 0) + y_error)  # >= |y|
             p_error = _gamma(n_features + 1) * projection.abs_norm * spread + 2 * _U64 * y_up

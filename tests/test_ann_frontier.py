@@ -206,6 +206,14 @@ def test_hnswlib_recall_and_distances_against_exact(metric):
     assert ann.recall_at_k(distances, exact) >= 0.98  # measured 1.0 on this set
 
 
+def test_hnswlib_built_by_two_threads_holds_every_row():
+    index = ann.build_hnsw_index(X_TRAIN, m=12, ef_construction=100, seed=0, threads=2)
+    distances, indices = ann.query_hnsw(index, X_TRAIN, 1, ef=50)
+    assert index.get_current_count() == len(X_TRAIN)
+    np.testing.assert_array_equal(distances[:, 0], 0)  # each row finds itself (or an exact duplicate)
+    np.testing.assert_array_equal(X_TRAIN[indices[:, 0]], X_TRAIN)
+
+
 def test_hnswlib_on_the_line_ties_by_id():
     index = ann.build_hnsw_index(LINE, m=4, ef_construction=10, seed=0)
     distances, indices = ann.query_hnsw(index, np.array([[1.5, 0], [9, 0]]), k=4, ef=10)
@@ -227,6 +235,7 @@ def test_build_and_search_dispatch():
     (lambda: ann.build_hnsw_index(LINE, ef_construction=0), r"ef_construction must be an integer >= 1; got 0"),
     (lambda: ann.build_hnsw_index(LINE, seed=-1), r"seed must be an integer in 0..2147483647; got -1"),
     (lambda: ann.build_hnsw_index(LINE[:0]), r"X must have at least one row; got 0"),
+    (lambda: ann.build_hnsw_index(LINE, threads=0), r"threads must be an integer in 1..256; got 0"),
     (lambda: ann.query_hnsw(ann.build_hnsw_index(LINE), LINE, k=6), r"k must be an integer in 1..5 \(the items in the index\); got 6"),
     (lambda: ann.query_hnsw(ann.build_hnsw_index(LINE), LINE, k=2, ef=0), r"ef must be an integer >= 1; got 0"),
     (lambda: ann.query_hnsw(ann.build_hnsw_index(LINE), np.zeros((1, 3)), k=2), r"X_query has 3 features but the index has 2"),
