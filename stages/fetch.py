@@ -43,7 +43,7 @@ def main(argv=None) -> None:
                     for name in fetch.FILES:
                         with io.atomic_path(out / fetch.plain_name(name)) as tmp, tmp.open("wb") as f:
                             fetch.write_content(Path(staging, name), name, f)
-                except fetch.FetchError as err:
+                except fetch.FetchError as err:  # named by the output, not the temp folder that staged it
                     raise ValueError(str(err).replace(staging, str(out))) from None
             message = f"{out}: {len(fetch.FILES)} Fashion-MNIST files, decompressed and verified ({origin})"
     print(message)
