@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,report,hnsw]'
 	touch $(STAMP)
 
+# The fetch stage alone: the real files, checked, into data/fashion-mnist (DVC's cache keeps them).
 data: $(STAMP)
-	$(RUN) fmproto fetch
+	$(RUN) dvc repro fetch
 
-repro: data
+repro: $(STAMP)
 	$(RUN) dvc repro
 
 test: $(STAMP)
@@ -43,7 +44,7 @@ report: $(STAMP)
 # `git checkout params.yaml dvc.lock metrics plots && dvc checkout` returns to the raw-pixel default.
 BEST := -S features.kind=hog -S features.hog_cell=3 -S features.pca_components=192 \
 	-S features.augment_shifts=true -S evaluate.k=10 -S evaluate.weights=distance
-best: data
+best: $(STAMP)
 	$(RUN) dvc exp run $(BEST)
 
 # The sweep behind BEST: queued experiments scored on the validation split only (about 15 minutes).

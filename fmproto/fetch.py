@@ -3,9 +3,10 @@
 Sources, tried in order for the files the folder lacks:
 
 1. the folder itself: files already there are checked and never replaced; a mismatch stops;
-2. ``SYSTEM_DIR``, where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs them;
-3. that package fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` in a temp folder;
-4. each URL in ``urls`` (by default the official download address).
+2. each of ``local_dirs`` (by the fetch stage: ``data/raw``, a copy downloaded by hand), read only;
+3. ``SYSTEM_DIR``, where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs them;
+4. that package fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` in a temp folder;
+5. each URL in ``urls`` (by default the official download address).
 
 A source that is absent or unreachable is skipped and its reason kept; a source whose files arrive
 but fail the checksum, or a download larger than the official file allows, stops with
@@ -16,7 +17,8 @@ file's decompressed size, so neither an endless response nor a gzip bomb is read
 are staged as hidden temp files in the target folder, all checked, then moved into place with
 ``os.replace``: a failed fetch leaves no partial file.
 
-The command line is ``fmproto fetch`` (``fmproto.cli.fetch``, run by ``make data``).
+``write_content`` then writes a file's decompressed IDX bytes: the canonical form the pipeline's
+fetch stage (``stages/fetch.py``) keeps, the same bytes whichever gzip they came from.
 """
 
 import gzip
@@ -102,7 +104,40 @@ def content_sha256(path: str | Path, max_size: int = max(SIZE.values())) -> str:
     Raises ``ContentTooLarge``, or ``OSError`` (including ``gzip.BadGzipFile``), ``EOFError`` or
     ``zlib.error`` for a damaged gzip stream.
     """
+    return _read_content(Path(path), max_size)
+
+
+def plain_name(name: str) -> str:
+    """The decompressed IDX file's name for ``name`` (one of ``FILES``): without ``.gz``."""
+    return name.removesuffix(".gz")
+
+
+def write_content(path: str | Path, name: str, out: BinaryIO) -> None:
+    """Write the decompressed content of ``path`` (the Fashion-MNIST file ``name``) to ``out``, checked.
+
+    The bytes written are the IDX file itself, identical whichever gzip (or none) held them; reading
+    is bounded as in ``content_sha256``.
+
+    Raises
+    ------
+    FetchError
+        The content is not the real ``name`` (its SHA-256 or size differs, or the gzip is damaged);
+        the message names ``path``. ``out`` may then hold part of the content: write to a temp file.
+    """
     path = Path(path)
+    try:
+        got = _read_content(path, SIZE[name], out)
+    except ContentTooLarge:
+        raise FetchError(f"{path}: decompressed content is over the {SIZE[name]:,} bytes of {name}; "
+                         "not read further") from None
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise FetchError(f"{path}: cannot be read as {name} ({err})") from None
+    if got != SHA256[name]:
+        raise FetchError(f"{path}: decompressed content has sha256 {got}, expected {SHA256[name]}")
+
+
+def _read_content(path: Path, max_size: int, out: BinaryIO | None = None) -> str:
+    """``content_sha256``, also writing each decompressed chunk to ``out`` when given."""
     with path.open("rb") as f:
         is_gzip = f.read(2) == _GZIP_MAGIC
     digest, n_bytes = hashlib.sha256(), 0
@@ -112,6 +147,8 @@ def content_sha256(path: str | Path, max_size: int = max(SIZE.values())) -> str:
             if n_bytes > max_size:
                 raise ContentTooLarge(f"{path}: decompressed content is over {max_size:,} bytes; not read further")
             digest.update(chunk)
+            if out is not None:
+                out.write(chunk)
     return digest.hexdigest()
 
 
@@ -140,6 +177,7 @@ def verify(directory: str | Path) -> None:
 def fetch_fashion_mnist(
     directory: str | Path,
     *,
+    local_dirs: Sequence[str | Path] = (),
     system_dir: str | Path = SYSTEM_DIR,
     use_apt: bool = True,
     urls: Sequence[str] = (OFFICIAL_URL,),
@@ -151,6 +189,9 @@ def fetch_fashion_mnist(
     ----------
     directory : str or Path
         Target folder, created if needed. Files already there are checked, never replaced.
+    local_dirs : sequence of str or Path
+        Folders tried first, in order, when each holds all the missing files (gzipped as
+        published); read, never written. A file there that fails its checksum stops the fetch.
     system_dir : str or Path
         Folder of an installed ``dataset-fashion-mnist`` package.
     use_apt : bool
@@ -166,12 +207,14 @@ def fetch_fashion_mnist(
         A file in ``directory`` or from a source fails its checksum (stops at once), or every
         source failed (the message lists each source's reason).
     """
-    return fetch_with_origin(directory, system_dir=system_dir, use_apt=use_apt, urls=urls, log=log)[0]
+    return fetch_with_origin(directory, local_dirs=local_dirs, system_dir=system_dir, use_apt=use_apt, urls=urls,
+                             log=log)[0]
 
 
 def fetch_with_origin(
     directory: str | Path,
     *,
+    local_dirs: Sequence[str | Path] = (),
     system_dir: str | Path = SYSTEM_DIR,
     use_apt: bool = True,
     urls: Sequence[str] = (OFFICIAL_URL,),
@@ -190,8 +233,10 @@ def fetch_with_origin(
     if not missing:
         return directory, "already present"
 
+    folders = [*map(Path, local_dirs), system_dir]
     sources: list[tuple[str, Callable[[Path, list[str]], None]]] = [
-        (str(system_dir), lambda d, names: _from_folder(system_dir, d, names, origin=str(system_dir)))
+        (str(folder), lambda d, names, folder=folder: _from_folder(folder, d, names, origin=str(folder)))
+        for folder in folders
     ]
     if use_apt:
         sources.append((f"apt package {APT_PACKAGE}", _from_apt))
@@ -256,12 +301,12 @@ def _install(directory: Path, names: list[str], origin: str, copy: Callable[[str
 def _from_folder(folder: Path, directory: Path, names: list[str], *, origin: str) -> None:
     if not folder.is_dir():
         raise _Unavailable("no such folder")
-    absent = [name for name in names if not (folder / name).is_file()]
+    absent = [name for name in names if not _local_path(folder, name).is_file()]
     if absent:
         raise _Unavailable(f"lacks {', '.join(absent)}")
 
     def copy(name: str, out: BinaryIO) -> None:
-        with (folder / name).open("rb") as f:
+        with _local_path(folder, name).open("rb") as f:  # a gunzipped twin is checked by content alike
             shutil.copyfileobj(f, out, _CHUNK)
 
     _install(directory, names, origin, copy)

@@ -1,5 +1,5 @@
 """fmproto.fetch: checksums of decompressed content, the order of sources, bounded reads, and the
-``fmproto fetch`` command's one-line errors.
+fetch stage's canonical output and one-line errors.
 
 The real files come from the session fixture ``fashion_dir`` (data/raw, verified there); every test
 works on copies in ``tmp_path``. The URL source is served by a local HTTP server on 127.0.0.1.
@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from fmproto import fetch
-from fmproto.cli.main import main
 from fmproto.fetch import FILES, GZ_SIZE, SHA256, SIZE, FetchError
 
 LABELS = "t10k-labels-idx1-ubyte.gz"  # the smallest file (5 KB): the one to damage
@@ -330,7 +329,7 @@ def test_apt_package_end_to_end(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == sorted(FILES)
 
 
-# --- fmproto fetch ------------------------------------------------------------------------------
+# --- the fetch stage (stages/fetch.py) -----------------------------------------------------------
 
 
 def _params(path: Path, text: str) -> str:
@@ -338,15 +337,56 @@ def _params(path: Path, text: str) -> str:
     return str(path)
 
 
-def _fetch_cli(params: str, capsys) -> tuple[int, str, str]:
-    """Run ``fmproto fetch --params params``; return its exit status, stdout and stderr."""
+def _fetch_stage(params: str, local: Path, out: Path, capsys) -> tuple[int, str, str]:
+    """Run the fetch stage in this process; return its exit status, stdout and stderr."""
+    from stages import fetch as stage
+
     try:
-        main(["fetch", "--params", params])
+        stage.main(["--params", params, "--local", str(local), "--out", str(out)])
         status = 0
     except SystemExit as stop:
         status = stop.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    got, err = capsys.readouterr()
+    return status, got, err
+
+
+def _regzipped(fashion_dir: Path, folder: Path) -> Path:
+    """The same content under another gzip header and level: other bytes, the same files."""
+    folder.mkdir(parents=True)
+    for name in FILES:
+        with open(folder / name, "wb") as raw:
+            with gzip.GzipFile(filename="x", mode="wb", fileobj=raw, compresslevel=1, mtime=7) as gz:
+                gz.write(gzip.decompress((fashion_dir / name).read_bytes()))
+    return folder
+
+
+VERIFY = "data:\n  verify: fashion-mnist\n"
+
+
+def test_stage_output_is_the_same_bytes_from_differently_gzipped_sources(fashion_dir, tmp_path, capsys):
+    other = _regzipped(fashion_dir, tmp_path / "other")
+    assert (other / LABELS).read_bytes() != (fashion_dir / LABELS).read_bytes()
+    params = _params(tmp_path / "params.yaml", VERIFY)
+    outs = []
+    for source in (fashion_dir, other):
+        out = tmp_path / f"out-{source.name}"
+        status, got, err = _fetch_stage(params, source, out, capsys)
+        assert (status, err) == (0, "")
+        assert got.endswith(f"{out}: 4 Fashion-MNIST files, decompressed and verified (from {source})\n")
+        outs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert outs[0] == outs[1]
+    assert sorted(outs[0]) == sorted(fetch.plain_name(name) for name in FILES)
+    for name in FILES:
+        assert len(outs[0][fetch.plain_name(name)]) == SIZE[name]
+        assert fetch.content_sha256(tmp_path / f"out-{fashion_dir.name}" / fetch.plain_name(name)) == SHA256[name]
+    assert _leftovers(other) == [] and not list(tmp_path.glob("out-*/.*"))
+
+
+def test_stage_with_verify_none_fetches_nothing(tmp_path, capsys):
+    params = _params(tmp_path / "params.yaml", "data:\n  dir: mine\n  verify: none\n")
+    status, got, err = _fetch_stage(params, tmp_path / "no-such-folder", tmp_path / "out", capsys)
+    assert (status, got, err) == (0, f"{tmp_path / 'out'}: nothing fetched (data.verify: none)\n", "")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["NOT-FETCHED.txt"]
 
 
 @pytest.mark.parametrize(
@@ -355,61 +395,78 @@ def _fetch_cli(params: str, capsys) -> tuple[int, str, str]:
         (None, r"params.yaml: cannot read \(No such file or directory\)"),
         ("data: [\n", r"params.yaml: not valid YAML"),
         ("data: [a, b]\n", r"params.yaml: section 'data' is missing or not a mapping"),
-        ("data:\n  verify: none\n", r"params.yaml: param data.dir is missing"),
         ("data:\n  dir: raw\n", r"params.yaml: param data.verify is missing"),
-        ("data:\n  dir: 3\n  verify: none\n", r"params.yaml: data.dir must be a non-empty string .*; got 3"),
-        ("data:\n  dir: raw\n  verify: sha1\n",
-         r"params.yaml: data.verify must be one of 'fashion-mnist', 'none'; got 'sha1'"),
-        ("data:\n  dir: raw\n  verify: none\n", r"data.dir raw is not a folder"),
+        ("data:\n  verify: sha1\n", r"params.yaml: data.verify must be one of 'fashion-mnist', 'none'; got 'sha1'"),
     ],
 )
-def test_cli_bad_params_give_one_line_and_exit_1(text, message, tmp_path, monkeypatch, capsys):
+def test_stage_bad_params_give_one_line_and_exit_1(text, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     if text is not None:
         _params(tmp_path / "params.yaml", text)
-    status, out, err = _fetch_cli("params.yaml", capsys)
+    status, got, err = _fetch_stage("params.yaml", tmp_path, tmp_path / "out", capsys)
     assert status == 1
-    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("fmproto fetch: error: ")
-    assert re.search(message, err)
+    assert got == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("fetch: error: ") and re.search(message, err)
+    assert not (tmp_path / "out").exists()
 
 
-def test_cli_stops_on_a_damaged_present_file(fashion_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "raw").mkdir()
-    shutil.copyfile(fashion_dir / LABELS, tmp_path / "raw" / LABELS)
-    _corrupt(tmp_path / "raw" / LABELS)
-    status, out, err = _fetch_cli(_params(tmp_path / "p.yaml", "data:\n  dir: raw\n  verify: fashion-mnist\n"),
-                                  capsys)
-    assert status == 1
-    assert out == "" and err.count("\n") == 1
-    assert err.startswith(f"fmproto fetch: error: raw/{LABELS}: decompressed content has sha256 ")
+def test_stage_stops_on_a_damaged_local_file_and_keeps_what_was_there(real_copy, tmp_path, capsys):
+    """A damaged file in the local folder stops the stage (no fallback to the network), naming it;
+    the output folder keeps exactly what it held, and the local folder is never written."""
+    _corrupt(real_copy / LABELS)
+    local_before = {p.name: p.read_bytes() for p in real_copy.iterdir()}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    status, got, err = _fetch_stage(_params(tmp_path / "params.yaml", VERIFY), real_copy, out, capsys)
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"fetch: error: {LABELS} from {real_copy} is not the Fashion-MNIST file: "
+                          "decompressed content has sha256 ")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    assert {p.name: p.read_bytes() for p in real_copy.iterdir()} == local_before
 
 
-def test_cli_with_files_present_prints_one_line(real_copy, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    params = _params(tmp_path / "params.yaml", "data:\n  dir: real\n  verify: fashion-mnist\n")
-    assert _fetch_cli(params, capsys) == (0, "real: 4 Fashion-MNIST files verified (already present)\n", "")
-
-
-def test_cli_verify_none_only_checks_the_folder(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "mine").mkdir()
-    params = _params(tmp_path / "params.yaml", "data:\n  dir: mine\n  verify: none\n")
-    status, _, err = _fetch_cli(params, capsys)
-    assert status == 1
-    assert err == "fmproto fetch: error: data.dir mine is empty (data.verify is 'none', so nothing is fetched)\n"
-    (tmp_path / "mine" / "fashion-train.csv").write_text("label,pixel1\n0,0\n")
-    assert _fetch_cli(params, capsys) == (0, "mine: 1 file(s) used as they are (data.verify: none)\n", "")
-
-
-def test_cli_all_sources_failing_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_stage_all_sources_failing_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fetch, "fetch_with_origin", functools.partial(
         fetch.fetch_with_origin, system_dir=tmp_path / "none", use_apt=False, urls=(_closed_port_url(),)))
-    status, out, err = _fetch_cli(_params(tmp_path / "p.yaml", "data:\n  dir: raw\n  verify: fashion-mnist\n"),
-                                  capsys)
+    out = tmp_path / "out"
+    status, got, err = _fetch_stage(_params(tmp_path / "params.yaml", VERIFY), tmp_path / "raw", out, capsys)
     assert status == 1 and err.count("\n") == 1
-    assert err.startswith("fmproto fetch: error: no source could provide the Fashion-MNIST files for raw (")
-    assert len(err) <= len("fmproto fetch: error: ") + 300 + 1
-    assert out.startswith("getting 4 Fashion-MNIST file(s) from ")
+    assert err.startswith(f"fetch: error: no source could provide the Fashion-MNIST files for {out} "
+                          f"({tmp_path / 'raw'}: no such folder; {tmp_path / 'none'}: no such folder; ")
+    assert len(err) <= len("fetch: error: ") + 300 + 1
+    assert got.startswith(f"getting 4 Fashion-MNIST file(s) from {tmp_path / 'raw'}\n")
+    assert not out.exists()
+
+
+def test_stage_output_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    status, _, err = _fetch_stage(_params(tmp_path / "params.yaml", VERIFY), tmp_path, tmp_path / "out", capsys)
+    assert status == 1 and err == f"fetch: error: {tmp_path / 'out'}: is an existing file; give a folder path for this output\n"
+    assert (tmp_path / "out").read_text() == "a file"
+
+
+def test_local_folder_with_gunzipped_twins_is_a_source(real_copy, tmp_path):
+    (real_copy / LABELS).with_suffix("").write_bytes(gzip.decompress((real_copy / LABELS).read_bytes()))
+    (real_copy / LABELS).unlink()
+    target = tmp_path / "target"
+    _, origin = fetch.fetch_with_origin(target, local_dirs=[real_copy], system_dir=tmp_path / "none", use_apt=False,
+                                        urls=())
+    assert origin == f"from {real_copy}"
+    fetch.verify(target)
+
+
+def test_write_content_refuses_other_content_naming_the_file(real_copy, tmp_path):
+    import io
+
+    _corrupt(real_copy / LABELS)
+    with pytest.raises(FetchError, match=rf"^{real_copy / LABELS}: decompressed content has sha256 [0-9a-f]{{64}}, "):
+        fetch.write_content(real_copy / LABELS, LABELS, io.BytesIO())
+    (tmp_path / "long.gz").write_bytes(gzip.compress(bytes(SIZE[LABELS] + 5000)))
+    out = io.BytesIO()
+    with pytest.raises(FetchError, match=rf"long.gz: decompressed content is over the 10,008 bytes of {LABELS}"):
+        fetch.write_content(tmp_path / "long.gz", LABELS, out)
+    assert len(out.getvalue()) <= SIZE[LABELS]  # reading stopped at the known size
+    (tmp_path / "broken.gz").write_bytes((real_copy / LABELS).read_bytes()[:200])
+    with pytest.raises(FetchError, match=rf"broken.gz: cannot be read as {LABELS}"):
+        fetch.write_content(tmp_path / "broken.gz", LABELS, io.BytesIO())

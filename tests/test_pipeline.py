@@ -19,6 +19,7 @@ import yaml
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 
 from conftest import REPO, synthetic_dataset
+from fmproto import fetch
 
 pytestmark = pytest.mark.e2e
 
@@ -100,6 +101,7 @@ def arrays(repo: Path, relative: str) -> dict:
 
 
 def test_ingest_outputs(template):
+    assert [p.name for p in (template / "data" / "fashion-mnist").iterdir()] == ["NOT-FETCHED.txt"]  # verify: none
     m = metrics(template, "ingest")
     assert m["image_shape"] == [10, 12]
     assert m["train"] == {"n": 600, "class_counts": dict.fromkeys(CLASSES, 150)}
@@ -221,29 +223,84 @@ def test_exp_run_and_report_lead_with_accuracy(repo):
     assert "evaluate.k" in text and "![Test confusion matrix]" in text
 
 
-def test_queued_experiments_run(repo):
-    """`dvc exp run --queue --copy-paths` + `dvc queue start`: each queued run gets its own temporary copy
-    of the raw data folder, which git does not track in the real project."""
-    (repo / ".gitignore").write_text((repo / ".gitignore").read_text() + "\n/rawdata\n")
+def knn_accuracies(repo: Path, k: int) -> tuple[float, float]:
+    """Validation and test accuracy of scikit-learn's kNN with ``k``, as evaluate-valid and evaluate-test score it."""
+    data, split = arrays(repo, "data/ingested/train.npz"), arrays(repo, "data/split/split.npz")
+    test = arrays(repo, "data/ingested/test.npz")
+    X, y = data["images"].reshape(len(data["labels"]), -1).astype(np.float64), data["labels"]
+    tr, va = split["train"], split["valid"]
+    valid = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(X[tr], y[tr]).predict(X[va])
+    final = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(X, y)  # fit_on: train+valid
+    predicted = final.predict(test["images"].reshape(len(test["labels"]), -1).astype(np.float64))
+    return round(float(np.mean(valid == y[va])), 5), round(float(np.mean(predicted == test["labels"])), 5)
+
+
+def test_queued_and_temp_experiments_need_no_extra_flags(repo):
+    """Your own data, tracked with `dvc add` as the README says: `dvc exp run --queue` + `dvc queue start`
+    and `dvc exp run --temp` each run in a copy of the repository that git and DVC fill, with no
+    --copy-paths; the fetch stage fetches nothing (data.verify: none)."""
     run(["git", "rm", "-r", "-q", "--cached", "rawdata"], repo)
+    run([BIN / "dvc", "add", "rawdata"], repo)
     git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "raw data out of git")
-    for k in (2, 4):
-        run([BIN / "dvc", "exp", "run", "--queue", "-S", f"evaluate.k={k}", "--name", f"k{k}",
-             "--copy-paths", "rawdata"], repo)
+    git(repo, "commit", "-qm", "raw data tracked by DVC, not git")
+    assert run(["git", "ls-files", "rawdata"], repo).stdout == ""
+    run([BIN / "dvc", "exp", "run", "--queue", "-S", "evaluate.k=1", "--name", "k1"], repo)
     run([BIN / "dvc", "queue", "start"], repo)
+    run([BIN / "dvc", "exp", "run", "--temp", "-S", "evaluate.k=3", "--name", "k3"], repo)
     deadline = time.monotonic() + 300
-    while True:  # `dvc queue logs --follow` refuses a task that has not started yet, so poll
+    while True:  # `dvc queue start` returns at once; `dvc queue logs --follow` refuses a task not yet started
         status = run([BIN / "dvc", "queue", "status"], repo).stdout
         if not ("Queued" in status or "Running" in status) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert status.count("Success") == 2, status + run([BIN / "dvc", "queue", "logs", "k2"], repo, check=False).stdout
+    assert "Success" in status, status + run([BIN / "dvc", "queue", "logs", "k1"], repo, check=False).stdout
     shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], repo).stdout)
-    ks = {exp["name"]: exp["data"]["metrics"]["metrics/test.json"]["data"]["k"]
-          for rev in shown for group in (rev.get("experiments") or []) for exp in group["revs"]
-          if exp.get("name") in ("k2", "k4")}
-    assert ks == {"k2": 2, "k4": 4}
+    found = {exp["name"]: exp["data"]["metrics"] for rev in shown for group in (rev.get("experiments") or [])
+             for exp in group["revs"] if exp.get("name") in ("k1", "k3")}
+    assert set(found) == {"k1", "k3"}
+    for name, k in (("k1", 1), ("k3", 3)):
+        test, valid = found[name]["metrics/test.json"]["data"], found[name]["metrics/valid.json"]["data"]
+        assert test["k"] == k and (valid["accuracy"], test["accuracy"]) == knn_accuracies(repo, k)
+
+
+def test_fetch_and_ingest_lock_is_the_same_from_differently_gzipped_sources(fashion_dir, tmp_path):
+    """The default data: the fetch stage gets the real files from data/raw, once as the Debian package
+    gzipped them and once gzipped otherwise; dvc.lock is the same (the second ingest comes from the
+    shared run-cache), and a clone with neither source gets everything with `dvc pull`."""
+    import gzip
+
+    locks = []
+    for name in ("debian", "regzipped"):
+        repo = make_repo(tmp_path / name, {})
+        (repo / "data" / "raw").mkdir(parents=True)
+        for file in fetch.FILES:
+            payload = (fashion_dir / file).read_bytes()
+            if name == "regzipped":
+                payload = gzip.compress(gzip.decompress(payload), compresslevel=1, mtime=1)
+                assert payload != (fashion_dir / file).read_bytes()
+            (repo / "data" / "raw" / file).write_bytes(payload)
+        run([BIN / "dvc", "cache", "dir", "--local", tmp_path / "cache"], repo)  # one cache, so one run-cache; not in git
+        # The fetch stage's run-cache entry would serve the second repository too (its output depends
+        # on its code alone); run it anyway, from this repository's own source.
+        result = run([BIN / "dvc", "repro", "--no-run-cache", "fetch"], repo)
+        assert "decompressed and verified (from data/raw)" in result.stdout, result.stdout
+        result = run([BIN / "dvc", "repro", "ingest"], repo)
+        assert ("Stage 'ingest' is cached" in result.stdout) == (name == "regzipped"), result.stdout
+        locks.append(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
+    assert locks[0] == locks[1]
+    assert {out["path"] for out in locks[0]["fetch"]["outs"]} == {"data/fashion-mnist"}
+    assert locks[0]["ingest"]["deps"][0]["path"] == "data/fashion-mnist"
+    assert metrics(repo, "ingest")["train"]["n"] == 60_000
+
+    run([BIN / "dvc", "remote", "add", "-d", "shared", tmp_path / "remote"], repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "fetched and ingested")
+    run([BIN / "dvc", "push"], repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    run([BIN / "dvc", "pull", "fetch", "ingest"], clone)
+    assert not (clone / "data" / "raw").exists()
+    assert "Data and pipelines are up to date." in run([BIN / "dvc", "repro", "ingest"], clone).stdout
 
 
 def test_validation_metrics(template):

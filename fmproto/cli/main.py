@@ -1,8 +1,8 @@
-"""The ``fmproto`` command: ``fmproto explain``, ``fmproto report`` and ``fmproto fetch``."""
+"""The ``fmproto`` command: ``fmproto explain`` and ``fmproto report`` (the data comes from the fetch stage)."""
 
 import argparse
 
-from fmproto.cli import explain, fetch, report
+from fmproto.cli import explain, report
 
 
 def main(argv=None) -> None:
@@ -10,9 +10,8 @@ def main(argv=None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     explain.add_arguments(commands.add_parser("explain", help="explain one prediction with its nearest training images"))
     report.add_arguments(commands.add_parser("report", help="Markdown report of metrics and params against a base"))
-    fetch.add_arguments(commands.add_parser("fetch", help="get the real Fashion-MNIST files into data.dir, checked"))
     args = parser.parse_args(argv)
-    {"explain": explain.run, "report": report.run, "fetch": fetch.run}[args.command](args)
+    {"explain": explain.run, "report": report.run}[args.command](args)
 
 
 if __name__ == "__main__":
