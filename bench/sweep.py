@@ -70,7 +70,7 @@ def queue_and_run(names: list[str]) -> None:
         dvc("exp", "remove", *existing)
     for name in names:
         overrides = [arg for value in CONFIGS[name[len(PREFIX):]] for arg in ("-S", value)]
-        dvc("exp", "run", "evaluate-valid", "--queue", "--name", name, "--copy-paths", "data/raw", *overrides)
+        dvc("exp", "run", "evaluate-valid", "--queue", "--name", name, *overrides)
     dvc("queue", "start")
     while True:  # `dvc queue start` returns at once; the worker runs the experiments in turn
         status = dvc("queue", "status")
