@@ -32,10 +32,12 @@ distances the screen takes from ``distances.pairwise_distances``.
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fmproto import projection
 from fmproto.checks import check_int, is_int, rows as checked_rows
@@ -79,9 +81,9 @@ _MEASURE_ELEMENTS = 1 << 21
 # takes at most 1 GB; otherwise all rows measure their candidates.
 _FULL_SCREEN = 8
 _FULL_SCREEN_BYTES = 1 << 30
-# Threads sharing out a chunk's rows after its product (numpy's loops release the GIL): the cores,
-# at most 4. Results do not depend on it.
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
+# Threads sharing out a chunk's rows, each doing its rows' product on one BLAS thread and the work
+# after it (numpy's loops release the GIL): one a core. Results do not depend on it.
+_WORKERS = max(1, min(64, os.cpu_count() or 1))
 # Elements of the float64 block of candidate rows re-ranked at once (manhattan): 4 MB, cache-sized.
 _RERANK_ELEMENTS = 1 << 19
 _UNIT = 2.0**-24  # float32 unit round-off
@@ -278,24 +280,30 @@ class KnnIndex:
     def _query_chunk(self, Xc: np.ndarray, k: int, block: np.ndarray, pool) -> tuple[np.ndarray, np.ndarray]:
         """``query`` for one chunk: float32 distances and indices, (n_rows, k).
 
-        The product uses the BLAS threads; the work after it uses no BLAS, and its rows are shared out
-        between the ``pool``'s threads (numpy releases the GIL in its loops). Each row's result is
-        the same whichever thread computes it.
+        The chunk's rows are shared out between the ``pool``'s threads, each embedding and scoring
+        its rows on one BLAS thread, then selecting and measuring (numpy releases the GIL in its
+        loops). A product on the BLAS's own threads left them spinning, waiting for more work,
+        through the selection that followed: a third of a core's time on 2 cores. Each row's result
+        is the same whichever thread computes it.
         """
         n_rows = len(Xc)
-        embedding = projection.embed(self.projection, Xc)
-        S = projection.scores(projection.query_matrix(embedding), self.screen.W, out=block[:n_rows])
         n_parts = min(_WORKERS, max(1, n_rows // 64)) if pool is not None else 1
         bounds = np.linspace(0, n_rows, n_parts + 1).astype(int)
         parts = [slice(first, stop) for first, stop in zip(bounds[:-1], bounds[1:])]
-        work = lambda part: self._rows(S[part], _Queries.of(Xc[part], self), embedding[part], k)  # noqa: E731
-        done = list(pool.map(work, parts)) if n_parts > 1 else [work(parts[0])]
-        distances, indices, hand_over = (np.concatenate(arrays) for arrays in zip(*done))
+
+        def work(part: slice):
+            embedding = projection.embed(self.projection, Xc[part])
+            S = projection.scores(projection.query_matrix(embedding), self.screen.W, out=block[part])
+            return *self._rows(S, _Queries.of(Xc[part], self), embedding, k), embedding.row_sq_norms
+
+        with threadpool_limits(1, user_api="blas") if n_parts > 1 else nullcontext():
+            done = list(pool.map(work, parts)) if n_parts > 1 else [work(parts[0])]
+        distances, indices, hand_over, row_sq_norms = (np.concatenate(arrays) for arrays in zip(*done))
         distances = _finish(distances, self.metric)
         if hand_over.any():
             distances[hand_over], indices[hand_over] = self._full_index().query(Xc[hand_over], k)
         if self.metric == "cosine":
-            zero = embedding.row_sq_norms == 0  # at distance 1 from every training row: the first k, by the tie rule
+            zero = row_sq_norms == 0  # at distance 1 from every training row: the first k, by the tie rule
             distances[zero], indices[zero] = 1.0, np.arange(k)
         return distances, indices
 
