@@ -6,7 +6,7 @@ and the table of ``metrics/valid.json`` (accuracy, macro F1) is printed as
 Markdown, best first. The experiments stay in the repository: ``dvc exp show`` lists them, and
 ``dvc exp apply sweep-NAME`` brings one into the workspace.
 
-Run from the repository root after ``make repro`` (``make sweep``); about 15 minutes on 2 cores.
+Run from the repository root after ``make repro`` (``make sweep``); about 25 minutes on 2 cores.
 Speed is not in the table: a queued run's timings stay in its temporary workspace, and
 ``bench/knn.py`` measures query speed against peers in one run.
 """
@@ -45,6 +45,14 @@ CONFIGS: dict[str, list[str]] = {
     "kmeans20-hog3-pca192": HOG3_PCA + ["evaluate.method=kmeans"],
     "kmeans20-glvq3-hog3-pca192": HOG3_PCA + ["evaluate.method=kmeans", "kmeans.lvq_epochs=3"],
     "centroids-hog3-pca192": HOG3_PCA + ["evaluate.method=centroids"],
+    # A small convolutional network trained on the training split (fmproto.cnn), its last hidden
+    # layer as features, alone and joined with HOG (each block at unit mean norm, then one PCA).
+    "cnn-k10-distance": ["features.kind=cnn", "evaluate.k=10", "evaluate.weights=distance"],
+    "cnn+hog3-pca192-k10-distance": ["features.kind=cnn+hog", "features.hog_cell=3", "features.pca_components=192",
+                                     "evaluate.k=10", "evaluate.weights=distance"],
+    "cnn+hog3-pca192-shifts-k20-distance": ["features.kind=cnn+hog", "features.hog_cell=3",
+                                            "features.pca_components=192", "features.augment_shifts=true",
+                                            "evaluate.k=20", "evaluate.weights=distance"],
 }
 PREFIX = "sweep-"
 

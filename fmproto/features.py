@@ -10,7 +10,9 @@ Blocks (``kind``, joined with ``+`` for combinations, e.g. ``hog+standard``):
 - ``raw``: the pixels as float32, 0..255;
 - ``standard``: each pixel minus its training mean, over its training standard deviation;
 - ``hog``: histograms of oriented gradients (``fmproto.hog``), ``hog_orientations`` bins per
-  ``hog_cell`` x ``hog_cell`` cell, 2x2-cell blocks L2-Hys normalised.
+  ``hog_cell`` x ``hog_cell`` cell, 2x2-cell blocks L2-Hys normalised;
+- ``cnn``: the ``cnn_embedding`` units of the last hidden layer of a small convolutional network
+  (``fmproto.cnn``) trained on the training split's images and labels (``fit`` then needs labels).
 
 In a combination, each block is scaled so that its rows have unit mean L2 norm on the training
 split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then,
@@ -20,13 +22,15 @@ optionally whitened.
 Augmented copies of the training images (``fmproto.augment``) go through the same transform.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from fmproto import cnn
 from fmproto.hog import hog, hog_size
 
-BLOCKS: tuple[str, ...] = ("raw", "standard", "hog")
+BLOCKS: tuple[str, ...] = ("raw", "standard", "hog", "cnn")
 # Rows transformed at once: bounds HOG's per-pixel work arrays and PCA's float64 rows to a few
 # hundred MB (8192 x 2304 HOG features x 8 bytes = 150 MB).
 _CHUNK = 8192
@@ -41,6 +45,12 @@ class FeatureSpec:
     hog_orientations: int = 9
     pca_components: int = 0
     pca_whiten: bool = False
+    cnn_width: int = 16
+    cnn_embedding: int = 128
+    cnn_epochs: int = 15
+    cnn_learning_rate: float = 3e-3
+    cnn_seed: int = 0
+    cnn_threads: int = 2
 
     @property
     def blocks(self) -> list[str]:
@@ -59,6 +69,8 @@ class FeatureSpec:
                                  f"got {self.hog_cell}")
             if self.hog_orientations < 2:
                 raise ValueError(f"features.hog_orientations must be >= 2; got {self.hog_orientations}")
+        if "cnn" in self.blocks:
+            cnn.check_shape(image_shape)
         if self.pca_components < 0:
             raise ValueError(f"features.pca_components must be >= 0 (0: no PCA); got {self.pca_components}")
 
@@ -66,21 +78,28 @@ class FeatureSpec:
 def block_widths(spec: FeatureSpec, image_shape: tuple[int, int]) -> list[int]:
     """Features each block of ``spec`` makes from one image of ``image_shape``, before PCA."""
     spec.check(image_shape)
-    n_pixels = int(np.prod(image_shape))
-    return [hog_size(image_shape, spec.hog_cell, spec.hog_orientations) if b == "hog" else n_pixels
-            for b in spec.blocks]
+    widths = {"hog": hog_size(image_shape, spec.hog_cell, spec.hog_orientations), "cnn": spec.cnn_embedding}
+    return [widths.get(b, int(np.prod(image_shape))) for b in spec.blocks]
 
 
-def fit(images: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
+def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
+        n_classes: int | None = None) -> dict[str, np.ndarray]:
     """Fit the transform on training ``images (n, H, W)``; the state ``transform`` needs.
 
-    One pass over chunks of rows: per-block mean norms and, for PCA, the float64 sums behind the
-    covariance, so memory stays bounded however many features HOG makes.
+    A ``cnn`` block first trains its network on the images and their ``labels`` (in
+    ``0..n_classes-1``). Then one pass over chunks of rows: per-block mean norms and, for PCA, the
+    float64 sums behind the covariance, so memory stays bounded however many features HOG makes.
     """
     spec.check(images.shape[1:])
     if len(images) < 2:
         raise ValueError(f"features need at least 2 training images to fit; got {len(images)}")
     state: dict[str, np.ndarray] = {}
+    if "cnn" in spec.blocks:
+        if labels is None or n_classes is None:
+            raise ValueError("features.kind cnn is trained on labels: pass the training images' labels and n_classes")
+        state.update(cnn.fit(images, labels, n_classes, width=spec.cnn_width, embedding=spec.cnn_embedding,
+                             epochs=spec.cnn_epochs, learning_rate=spec.cnn_learning_rate, seed=spec.cnn_seed,
+                             threads=spec.cnn_threads))
     if "standard" in spec.blocks:
         mean, var = _mean_var(images.reshape(len(images), -1))
         state["standard_mean"] = mean.astype(np.float32)
@@ -138,15 +157,21 @@ def to_arrays(spec: FeatureSpec, state: dict[str, np.ndarray], shifts: bool, fli
     arrays = {f"state_{name}": np.asarray(value) for name, value in state.items()}
     arrays["spec_kind"] = np.array(spec.kind)
     arrays["spec_numbers"] = np.array([spec.hog_cell, spec.hog_orientations, spec.pca_components,
-                                       int(spec.pca_whiten)], dtype=np.int64)
+                                       int(spec.pca_whiten), spec.cnn_width, spec.cnn_embedding, spec.cnn_epochs,
+                                       spec.cnn_seed, spec.cnn_threads], dtype=np.int64)
+    arrays["spec_cnn_learning_rate"] = np.float64(spec.cnn_learning_rate)
     arrays["augment_flags"] = np.array([shifts, flip], dtype=bool)
     return arrays
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[FeatureSpec, dict[str, np.ndarray], tuple[bool, bool]]:
     """``to_arrays`` inverted: the spec, the fitted state and the (shifts, flip) flags."""
-    cell, orientations, components, whiten = (int(v) for v in arrays["spec_numbers"])
+    cell, orientations, components, whiten, *network = (int(v) for v in arrays["spec_numbers"])
     spec = FeatureSpec(str(arrays["spec_kind"]), cell, orientations, components, bool(whiten))
+    if network:  # files written before the cnn block have 4 numbers
+        width, embedding, epochs, seed, threads = network
+        spec = dataclasses.replace(spec, cnn_width=width, cnn_embedding=embedding, cnn_epochs=epochs, cnn_seed=seed,
+                                   cnn_threads=threads, cnn_learning_rate=float(arrays["spec_cnn_learning_rate"]))
     state = {name.removeprefix("state_"): value for name, value in arrays.items() if name.startswith("state_")}
     shifts, flip = (bool(v) for v in arrays["augment_flags"])
     return spec, state, (shifts, flip)
@@ -160,6 +185,8 @@ def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarr
             out.append(rows.astype(np.float32))
         elif block == "standard":
             out.append((rows.astype(np.float32) - state["standard_mean"]) / state["standard_scale"])
+        elif block == "cnn":
+            out.append(cnn.embed(images, state))
         else:
             out.append(hog(images, spec.hog_cell, spec.hog_orientations))
     return out

@@ -1,7 +1,8 @@
 """features: the feature transform of ``features.*``, fitted on the training split, applied to every image.
 
 Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split).
-Params: features.kind, hog_cell, hog_orientations, pca_components, pca_whiten, augment_shifts, augment_flip.
+Params: features.kind, hog_cell, hog_orientations, pca_components, pca_whiten, augment_shifts, augment_flip,
+cnn_* (the network of kind cnn, trained on the training split's images and labels).
 Outputs: ``--out`` (.npz): ``train`` and ``test``, the features of every ingested image;
 ``augmented`` and ``augmented_source``, the features of the augmented copies of every training image
 and the image each was made from; the spec and fitted state (for ``fmproto explain``).
@@ -10,6 +11,7 @@ The output is cached and the stage writes no metrics, so DVC's run-cache can res
 """
 
 import argparse
+import dataclasses
 
 import numpy as np
 
@@ -26,7 +28,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with guard.stage_errors("features", files=[args.out]):
         p = P.read_params("features", P.FEATURES, args.params)
-        spec = features.FeatureSpec(p["kind"], p["hog_cell"], p["hog_orientations"], p["pca_components"], p["pca_whiten"])
+        spec = features.FeatureSpec(**{field.name: p[field.name] for field in dataclasses.fields(features.FeatureSpec)})
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         split = inputs.load_split(args.split, len(train["labels"]))
         try:
@@ -44,7 +46,8 @@ def main(argv=None) -> None:
             P.check_memory(f"{args.params}: features.kind", spec.kind, 2 * 8 * sum(widths) ** 2,
                            f"the PCA covariance of {sum(widths):,} features",
                            hint=f"at most {int((P.MEMORY_LIMIT / 16) ** 0.5):,} features fit: a larger hog_cell")
-        state = features.fit(train["images"][split["train"]], spec)
+        state = features.fit(train["images"][split["train"]], spec, labels=train["labels"][split["train"]],
+                             n_classes=len(train["classes"]))
         copies, source = augment.augment(train["images"], p["augment_shifts"], p["augment_flip"])
         copies, source = copies[len(train["images"]):], source[len(train["images"]):]  # the copies only
 

@@ -344,6 +344,26 @@ def test_hog_pca_shift_features_through_the_pipeline(repo):
     assert "predicted" in result.stdout and "on hog features" in result.stdout and (repo / "why.png").exists()
 
 
+def test_cnn_features_through_the_pipeline(repo):
+    """A network trained on the training split, joined with HOG: scored as scikit-learn scores its
+    saved features, and explained by training images."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    run([BIN / "dvc", "exp", "run", "-S", "features.kind=cnn+hog", "-S", "features.hog_cell=3",
+         "-S", "features.pca_components=8", "-S", "features.cnn_width=4", "-S", "features.cnn_embedding=8",
+         "-S", "features.cnn_epochs=2", "-S", "evaluate.k=3"], repo)
+    valid = metrics(repo, "valid")
+    assert valid["features"] == "cnn+hog" and valid["n_features"] == 8
+    feats, split = arrays(repo, "data/features/features.npz"), arrays(repo, "data/split/split.npz")
+    labels = arrays(repo, "data/ingested/train.npz")["labels"]
+    assert "state_cnn_fc_w" in feats  # the trained network travels with the features
+    model = KNeighborsClassifier(n_neighbors=3, algorithm="brute").fit(feats["train"][split["train"]], labels[split["train"]])
+    expected = model.score(feats["train"][split["valid"]], labels[split["valid"]])
+    assert valid["accuracy"] == pytest.approx(expected, abs=1e-9)
+    result = run([BIN / "fmproto", "explain", "3", "--out", "why.png"], repo)
+    assert "on cnn+hog features" in result.stdout and "1. train #" in result.stdout and (repo / "why.png").exists()
+
+
 def test_explain_bad_target_is_one_line(template, tmp_path):
     result = run([BIN / "fmproto", "explain", "missing.png", "--out", tmp_path / "x.png"], template, check=False)
     assert result.returncode == 1 and result.stderr.strip() == "fmproto explain: error: missing.png: file not found"

@@ -170,20 +170,22 @@ def test_one_and_two_blas_threads_give_the_same_figures(fashion_train, tmp_path)
 
 STAGE_SCRIPT = """
 import sys
-from stages import centroids, kmeans
+from stages import centroids, features, kmeans
 ws, out, params = sys.argv[1:4]
 common = ["--params", params, "--train", f"{ws}/train.npz", "--split", f"{ws}/split.npz"]
 for name, stage in (("centroids", centroids), ("kmeans", kmeans)):
     stage.main([*common, "--model", f"{out}/{name}.npz", "--metrics", f"{out}/{name}.json",
                 "--plots", f"{out}/{name}-plots", "--figures", f"{out}/{name}-figures"])
+features.main([*common, "--test", f"{ws}/test.npz", "--out", f"{out}/features.npz"])
 """
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_stages_write_the_same_bytes_with_one_or_two_threads(fashion_train, tmp_path):
-    """The centroids and kmeans stages themselves, on 6,000 real images with 1 and with 2 BLAS threads:
-    the same metrics, plot tables and models, byte for byte."""
+    """The centroids, kmeans and features (a trained network joined with HOG) stages themselves, on
+    6,000 real images with 1 and with 2 BLAS and OpenMP threads: the same metrics, plot tables,
+    models and features, byte for byte."""
     import yaml
 
     from fmproto import io
@@ -191,11 +193,14 @@ def test_stages_write_the_same_bytes_with_one_or_two_threads(fashion_train, tmp_
     images, labels = fashion_train[0][:6000], fashion_train[1][:6000]
     classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     io.save_arrays(tmp_path / "train.npz", images=images, labels=labels, classes=np.array(classes))
+    io.save_arrays(tmp_path / "test.npz", images=fashion_train[0][6000:7000], labels=fashion_train[1][6000:7000],
+                   classes=np.array(classes))
     order = np.random.default_rng(0).permutation(6000)
     io.save_arrays(tmp_path / "split.npz", train=np.sort(order[:4800]), valid=np.sort(order[4800:]),
                    dropped=np.empty(0, np.int64))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["kmeans"].update(n_prototypes=10, lvq_epochs=1)
+    params["features"].update(kind="cnn+hog", pca_components=32, cnn_width=4, cnn_embedding=16, cnn_epochs=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     written = {}
     for threads in ("1", "2"):
@@ -205,5 +210,5 @@ def test_stages_write_the_same_bytes_with_one_or_two_threads(fashion_train, tmp_
                        env=env, check=True, capture_output=True)
         written[threads] = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
                             if p.is_file() and p.suffix in (".json", ".csv", ".npz")}
-    assert "kmeans.json" in written["1"] and "kmeans-plots/convergence.csv" in written["1"]
+    assert "kmeans.json" in written["1"] and "kmeans-plots/convergence.csv" in written["1"] and "features.npz" in written["1"]
     assert written["1"] == written["2"]

@@ -10,7 +10,7 @@ import argparse
 
 import numpy as np
 
-from fmproto import datasets, features, fitset, methods, plots
+from fmproto import datasets, features, fitset, io, methods, plots
 from fmproto.cli import checks, guard, inputs
 from fmproto.cli.settings import method_settings
 from fmproto.explain import MAX_SHOWN, explanation_grid
@@ -44,10 +44,15 @@ def run(args: argparse.Namespace) -> None:
             image = datasets.read_image_file(args.target, train["images"].shape[1:])
             y_true, name = -1, args.target
         feats = inputs.load_features(args.features, len(train["labels"]))
+        if args.target.isdigit() and len(feats["test"]) != len(test["labels"]):
+            raise io.DataError(f"{args.features}: has {len(feats['test']):,} test rows but {args.test} has "
+                               f"{len(test['labels']):,} images; is it the features of that dataset?")
         spec, state, _ = features.from_arrays(feats)
         X_fit, y_fit, rows = fitset.fit_data(feats, train["labels"], fitset.fit_indices(split, p["fit_on"]), p["method"])
         checks.check_k(args.params, p["k"], len(X_fit), 1)
-        query = features.transform(image[None], spec, state)
+        # A test image's features as evaluate-test saw them; an image file's computed here (the same
+        # up to float32 rounding: the BLAS may sum a lone image's products in another order).
+        query = feats["test"][index][None] if args.target.isdigit() else features.transform(image[None], spec, state)
         model = methods.fit(p["method"], X_fit, y_fit, len(classes), settings)
         predicted = int(methods.predict(model, query)[0])
         shown = min(p["k"], MAX_SHOWN)

@@ -282,6 +282,12 @@ FEATURES = {
     "pca_whiten": boolean(),
     "augment_shifts": boolean(),
     "augment_flip": boolean(),
+    "cnn_width": integer(low=1, high=256),
+    "cnn_embedding": integer(low=1, high=4096),
+    "cnn_epochs": integer(low=1, high=1000),
+    "cnn_learning_rate": number(low=0, high=1, open_low=True),
+    "cnn_seed": SEED,
+    "cnn_threads": integer(low=1, high=256),
 }
 EVALUATE = {
     "method": one_of(*METHODS),
