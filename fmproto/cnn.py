@@ -73,6 +73,8 @@ def fit(
         raise ValueError(f"learning_rate must be in (0, 1]; got {learning_rate!r}")
     if len(images) < 2 or len(labels) != len(images):
         raise ValueError(f"the network needs at least 2 training images with one label each; got {len(images)} and {len(labels)}")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}; got {labels.min()}..{labels.max()}")
     torch = import_torch()
 
     pixels = images.astype(np.float64)
