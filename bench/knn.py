@@ -27,7 +27,7 @@ Prints a table and, as the last line, one JSON object: seconds, ``ratio_vs_gemm`
 also times ``kneighbors`` with the manhattan metric on the first N test images, and reports
 ``manhattan_factor``: its seconds a query over fmproto's euclidean seconds a query.
 
-Run from the repository root: ``.venv/bin/python bench/knn.py``.
+Run from the repository root after ``make data``: ``.venv/bin/python bench/knn.py``.
 """
 
 import argparse
@@ -41,17 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import datasets, fetch, knn
+from fmproto import datasets, knn
 
-RAW_DIR = Path("data/raw")
+# The fetch stage's output (`make data`): the files the pipeline itself reads.
+DATA_DIR = Path("data/fashion-mnist")
 WARM_UP = 500  # test images searched once before each timed run
 
 
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    d = fetch.fetch_fashion_mnist(RAW_DIR)
-    X_train, y_train = datasets.read_idx_pair(d / "train-images-idx3-ubyte.gz", d / "train-labels-idx1-ubyte.gz")
-    X_test, y_test = datasets.read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
-    return X_train, y_train, X_test, y_test
+    if not DATA_DIR.is_dir():
+        sys.exit(f"bench: {DATA_DIR} is missing; run `make data` (the fetch stage) first")
+    splits = datasets.read_dataset(DATA_DIR, 10)
+    return (*splits["train"], *splits["test"])
 
 
 def fastest(run, X_test: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:

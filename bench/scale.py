@@ -32,7 +32,7 @@ estimate exceeds 90% of the memory available at its start is not started, and a 
 ``--timeout`` seconds (600: 10 minutes) is stopped; both are reported as such in the table.
 
 Prints a Markdown table and, as the last line, one JSON list of the rows; saves a log-log picture of
-seconds against rows (``--figure``, docs/scale.png). Run from the repository root:
+seconds against rows (``--figure``, docs/scale.png). Run from the repository root after ``make data``:
 ``.venv/bin/python bench/scale.py`` (about 15 minutes on 2 cores).
 """
 
@@ -48,9 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import ann, augment, datasets, fetch, knn, plots
+from fmproto import ann, augment, datasets, knn, plots
 
-RAW_DIR = Path("data/raw")
+# The fetch stage's output (`make data`): the files the pipeline itself reads.
+DATA_DIR = Path("data/fashion-mnist")
 SIZES = (60_000, 300_000, 1_200_000)
 METHODS = ("exact", "annoy", "hnswlib")
 N_QUERIES, K_EXACT, K_RECALL = 1_000, 5, 10
@@ -184,9 +185,10 @@ def main() -> None:
         print(json.dumps(part(args)))
         return
 
-    d = fetch.fetch_fashion_mnist(RAW_DIR)
-    images, _ = datasets.read_idx_pair(d / "train-images-idx3-ubyte.gz", d / "train-labels-idx1-ubyte.gz")
-    test, _ = datasets.read_idx_pair(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
+    if not DATA_DIR.is_dir():
+        sys.exit(f"bench: {DATA_DIR} is missing; run `make data` (the fetch stage) first")
+    splits = datasets.read_dataset(DATA_DIR, 10)
+    images, test = splits["train"][0], splits["test"][0]
     pick = np.sort(np.random.default_rng(0).choice(len(test), N_QUERIES, replace=False))
     rows = []
     with tempfile.TemporaryDirectory(prefix="fmproto-scale-") as tmp:

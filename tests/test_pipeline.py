@@ -318,6 +318,7 @@ def test_validation_metrics(template):
     ({"kind": "hog", "hog_cell": 6}, "features.hog_cell must leave at least 2x2 cells in 10x12 images"),
     ({"pca_components": 4000}, "features.pca_components must be at most"),
     ({"augment_flip": "yes"}, "features.augment_flip must be true or false"),
+    ({"kind": "cnn", "cnn_epochs": 0}, "features.cnn_epochs must be at least 1; got 0"),
 ])
 def test_features_stage_bad_params(template, tmp_path, override, fragment):
     params = yaml.safe_load((template / "params.yaml").read_text())
