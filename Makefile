@@ -10,9 +10,20 @@ RUN := PATH="$(BIN):$$PATH"
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Annoy and hnswlib compile from source at install, by default with -march=native: their float
+# arithmetic, and so the trees in models/ann.ann and the recalls in plots/, then depend on the CPU.
+# Built for the x86-64 baseline (SSE2), with no fused multiply-add and no fast-math, they compute the
+# same bytes on any x86-64 machine. --no-cache-dir: a wheel built natively earlier is not reused.
+PORTABLE_CFLAGS := -O2 -ffp-contract=off -fno-fast-math
+ANNOY_ARGS := -O2,-ffp-contract=off,-fno-fast-math,-std=c++14,-fpermissive,-DANNOYLIB_MULTITHREADED_BUILD
+PORTABLE_BUILD := CFLAGS='$(PORTABLE_CFLAGS)' ANNOY_COMPILER_ARGS='$(ANNOY_ARGS)' HNSWLIB_NO_NATIVE=1
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,report,hnsw,cnn]'
+	$(PORTABLE_BUILD) $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps \
+		$$(sed -n 's/^ *"\(annoy==[^"]*\)",*$$/\1/p; s/^ *"\(hnswlib==[^"]*\)",*$$/\1/p' pyproject.toml)
+	$(PIP) install --quiet -e '.[test,report,hnsw,cnn]'
 	touch $(STAMP)
 
 # The fetch stage alone: the real files, checked, into data/fashion-mnist (DVC's cache keeps them).

@@ -360,7 +360,7 @@ def test_cnn_features_through_the_pipeline(repo):
     assert "state_cnn_fc_w" in feats  # the trained network travels with the features
     model = KNeighborsClassifier(n_neighbors=3, algorithm="brute").fit(feats["train"][split["train"]], labels[split["train"]])
     expected = model.score(feats["train"][split["valid"]], labels[split["valid"]])
-    assert valid["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert valid["accuracy"] == round(expected, 5)  # the metric is kept to 5 decimals
     result = run([BIN / "fmproto", "explain", "3", "--out", "why.png"], repo)
     assert "on cnn+hog features" in result.stdout and "1. train #" in result.stdout and (repo / "why.png").exists()
 
