@@ -1,10 +1,18 @@
 """Shared fixtures. The real Fashion-MNIST files come through fmproto.fetch, as `make repro` gets them."""
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from fmproto.cnn import PORTABLE_KERNELS
+
+# fmproto.cnn pins PyTorch's CPU kernels before PyTorch loads; test modules import torch themselves
+# (test_cnn.py at collection), so the pins go in first, here.
+os.environ.update(PORTABLE_KERNELS)
 
 REPO = Path(__file__).resolve().parents[1]
 # The stage scripts are not installed (only fmproto is): tests import them from the repository root.
@@ -99,3 +107,20 @@ def raises_one_line(path: Path, match: str, call, *args, **kwargs) -> str:
     assert message.startswith(f"{path}: ") or str(path) in message
     assert len(message) - len(str(path)) <= 220  # with the path, under 300 characters
     return message
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory) -> Path:
+    """A temp git repository holding the pipeline and a small synthetic dataset, reproduced by `dvc
+    repro` and its results committed (tests/test_pipeline.py builds it). Tests must not change it."""
+    from test_pipeline import make_template
+
+    return make_template(tmp_path_factory.mktemp("e2e") / "repo")
+
+
+@pytest.fixture
+def repo(template, tmp_path) -> Path:
+    """This test's own copy of the reproduced repository."""
+    copy = tmp_path / "repo"
+    shutil.copytree(template, copy, symlinks=True)
+    return copy

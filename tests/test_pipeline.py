@@ -73,22 +73,13 @@ def make_repo(path: Path, overrides: dict) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory):
-    """The reproduced repository, with its results committed. Tests must not change it."""
-    repo = make_repo(tmp_path_factory.mktemp("e2e") / "repo", OVERRIDES)
+def make_template(path: Path) -> Path:
+    """The reproduced repository, with its results committed (conftest's ``template`` fixture)."""
+    repo = make_repo(path, OVERRIDES)
     run([BIN / "dvc", "repro"], repo)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "results")
     return repo
-
-
-@pytest.fixture
-def repo(template, tmp_path):
-    """This test's own copy of the reproduced repository."""
-    copy = tmp_path / "repo"
-    shutil.copytree(template, copy, symlinks=True)
-    return copy
 
 
 def metrics(repo: Path, name: str) -> dict:
