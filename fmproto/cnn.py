@@ -18,6 +18,7 @@ Neither PyTorch's global random state nor its thread count is left changed. The 
 x86-64 CPU: PyTorch otherwise picks its kernels by the CPU (see ``PORTABLE_KERNELS``).
 """
 
+import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -122,8 +123,9 @@ def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
     """The features ``(n, embedding)`` float32 of ``images (n, H, W)``: the trained network, in numpy.
 
     Worked through in chunks whose largest array of 3x3 patches stays near 16 MB (cache-sized: larger
-    ones were slower), one chunk a core, each on one BLAS thread. The chunks are the same whatever
-    the cores, so the numbers are too.
+    ones were slower), one chunk a core, each on one BLAS thread. Every matrix product is exact before
+    its one rounding to float32 (``_exact_product``), so the features are the same bytes whatever the
+    BLAS kernel, the CPU, the thread count or the chunk: an image alone gets what it gets in a set.
     """
     check_shape(images.shape[1:])
     height, width = images.shape[1:]
@@ -136,7 +138,7 @@ def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
         for layer in _LAYERS:
             x = _conv_relu_pool(x, state[f"cnn_{layer}_w"], state[f"cnn_{layer}_b"])
         x = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # PyTorch's flattening order: channel, row, column
-        out[start : start + chunk] = np.maximum(x @ state["cnn_fc_w"].T + state["cnn_fc_b"], 0)
+        out[start : start + chunk] = np.maximum(_exact_product(x, state["cnn_fc_w"].T, 1) + state["cnn_fc_b"], 0)
 
     starts = range(0, len(images), chunk)
     workers = min(len(starts), os.cpu_count() or 1)
@@ -147,6 +149,30 @@ def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         list(pool.map(run, starts))
     return out
+
+
+def _exact_product(X: np.ndarray, W: np.ndarray, rows_per_item: int) -> np.ndarray:
+    """``X @ W`` as float32, computed exactly and rounded once: the same bytes on any BLAS kernel.
+
+    ``X (n_items * rows_per_item, K)``, ``W (K, m)``. A float32 product's last bits depend on the
+    order of its sums, which OpenBLAS chooses by the CPU. Here each item's rows (one image's) are put
+    on an integer grid scaled to that item's largest value, and ``W`` on one grid, with few enough
+    bits (``b`` each, ``K 2**(2b) <= 2**53``) that every partial sum of the float64 product is an
+    integer float64 holds exactly: any order gives the same sum. Rounding to the grid costs at most
+    ``2**-b`` of the item's or the weights' largest magnitude (``b`` is 21 or more for ``K`` up to
+    2,048), about what float32 itself keeps.
+    """
+    n_inner = X.shape[1]
+    bits = (53 - math.ceil(math.log2(max(n_inner, 2)))) // 2
+    w_peak = float(np.abs(W).max(initial=0))
+    w_scale = math.ldexp(1.0, bits - math.frexp(w_peak)[1])  # |W| * w_scale <= 2**bits
+    W_grid = np.rint(W.astype(np.float64) * w_scale)
+    items = X.reshape(-1, rows_per_item, n_inner)
+    peak = np.abs(items).max(axis=(1, 2), initial=0).astype(np.float64)
+    scale = np.ldexp(1.0, bits - np.frexp(peak)[1])[:, None, None]  # powers of two: scaling is exact
+    X_grid = np.rint(items * scale).reshape(-1, n_inner)
+    product = (X_grid @ W_grid).reshape(len(items), rows_per_item, -1)
+    return (product / (scale * w_scale)).astype(np.float32).reshape(len(X), -1)
 
 
 def _standardise(images: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -163,7 +189,7 @@ def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     patches = np.concatenate([padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)],
                              axis=3)  # (n, H, W, 9 C), ordered (dy, dx, channel)
     kernel = w.transpose(2, 3, 1, 0).reshape(9 * channels, -1)  # the same order, by output channel
-    y = (patches.reshape(-1, 9 * channels) @ kernel).reshape(n, height, width, -1)
+    y = _exact_product(patches.reshape(-1, 9 * channels), kernel, height * width).reshape(n, height, width, -1)
     h2, w2 = height // 2, width // 2
     pooled = np.maximum(y[:, 0 : 2 * h2 : 2, 0 : 2 * w2 : 2], y[:, 1 : 2 * h2 : 2, 0 : 2 * w2 : 2])
     np.maximum(pooled, y[:, 0 : 2 * h2 : 2, 1 : 2 * w2 : 2], out=pooled)

@@ -4,10 +4,25 @@ Unsigned gradient orientations binned with linear interpolation into ``orientati
 ``cell`` x ``cell`` cell, then each 2x2 block of cells L2-Hys normalised.
 """
 
+import math
+from functools import cache
+
 import numpy as np
 
 # Images handled at once: bounds the per-pixel work arrays to a few hundred MB.
 _CHUNK = 8192
+_LEVELS = 256  # uint8 grey levels: every gradient component lies in -255..255
+
+
+@cache
+def _angles() -> np.ndarray:
+    """``atan2(gy, gx)`` as float32 for every integer gradient of uint8 images, ``(511, 511)`` by (gy, gx).
+
+    numpy's arctan2 takes another code path on AVX-512 CPUs than elsewhere, with other last bits;
+    the C library's, called once per possible gradient here, gives the same table on any CPU.
+    """
+    g = range(1 - _LEVELS, _LEVELS)
+    return np.array([[math.atan2(y, x) for x in g] for y in g]).astype(np.float32)
 
 
 def hog(images: np.ndarray, cell: int = 4, orientations: int = 9) -> np.ndarray:
@@ -41,8 +56,12 @@ def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
     gy[:, 1:-1, :] = I[:, 2:, :] - I[:, :-2, :]
     gy[:, 0, :], gy[:, -1, :] = I[:, 1, :], -I[:, -2, :]
     magnitude = np.hypot(gx, gy)
+    if images.dtype == np.uint8:  # integer gradients: angles from the table, the same on every CPU
+        angle = _angles()[gy.astype(np.intp) + (_LEVELS - 1), gx.astype(np.intp) + (_LEVELS - 1)]
+    else:
+        angle = np.arctan2(gy, gx)
     # Unsigned orientation in bins: bin b covers centres b + 0.5; a pixel votes for its two nearest.
-    position = (np.arctan2(gy, gx) % np.pi) * (orientations / np.pi) - 0.5
+    position = (angle % np.pi) * (orientations / np.pi) - 0.5
     lower = np.floor(position)
     upper_weight = (position - lower).astype(np.float32)
     lower = lower.astype(np.int64) % orientations

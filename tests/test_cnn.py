@@ -67,13 +67,29 @@ def test_embed_equals_the_direct_convolution(shape):
     np.testing.assert_allclose(cnn.embed(images, state), expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
 
 
-def test_chunks_change_the_embedding_by_rounding_only(monkeypatch):
+def test_chunks_do_not_change_the_embedding(monkeypatch):
     rng = np.random.default_rng(1)
     state = random_state(rng)
     images = rng.integers(0, 256, size=(10, 12, 10)).astype(np.uint8)
     whole = cnn.embed(images, state)
     monkeypatch.setattr(cnn, "_PATCH_ELEMENTS", 1)  # one image a chunk: other matrix shapes for the BLAS
-    np.testing.assert_allclose(cnn.embed(images, state), whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
+    assert cnn.embed(images, state).tobytes() == whole.tobytes()
+    assert cnn.embed(images[3:4], state).tobytes() == whole[3:4].tobytes()  # an image alone, as explain sees it
+
+
+def test_exact_product_is_the_same_in_any_order_and_close_to_the_true_product():
+    """Summed in another order (the inner axis permuted), as another BLAS kernel would: the same
+    bytes; and within the grid's rounding of the float64 product."""
+    rng = np.random.default_rng(4)
+    X = (rng.standard_normal((6 * 5, 300)) * np.exp(rng.uniform(-20, 20, size=(6 * 5, 1)))).astype(np.float32)
+    W = rng.standard_normal((300, 7)).astype(np.float32)
+    product = cnn._exact_product(X, W, 5)
+    order = rng.permutation(300)
+    assert cnn._exact_product(X[:, order], W[order], 5).tobytes() == product.tobytes()
+    reference = X.astype(np.float64) @ W.astype(np.float64)
+    items = np.abs(X.reshape(6, 5, 300)).max(axis=(1, 2)).repeat(5)[:, None]
+    bound = 300 * 2.0**-20 * items * np.abs(W).max()  # 21-bit grids for 300 inner terms: 2**-20 of each peak
+    assert np.all(np.abs(product - reference) <= bound + 2.0**-23 * np.abs(reference))
 
 
 def test_folded_numpy_network_equals_pytorchs_eval_forward():
