@@ -1,11 +1,13 @@
-"""Argument checks the core shares: integers, and rows of numbers.
+"""Argument checks the core shares: integers, rows of numbers, and the files a reader opens.
 
 Each core function validates its own arguments with these, so that a bad call fails with one
-``ValueError`` naming the argument and what it should be, not deep inside numpy.
+``ValueError`` naming the argument and what it should be, not deep inside numpy. A file to read must
+be a regular file: a FIFO, a device, a socket or a folder is named as what it is (``DataError``).
 """
 
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +59,41 @@ def data_error(path, problem: str) -> DataError:
     return DataError(f"{os.fspath(path)}: {_LINE_BREAKS.sub(' ', str(problem))}")
 
 
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def kind_of(mode: int) -> str:
+    """What an ``os.stat`` mode is, with its article: ``"a regular file"``, ``"a FIFO"``, ``"a folder"``..."""
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def path_kind(path) -> str | None:
+    """What is at ``path``, following symbolic links (``kind_of``), or None when nothing is there.
+
+    A symbolic link that leads nowhere is ``"a symbolic link to nothing"``. Other errors (a folder on
+    the way that cannot be searched) raise ``OSError``.
+    """
+    try:
+        return kind_of(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: a file on the way
+        return "a symbolic link to nothing" if os.path.lexists(path) else None
+
+
 def require_file(path) -> Path:
-    """``path`` as a ``Path`` if it is an existing file, else a ``DataError`` saying what it is."""
+    """``path`` as a ``Path`` if it is an existing regular file (or a link to one), else a ``DataError``
+    saying what it is: ``file not found``, ``is a FIFO, not a regular file``, ``is a folder, ...``.
+
+    Anything but a regular file is refused before it is opened: opening a FIFO would wait for a writer.
+    """
     path = Path(path)
-    if not path.exists():
+    try:
+        kind = path_kind(path)
+    except OSError as err:
+        raise data_error(path, f"cannot read ({err.strerror or err})") from None
+    if kind is None:
         raise data_error(path, "file not found")
-    if not path.is_file():
-        raise data_error(path, "not a file")
+    if kind != "a regular file":
+        raise data_error(path, f"is {kind}, not a regular file")
     return path

@@ -32,6 +32,13 @@ IDX_NAMES = {
 # labels (int64) from an IDX pair or a CSV. The real train set takes 47,520,000. IDX headers that
 # declare more are refused before anything is allocated; a CSV, as soon as its rows pass it.
 MAX_DATA_BYTES = 512 * 1024**2
+# The most pixels an image may have. Every stage that searches neighbours (dedup-check, knn-scaling,
+# ann-index, evaluate's knn) fits a screening projection (fmproto.projection) on up to 8,192 rows and
+# their n_pixels x n_pixels covariance: measured peak about 20 * 8192 * n_pixels + 16.5 * n_pixels**2
+# bytes, 1.7 GB at 6,400 pixels (80x80), within the stages' 2 GiB memory limit (tests/test_datasets.py
+# checks it); dedup-check's default tile (dedup.chunk 4096) then takes 0.4 GB. 256x256 images would
+# need 71 GB. Refused at ingest, before the images are read.
+MAX_IMAGE_PIXELS = 6_400
 # CSV bounds: header columns (label + pixels), characters of one header name (quotes and spaces
 # included), and characters a data line may take per declared column. An integer literal needs at
 # most 20 (sign and 19 digits), so 32 leaves room for spaces and leading zeros; a longer line is
@@ -57,6 +64,7 @@ class _Source:
 
     def __init__(self, path: PathLike):
         self.path = path
+        _require_file(path)  # a FIFO or a device is named as such, not opened (a FIFO would wait for a writer)
         try:
             self._raw = open(path, "rb")
         except FileNotFoundError:
@@ -169,9 +177,9 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
     Raises
     ------
     DataError
-        Anything ``read_idx`` rejects, images that are not 3-D, labels that are not 1-D, counts
-        that disagree (named on the labels file), or images and their int64 labels together over
-        ``MAX_DATA_BYTES``.
+        Anything ``read_idx`` rejects, images that are not 3-D or of more than ``MAX_IMAGE_PIXELS``
+        pixels, labels that are not 1-D, counts that disagree (named on the labels file), or images
+        and their int64 labels together over ``MAX_DATA_BYTES``.
     """
     with _Source(images_path) as images_src, _Source(labels_path) as labels_src:
         image_dims = _idx_header(images_src)
@@ -185,6 +193,7 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
         n = image_dims[0]
         if label_dims[0] != n:
             raise _error(labels_path, f"{label_dims[0]} labels but {n} images in {os.fspath(images_path)}")
+        _check_image_pixels(images_path, image_dims[1:])
         n_bytes = n * (image_dims[1] * image_dims[2] + 8)  # uint8 pixels and int64 labels
         if n_bytes > MAX_DATA_BYTES:
             raise _error(images_path, f"{n} images of {_shape_text(image_dims[1:])} and their int64 labels "
@@ -192,6 +201,15 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
         images = _idx_payload(images_src, image_dims)
         labels = _idx_payload(labels_src, label_dims)
     return images, labels.astype(np.int64)
+
+
+def _check_image_pixels(path: PathLike, shape: tuple[int, ...]) -> None:
+    """``DataError`` naming ``path`` for images of more than ``MAX_IMAGE_PIXELS`` pixels."""
+    n_pixels = math.prod(shape)
+    if n_pixels > MAX_IMAGE_PIXELS:
+        raise _error(path, f"images of {_shape_text(shape)} ({n_pixels:,} pixels) are larger than the "
+                     f"{MAX_IMAGE_PIXELS:,} pixels (e.g. 80x80) that the stages handle within their memory "
+                     "limit (MAX_IMAGE_PIXELS)")
 
 
 def _idx_header(src: _Source) -> tuple[int, ...]:
@@ -285,13 +303,14 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
         column: empty file, missing, wrong or oversized header, no data rows, a row with missing or
         extra cells, a line too long, a cell that is not an integer literal, a label of more than 18
         digits, a pixel outside 0..255, rows past ``MAX_DATA_BYTES``, N not a square without
-        ``image_shape``, or ``image_shape`` not matching N.
+        ``image_shape``, ``image_shape`` not matching N, or N over ``MAX_IMAGE_PIXELS``.
     """
     path = _require_file(path)
     with _Source(path) as src:
         header, rest = _csv_header(src)
         names = _check_csv_header(path, header)
         shape = _csv_image_shape(path, len(names) - 1, image_shape)
+        _check_image_pixels(path, shape)
         labels, pixels = _csv_rows(src, rest, names)
     return pixels.reshape(len(pixels), *shape), labels
 
@@ -550,7 +569,7 @@ def find_dataset(directory: PathLike) -> dict:
 
     found_idx, missing = {}, []
     for base in (name for pair in IDX_NAMES.values() for name in pair):
-        present = [p for p in (directory / base, directory / f"{base}.gz") if p.is_file()]
+        present = [p for p in (directory / base, directory / f"{base}.gz") if os.path.lexists(p)]  # a FIFO too: read_idx names it
         if len(present) == 2:
             raise _error(directory, f"both {base} and {base}.gz are present; keep one")
         if present:
@@ -562,7 +581,7 @@ def find_dataset(directory: PathLike) -> dict:
     if found_idx:
         return {"format": "idx", **{split: tuple(found_idx[n] for n in names) for split, names in IDX_NAMES.items()}}
 
-    csvs = sorted(p for p in directory.iterdir() if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz")))
+    csvs = sorted(p for p in directory.iterdir() if not p.is_dir() and p.name.lower().endswith((".csv", ".csv.gz")))
     candidates = {split: [p for p in csvs if split in p.name.lower()] for split in ("train", "test")}
     if not csvs or not any(candidates.values()):
         raise _error(directory, "no dataset found: expected the four IDX files "
@@ -637,6 +656,9 @@ def check_labels(labels: np.ndarray, n_classes: int, source: PathLike) -> None:
 # ---------------------------------------------------------------------------------------------------- images
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A PNG of an HxW image: 16-bit RGBA pixels stored raw are 8 H W bytes plus a byte a row; the rest
+# (metadata chunks, an ICC profile) gets 1 MiB. A larger file is refused before any chunk is read.
+_PNG_SLACK = 1 << 20
 
 
 def read_image_file(path: PathLike, image_shape: tuple[int, int]) -> np.ndarray:
@@ -663,6 +685,11 @@ def read_image_file(path: PathLike, image_shape: tuple[int, int]) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".png":
         _check_size(path, _png_size(path), shape)
+        limit = _PNG_SLACK + shape[0] * (8 * shape[1] + 1)
+        size = path.stat().st_size
+        if size > limit:
+            raise _error(path, f"is {size:,} bytes, more than a PNG of a {_shape_text(shape)} image needs "
+                               f"(at most {limit:,}); not decoded")
         image = _read_png_grey(path)
     elif suffix == ".npy":
         _check_size(path, _npy_shape(path), shape)
@@ -736,20 +763,51 @@ def _read_png_grey(path: Path) -> np.ndarray:
 
 
 def read_dataset(
-    directory: PathLike, n_classes: int, image_shape: tuple[int, int] | None = None
+    directory: PathLike, n_classes: int, image_shape: tuple[int, int] | None = None,
+    class_names: list[str] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Both splits of the dataset in ``directory``: ``{"train": (images, labels), "test": (images, labels)}``.
 
-    Labels are checked against ``n_classes`` (named on the file they came from) and the two splits
-    must share one image shape.
+    Labels are checked against ``n_classes`` (named on the file they came from), every class must
+    have training images (``check_every_class``; the test set may lack a class), and the two
+    splits must share one image shape. ``class_names`` (``n_classes`` of them) name the classes in
+    messages.
     """
+    if class_names is not None and len(class_names) != n_classes:
+        raise ValueError(f"class_names must hold n_classes ({n_classes}) names; got {len(class_names)}")
     found = find_dataset(directory)
     splits = {}
     for name in ("train", "test"):
         images, labels = read_dataset_split(found, name, image_shape=image_shape)
-        check_labels(labels, n_classes, source=found[name][-1] if found["format"] == "idx" else found[name])
+        source = found[name][-1] if found["format"] == "idx" else found[name]
+        check_labels(labels, n_classes, source=source)
+        if name == "train":
+            check_every_class(labels, n_classes, source, class_names)
         splits[name] = (images, labels)
     if splits["train"][0].shape[1:] != splits["test"][0].shape[1:]:
         raise _error(directory, f"train images are {_shape_text(splits['train'][0].shape[1:])} "
                      f"but test images are {_shape_text(splits['test'][0].shape[1:])}")
     return splits
+
+
+def check_every_class(labels: np.ndarray, n_classes: int, source: PathLike,
+                      class_names: list[str] | None = None) -> None:
+    """Raise ``DataError`` naming ``source`` and the first class without images among ``labels``.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n,), ints in ``0..n_classes-1``
+    n_classes : int
+    source : str or PathLike
+        The file the labels came from, for the message.
+    class_names : list of str, optional
+        Names in label order: ``"...: class 'Dress' (label 3) has no images; ..."``; without them
+        ``"...: class 3 has no images; ..."``.
+    """
+    counts = np.bincount(np.asarray(labels), minlength=n_classes)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        first = int(empty[0])
+        what = f"class {_cut(repr(class_names[first]))} (label {first})" if class_names else f"class {first}"
+        more = f" ({len(empty) - 1} more classes have none)" if len(empty) > 1 else ""
+        raise _error(source, f"{what} has no images{more}; every class needs at least one training image")

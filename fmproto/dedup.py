@@ -36,8 +36,11 @@ SETS: tuple[str, ...] = ("train", "test", "train_test")
 _SIDES = {"train": ("train", "train"), "test": ("test", "test"), "train_test": ("train", "test")}
 
 _UNIT = 2.0**-24  # float32 unit roundoff
-# Pairs measured exactly at once: the (pairs, pixels) float64 differences take 8 * 4096 * n_pixels bytes.
+# Pairs measured exactly at once: 4096, or fewer for large images, so that the (pairs, pixels) float64
+# differences and the gathered rows of both sides (10 bytes a pixel) stay within 32 MB (4096 pairs of
+# 28x28 images); at least one pair, so no image is too large to measure.
 _EXACT_BATCH = 4096
+_EXACT_BYTES = _EXACT_BATCH * 784 * 10
 # Rows fingerprinted at once: a (rows, bytes) uint64 temporary of 8 * 4096 * n_bytes bytes.
 _FINGERPRINT_BATCH = 4096
 # Peak bytes a row of find_all's table takes while it is built and sorted (measured about 500).
@@ -404,11 +407,17 @@ def exact_rms_distances(images: np.ndarray, others: np.ndarray, i: np.ndarray, j
     a = np.asarray(images).reshape(len(images), -1)
     b = np.asarray(others).reshape(len(others), -1)
     out = np.empty(len(i), dtype=np.float64)
-    for start in range(0, len(i), _EXACT_BATCH):  # bounded memory for (pairs, pixels) differences
-        diff = a[i[start : start + _EXACT_BATCH]].astype(np.float64)
-        diff -= b[j[start : start + _EXACT_BATCH]]
-        out[start : start + _EXACT_BATCH] = np.sqrt(np.einsum("ij,ij->i", diff, diff) / a.shape[1])
+    batch = _exact_batch(a.shape[1])
+    for start in range(0, len(i), batch):  # bounded memory for (pairs, pixels) differences
+        diff = a[i[start : start + batch]].astype(np.float64)
+        diff -= b[j[start : start + batch]]
+        out[start : start + batch] = np.sqrt(np.einsum("ij,ij->i", diff, diff) / a.shape[1])
     return out
+
+
+def _exact_batch(n_pixels: int) -> int:
+    """Pairs ``exact_rms_distances`` measures at once: ``_EXACT_BATCH``, fewer for images of more than 784 pixels."""
+    return max(1, min(_EXACT_BATCH, _EXACT_BYTES // (10 * max(1, n_pixels))))
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -426,7 +435,7 @@ def tile_bytes(tile: int, n_pixels: int) -> int:
     n_pixels = check_int(n_pixels, "n_pixels", low=1)
     block = tile * tile * (4 + 4 + 1 + 1)
     rows = 2 * tile * n_pixels * 4
-    exact = _EXACT_BATCH * n_pixels * (8 + 1 + 1)  # float64 differences, uint8 gathers of both sides
+    exact = _exact_batch(n_pixels) * n_pixels * (8 + 1 + 1)  # float64 differences, uint8 gathers of both sides
     return block + rows + exact
 
 

@@ -71,12 +71,25 @@ def precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def macro_f1(cm: np.ndarray) -> float:
-    """Unweighted mean of the per-class F1 scores (every class counts, including empty ones)."""
-    return float(precision_recall_f1(cm)[2].mean())
+    """Unweighted mean of the F1 scores of the classes present in ``y_true`` (rows of ``cm`` with images).
+
+    A class with no true images has no recall, so no F1: it is left out, as scikit-learn's
+    ``f1_score(average="macro", labels=present)``. A class present but never predicted counts with
+    F1 0. Raises ``ValueError`` for a matrix of no images.
+    """
+    cm = _check_cm(cm)
+    present = cm.sum(axis=1) > 0
+    if not present.any():
+        raise ValueError("macro F1 of 0 images is undefined; the confusion matrix is all zeros")
+    return float(precision_recall_f1(cm)[2][present].mean())
 
 
 def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
-    """Fraction of each true class predicted correctly, shape ``(n_classes,)``: the recall (0 for an empty class)."""
+    """Fraction of each true class predicted correctly, shape ``(n_classes,)``: the recall.
+
+    0 for a class with no images here, as scikit-learn's ``zero_division=0``; ``classification_report``
+    reports such a class as None instead.
+    """
     return precision_recall_f1(cm)[1]
 
 
@@ -177,17 +190,22 @@ def _check_n(n: int) -> None:
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
     """Accuracy, macro F1 and per-class precision/recall/F1, keyed by class name (for ``dvc metrics diff``).
 
-    Figures are rounded to 5 decimals, so a metrics file changes only where a score does.
+    A class with no images in ``y_true`` has ``None`` (JSON null) for precision, recall and F1: its
+    recall is undefined, and a precision of 0 would only say it was predicted for other classes'
+    images, which their recalls already count. Macro F1 is the mean over the classes present
+    (``macro_f1``). Figures are rounded to 5 decimals, so a metrics file changes only where a score does.
     """
     cm = confusion_matrix(y_true, y_pred, len(classes))
     precision, recall, f1 = precision_recall_f1(cm)
+    present = cm.sum(axis=1) > 0
     return {
         "accuracy": round(accuracy(y_true, y_pred), 5),
         "macro_f1": round(float(macro_f1(cm)), 5),
         "n": int(len(y_true)),
         "per_class": {
-            name: {"precision": round(float(p), 5), "recall": round(float(r), 5), "f1": round(float(f), 5)}
-            for name, p, r, f in zip(classes, precision, recall, f1)
+            name: ({"precision": round(float(p), 5), "recall": round(float(r), 5), "f1": round(float(f), 5)}
+                   if has else dict.fromkeys(("precision", "recall", "f1")))
+            for name, p, r, f, has in zip(classes, precision, recall, f1, present)
         },
     }
 

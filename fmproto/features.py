@@ -26,6 +26,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fmproto import cnn
 from fmproto.hog import hog, hog_size
@@ -82,6 +83,24 @@ def block_widths(spec: FeatureSpec, image_shape: tuple[int, int]) -> list[int]:
     return [widths.get(b, int(np.prod(image_shape))) for b in spec.blocks]
 
 
+def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) -> list[int]:
+    """``block_widths``, or a ``ValueError`` for a spec that cannot be fitted on ``n_images`` images of ``image_shape``.
+
+    Everything ``fit`` refuses for these sizes, decided from them alone: a caller checks before
+    training a network or reading a pixel. PCA keeps at most as many components as the blocks
+    make features and as there are training images.
+    """
+    widths = block_widths(spec, image_shape)
+    n_features = sum(widths)
+    if n_images < 2:
+        raise ValueError(f"features need at least 2 training images to fit; got {n_images}")
+    if spec.pca_components > min(n_images, n_features):
+        raise ValueError(f"features.pca_components must be at most {min(n_images, n_features):,} (kind "
+                         f"{spec.kind!r} makes {n_features:,} features; {n_images:,} training images); "
+                         f"got {spec.pca_components}")
+    return widths
+
+
 def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
         n_classes: int | None = None) -> dict[str, np.ndarray]:
     """Fit the transform on training ``images (n, H, W)``; the state ``transform`` needs.
@@ -90,9 +109,7 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
     ``0..n_classes-1``). Then one pass over chunks of rows: per-block mean norms and, for PCA, the
     float64 sums behind the covariance, so memory stays bounded however many features HOG makes.
     """
-    spec.check(images.shape[1:])
-    if len(images) < 2:
-        raise ValueError(f"features need at least 2 training images to fit; got {len(images)}")
+    check_fit(spec, images.shape[1:], len(images))
     state: dict[str, np.ndarray] = {}
     if "cnn" in spec.blocks:
         if labels is None or n_classes is None:
@@ -122,10 +139,6 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
     for block, scale in zip(spec.blocks, scales):
         state[f"scale_{block}"] = np.float32(scale)
     if spec.pca_components > 0:
-        n_features = sum(widths)
-        if spec.pca_components > min(len(images), n_features):
-            raise ValueError(f"features.pca_components must be at most {min(len(images), n_features)} "
-                             f"(training images and features); got {spec.pca_components}")
         d = np.repeat(scales, widths)  # each feature's block scale
         mean = total / len(images)
         covariance = (scatter - len(images) * np.outer(mean, mean)) / (len(images) - 1)
@@ -201,11 +214,15 @@ def _mean_var(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fit_pca(mean: np.ndarray, covariance: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, top components ``(n_features, n_components)`` and per-component scale, in float32.
 
-    From the eigen-decomposition of the float64 covariance; each component's sign is fixed so its
-    largest-magnitude entry is positive, so the result does not depend on the LAPACK build.
+    From the eigen-decomposition of the float64 covariance, on one BLAS thread; each component's
+    sign is fixed so its largest-magnitude entry is positive, so the result does not depend on the
+    LAPACK build's sign choices (its last bits still depend on the BLAS kernel, so on the CPU).
     Whitening divides each component by its standard deviation on the training rows.
     """
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
+    # One BLAS thread: LAPACK's reductions split across threads sum in another order, and the
+    # components would then change in their last bits with the machine's core count.
+    with threadpool_limits(1, user_api="blas"):
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
     order = np.argsort(eigenvalues)[::-1][: spec.pca_components]
     components = eigenvectors[:, order]
     signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(components.shape[1])])

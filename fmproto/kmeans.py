@@ -198,7 +198,8 @@ def kmeans_per_class(
     return prototypes, prototype_labels, results
 
 
-def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], default: int = 1) -> np.ndarray:
+def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], default: int = 1,
+                           sizes: np.ndarray | None = None) -> np.ndarray:
     """Prototype counts per class from a params value.
 
     Parameters
@@ -210,6 +211,9 @@ def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], de
         Class names in label order.
     default : int
         Count for classes a mapping does not name.
+    sizes : ndarray of shape (len(classes),), optional
+        Training images per class. When given, each count must lie in ``1..sizes[c]``, so the
+        message names the class that is too small rather than ``kmeans_per_class``'s label.
 
     Returns
     -------
@@ -218,8 +222,9 @@ def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], de
     Raises
     ------
     ValueError
-        For an unknown class name (the message lists the allowed ones), or a count that is not an
-        int >= 1. Whether a class has that many images is checked by ``kmeans_per_class``.
+        For an unknown class name (the message lists the allowed ones), a count that is not an
+        int >= 1, or (with ``sizes``) a count above its class's images, e.g. ``class 'T-shirt/top'
+        needs 1..23 prototypes (it has 23 training images); got 50``.
     """
     _check_count(default, "default")
     classes = list(classes)
@@ -231,11 +236,23 @@ def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], de
                 raise ValueError(f"unknown class name {name!r} in n_prototypes; allowed: {allowed}")
             _check_count(count, f"n_prototypes[{name!r}]")
             counts[classes.index(name)] = count
-        return counts
-    if is_int(spec):
+    elif is_int(spec):
         _check_count(spec, "n_prototypes")
-        return np.full(len(classes), spec, dtype=np.int64)
-    raise ValueError(f"n_prototypes must be an int or a mapping from class name to int; got {spec!r}")
+        counts = np.full(len(classes), spec, dtype=np.int64)
+    else:
+        raise ValueError(f"n_prototypes must be an int or a mapping from class name to int; got {spec!r}")
+    if sizes is not None:
+        sizes = np.asarray(sizes)
+        if sizes.shape != counts.shape:
+            raise ValueError(f"sizes must have one count per class, shape {counts.shape}; got {sizes.shape}")
+        too_small = np.flatnonzero(counts > sizes)
+        if len(too_small):  # the first such class
+            c = too_small[0]
+            if sizes[c] == 0:
+                raise ValueError(f"class {classes[c]!r} (label {c}) has no training images for its prototypes")
+            raise ValueError(f"class {classes[c]!r} needs 1..{sizes[c]} prototypes (it has {sizes[c]} training "
+                             f"images); got {counts[c]}")
+    return counts
 
 
 def _kmeans_plus_plus(X: np.ndarray, x_sq: np.ndarray, n_clusters: int, rng: np.random.Generator) -> list[int]:

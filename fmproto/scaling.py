@@ -127,28 +127,37 @@ def error_curve(
     """Validation error of exact kNN fitted on random training samples of each size.
 
     Each size below ``len(X_train)`` is drawn ``repeats`` times (``sample_indices``); the full
-    training set is one fixed sample. One neighbour search of ``max(ks)`` (at most the sample size)
-    serves every k.
+    training set is one fixed sample. One neighbour search of the largest k that the sample holds
+    serves every k; a k larger than a sample is not measured on it (its rows start at the first
+    size of at least k).
 
     Returns
     -------
     rows : list of dict
-        One per (size, repeat, k): ``n``, ``k``, ``repeat``, ``error``; deterministic.
+        One per (size, repeat, k with k <= size): ``n``, ``k``, ``repeat``, ``error``; deterministic.
     timings : list of dict
         One per (size, repeat): ``n``, ``repeat``, ``seconds`` of the search and votes.
+
+    Raises
+    ------
+    ValueError
+        If a k is not an integer in ``1..len(X_train)``, or a size is below every k (nothing to measure).
     """
     n_full = len(X_train)
     bad = [n for n in sizes if not is_int(n) or not 1 <= n <= n_full]
     if not sizes or bad:
         raise ValueError(f"sizes must be integers in 1..{n_full} (the training rows); got {bad[:3] or sizes!r}")
+    bad = [k for k in ks if not is_int(k) or not 1 <= k <= n_full]
+    if not ks or bad:
+        raise ValueError(f"ks must be integers in 1..{n_full} (the training rows); got {bad[:3] or ks!r}")
+    if min(sizes) < min(ks):
+        raise ValueError(f"size {min(sizes)} is below every k (the smallest is {min(ks)}): nothing to measure")
     rows, timings = [], []
     for n in sorted(sizes):
+        usable = [k for k in sorted(ks) if k <= n]
         for repeat in range(repeats if n < n_full else 1):
             sample = sample_indices(n_full, n, seed=seed, repeat=repeat)
             start = time.perf_counter()
-            usable = [k for k in sorted(ks) if k <= n]
-            if not usable:
-                continue
             distances, indices = kneighbors(X_valid, X_train[sample], usable[-1], metric=metric)
             predictions = predict_for_ks(indices, distances, y_train[sample], n_classes, usable, weights=weights)
             timings.append({"n": n, "repeat": repeat, "seconds": time.perf_counter() - start})

@@ -51,7 +51,7 @@ def main(argv=None) -> None:
         p = P.read_params("ann", P.ANN, args.params)
         check_hnswlib(p, args.params)
         data = inputs.load_dataset(args.train)
-        split = inputs.load_split(args.split, len(data["labels"]))
+        split = inputs.load_split(args.split, data)
         X, y, n_classes = as_rows(data["images"]), data["labels"], len(data["classes"])
         X_train, y_train = X[split["train"]], y[split["train"]]
         X_valid, y_valid = X[split["valid"]], y[split["valid"]]

@@ -2,6 +2,7 @@
 
 Inputs: ``--train`` (.npz from ingest), ``--split`` (.npz from split).
 Params: centroids.metric, centroids.n_show.
+Every class needs images in the training split; a class without any is named, with the split file.
 Outputs: ``--model`` (.npz: prototypes (n_classes, H, W) float32, prototype_labels), ``--metrics``,
 ``--plots`` (confusion counts for DVC) and ``--figures`` (prototypes, confusion matrices, error analysis).
 """
@@ -28,9 +29,10 @@ def main(argv=None) -> None:
     with guard.stage_errors("centroids", files=[args.model, args.metrics], folders=[args.plots, args.figures]):
         p = P.read_params("centroids", P.CENTROIDS, args.params)
         data = inputs.load_dataset(args.train)
-        split = inputs.load_split(args.split, len(data["labels"]))
+        split = inputs.load_split(args.split, data)
         images, labels, classes = data["images"], data["labels"], data["classes"].tolist()
         X, n_classes = as_rows(images), len(classes)
+        inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
         centroids = class_means(X[split["train"]], labels[split["train"]], n_classes)
         metrics, figures, plot_dir = {"metric": p["metric"]}, Path(args.figures), Path(args.plots)
         for set_name in ("train", "valid"):

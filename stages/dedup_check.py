@@ -27,8 +27,13 @@ def main(argv=None) -> None:
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         n_pixels = int(np.prod(train["images"].shape[1:]))
         tile = min(p["chunk"], max(len(train["images"]), len(test["images"])))
+        largest = dedup.largest_chunk(n_pixels, P.MEMORY_LIMIT)
+        if not largest:  # no dedup.chunk could help: the images themselves are too large
+            raise io.DataError(f"{args.train}: images of {'x'.join(map(str, train['images'].shape[1:]))} are too "
+                               f"large for dedup-check: a tile of one image takes {dedup.tile_bytes(1, n_pixels) / 1e9:.1f} "
+                               f"GB, over the {P.MEMORY_LIMIT / 1e9:.1f} GB limit")
         P.check_memory(f"{args.params}: dedup.chunk", p["chunk"], dedup.tile_bytes(tile, n_pixels),
-                       "one block of distances", dedup.largest_chunk(n_pixels, P.MEMORY_LIMIT))
+                       "one block of distances", largest)
         P.check_memory(f"{args.params}: dedup.max_pairs", p["max_pairs"], dedup.table_bytes(p["max_pairs"]),
                        "the pairs table", P.MEMORY_LIMIT // dedup.table_bytes(1))
         table, metrics = dedup.find_all(train["images"], test["images"], train["labels"], test["labels"],

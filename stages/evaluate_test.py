@@ -5,19 +5,23 @@ Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split
 Params: evaluate.* (method, k, fit_on, metric, weights, n_explain, explain_confusions (a list of
 [true, predicted] class names, or auto: the chosen method's most frequent confusions on validation), seed) and the
 settings of the other methods: kmeans.n_prototypes/seed/max_iter/tol/metric/lvq_*, ann.metric/n_trees/search_k/seed.
+A class with no test images gets null per-class figures and is left out of macro F1. The summary
+leaves kmeans out (null, with one warning line) when kmeans.n_prototypes does not fit the training
+split and evaluate.method is another; for the chosen method that is an error.
 Outputs: ``--metrics`` (accuracy, macro F1, per-class accuracy, and a summary of every method),
 ``--plots`` (confusion counts for DVC), ``--figures`` (confusion matrix, explanations) and
 ``--timings`` (seconds per method).
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from fmproto import evaluation, fitset, io, methods, plots
 from fmproto.cli import checks, guard, inputs, outputs, timings
-from fmproto.cli.settings import method_settings
+from fmproto.cli.settings import kmeans_problem, method_settings
 from fmproto.evaluation import classification_report
 from fmproto.explain import MAX_SHOWN, explanation_grid, pick_explanations, top_confusions
 from fmproto.knn import kneighbors
@@ -34,10 +38,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with guard.stage_errors("evaluate-test", files=[args.metrics], folders=[args.plots, args.figures]):
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
-        split = inputs.load_split(args.split, len(train["labels"]))
-        feats = inputs.load_features(args.features, len(train["labels"]))
+        split = inputs.load_split(args.split, train)
+        feats = inputs.load_features(args.features, train, split, test)
         classes = train["classes"].tolist()
-        p, settings = method_settings(args.params, classes)
+        inputs.check_classes(args.split, train["labels"][split["train"]], classes, "in the training split")
+        p, settings = method_settings(args.params, classes, train["labels"][split["train"]])
+        # The summary scores every method; kmeans is left out (null) when its counts do not fit the data.
+        skipped = {"kmeans": kmeans_problem(args.params, classes, train["labels"][split["train"]])}
         confusions = checks.check_confusions(args.params, p["explain_confusions"], classes)
         fit_idx = fitset.fit_indices(split, p["fit_on"])
         X_test, y_test = feats["test"].astype(np.float32), test["labels"]
@@ -48,6 +55,9 @@ def main(argv=None) -> None:
         checks.check_k(args.params, p["k"], min(len(plain[0]), len(augmented[0])), len(X_test))
         summary, predictions, watch = {}, {}, timings.Stopwatch()
         for method in methods.METHODS:
+            if skipped.get(method):
+                summary[method] = None
+                continue
             X_fit, y_fit, _ = fit_set_of[method]
             with watch(method):
                 model = methods.fit(method, X_fit, y_fit, len(classes), settings)
@@ -91,9 +101,13 @@ def main(argv=None) -> None:
                    figures / "explanations.png")
         io.write_json(args.metrics, metrics)
         timings.write(args.timings, {"seconds_by_method": {m: round(s, 3) for m, s in watch.seconds.items()}})
+    for method, why in skipped.items():
+        if why:
+            print(f"evaluate-test: warning: {guard.one_line(ValueError(why))}; the summary leaves {method} out (null)",
+                  file=sys.stderr)
     print(f"test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
           f"({p['method']}, k={p['k']}, {metrics['features']} features, fit on {p['fit_on']}: {len(X_fit):,} images)")
-    print("all methods: " + ", ".join(f"{m} {s['accuracy']:.4f}" for m, s in summary.items()))
+    print("all methods: " + ", ".join(f"{m} {s['accuracy']:.4f}" if s else f"{m} skipped" for m, s in summary.items()))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ The score a sweep compares: the final evaluation's choices, fitted on the traini
 measured on the validation split, so choosing among them never looks at the test set.
 
 Inputs: ``--train`` (.npz from ingest), ``--split`` (.npz from split), ``--features`` (.npz from features).
-Params: evaluate.method, k, metric, weights, and the kmeans and ann settings the methods use.
+Params: evaluate.method, k, metric, weights, and the kmeans and ann settings the methods use
+(kmeans.n_prototypes is checked against the training split only when evaluate.method is kmeans).
 Outputs: ``--metrics`` (accuracy, macro F1, the features used) and ``--timings`` (fit and predict seconds).
 """
 
@@ -25,10 +26,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with guard.stage_errors("evaluate-valid", files=[args.metrics]):
         train = inputs.load_dataset(args.train)
-        split = inputs.load_split(args.split, len(train["labels"]))
-        feats = inputs.load_features(args.features, len(train["labels"]))
+        split = inputs.load_split(args.split, train)
+        feats = inputs.load_features(args.features, train, split)
         classes = train["classes"].tolist()
-        p, settings = method_settings(args.params, classes)
+        inputs.check_classes(args.split, train["labels"][split["train"]], classes, "in the training split")
+        p, settings = method_settings(args.params, classes, train["labels"][split["train"]])
         X_fit, y_fit, _ = fitset.fit_data(feats, train["labels"], split["train"], p["method"])
         X_valid, y_valid = feats["train"][split["valid"]].astype("float32"), train["labels"][split["valid"]]
         checks.check_k(args.params, p["k"], len(X_fit), len(X_valid))

@@ -5,7 +5,8 @@ Params: features.kind, hog_cell, hog_orientations, pca_components, pca_whiten, a
 cnn_* (the network of kind cnn, trained on the training split's images and labels).
 Outputs: ``--out`` (.npz): ``train`` and ``test``, the features of every ingested image;
 ``augmented`` and ``augmented_source``, the features of the augmented copies of every training image
-and the image each was made from; the spec and fitted state (for ``fmproto explain``).
+and the image each was made from; the spec and fitted state (for ``fmproto explain``); the fingerprints
+of the train, test and split inputs it was made from (its readers compare them with theirs).
 Plain pixels (kind raw, no PCA) are stored as the uint8 images themselves.
 The output is cached and the stage writes no metrics, so DVC's run-cache can restore it.
 """
@@ -30,9 +31,9 @@ def main(argv=None) -> None:
         p = P.read_params("features", P.FEATURES, args.params)
         spec = features.FeatureSpec(**{field.name: p[field.name] for field in dataclasses.fields(features.FeatureSpec)})
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
-        split = inputs.load_split(args.split, len(train["labels"]))
-        try:
-            widths = features.block_widths(spec, train["images"].shape[1:])
+        split = inputs.load_split(args.split, train)
+        try:  # every limit the sizes decide, before a network is trained or a pixel transformed
+            widths = features.check_fit(spec, train["images"].shape[1:], len(split["train"]))
         except ValueError as err:
             raise P.ParamError(f"{args.params}: {err}") from None
         pixels = spec.kind == "raw" and spec.pca_components == 0  # kept as uint8: lossless and 4x smaller
@@ -58,7 +59,8 @@ def main(argv=None) -> None:
 
         X_train, X_test, X_augmented = (features_of(images) for images in (train["images"], test["images"], copies))
         io.save_arrays(args.out, train=X_train, test=X_test, augmented=X_augmented, augmented_source=source,
-                       **features.to_arrays(spec, state, p["augment_shifts"], p["augment_flip"]))
+                       **features.to_arrays(spec, state, p["augment_shifts"], p["augment_flip"]),
+                       **inputs.provenance(train=train, test=test, split=split))
     print(f"features {spec.kind}" + (f" + PCA {spec.pca_components}{' whitened' if spec.pca_whiten else ''}"
                                      if spec.pca_components else "")
           + f": {X_train.shape[1]:,} per image; {len(X_augmented):,} augmented copies")

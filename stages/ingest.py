@@ -2,7 +2,10 @@
 
 Inputs: the folder ``--data-dir`` (IDX pairs, gzipped or plain, or Kaggle-layout CSVs).
 Params: data.classes, data.image_shape, ingest.n_samples, ingest.per_class, ingest.seed.
-Outputs: ``--train-out`` / ``--test-out`` (.npz: images uint8 (n, H, W), labels int64, classes),
+Every class needs training images (a class with none is refused, by name); the test set may lack a class.
+Images of more than ``datasets.MAX_IMAGE_PIXELS`` pixels are refused before they are read.
+Outputs: ``--train-out`` / ``--test-out`` (.npz: images uint8 (n, H, W), labels int64, classes, the
+fingerprint that later stages record of what they were made from),
 ``--metrics`` (counts per class, image shape) and ``--figures`` (a folder of PNGs).
 """
 
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fmproto import datasets, io, plots
-from fmproto.cli import guard
+from fmproto.cli import guard, inputs
 from fmproto.cli import params as P
 from fmproto.summary import class_counts, per_class_samples
 
@@ -27,7 +30,8 @@ def main(argv=None) -> None:
         data = P.read_params("data", P.DATA, args.params)
         p = P.read_params("ingest", P.INGEST, args.params)
         classes = data["classes"]
-        splits = datasets.read_dataset(args.data_dir, len(classes), image_shape=data["image_shape"])
+        splits = datasets.read_dataset(args.data_dir, len(classes), image_shape=data["image_shape"],
+                                       class_names=classes)
 
         rng = np.random.default_rng(p["seed"])
         metrics = {"image_shape": list(splits["train"][0].shape[1:])}
@@ -44,7 +48,8 @@ def main(argv=None) -> None:
                        figures / f"{name}_per_class.png")
         for name, out in (("train", args.train_out), ("test", args.test_out)):
             images, labels = splits[name]
-            io.save_arrays(out, images=images, labels=labels, classes=np.array(classes))
+            io.save_arrays(out, images=images, labels=labels, classes=np.array(classes),
+                           fingerprint=np.array(inputs.fingerprint(images, labels)))
         io.write_json(args.metrics, metrics)
     for name in ("train", "test"):
         counts = metrics[name]["class_counts"].values()

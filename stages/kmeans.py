@@ -2,8 +2,8 @@
 
 Inputs: ``--train`` (.npz from ingest), ``--split`` (.npz from split).
 Params: kmeans.n_prototypes (one count for every class, or a mapping by class name with 1
-elsewhere), kmeans.max_iter, kmeans.tol, kmeans.seed, kmeans.metric, kmeans.lvq_epochs,
-kmeans.lvq_learning_rate, kmeans.n_show.
+elsewhere; each at most its class's images in the training split), kmeans.max_iter, kmeans.tol,
+kmeans.seed, kmeans.metric, kmeans.lvq_epochs, kmeans.lvq_learning_rate, kmeans.n_show.
 Outputs: ``--model`` (.npz: prototypes (n_prototypes, H, W) float32, prototype_labels), ``--metrics``,
 ``--plots`` (convergence and confusion counts for DVC) and ``--figures`` (prototypes, convergence,
 confusion matrices, error analysis).
@@ -34,12 +34,13 @@ def main(argv=None) -> None:
     with guard.stage_errors("kmeans", files=[args.model, args.metrics], folders=[args.plots, args.figures]):
         p = P.read_params("kmeans", P.KMEANS, args.params)
         data = inputs.load_dataset(args.train)
-        split = inputs.load_split(args.split, len(data["labels"]))
+        split = inputs.load_split(args.split, data)
         images, labels, classes = data["images"], data["labels"], data["classes"].tolist()
         X, n_classes = as_rows(images), len(classes)
         X_train, y_train = X[split["train"]], labels[split["train"]]
+        inputs.check_classes(args.split, y_train, classes, "in the training split")
         try:
-            counts = n_prototypes_per_class(p["n_prototypes"], classes)
+            counts = n_prototypes_per_class(p["n_prototypes"], classes, sizes=np.bincount(y_train, minlength=n_classes))
         except ValueError as err:
             raise P.ParamError(f"{args.params}: kmeans.n_prototypes: {err}") from None
         prototypes, prototype_labels, fits = kmeans_per_class(

@@ -3,6 +3,9 @@
 Inputs: ``--train`` (.npz from ingest), ``--split`` (.npz from split).
 Params: knn_scaling.sizes (``auto``: 200, 400, ... doubling, then the whole training split),
 knn_scaling.ks, repeats, metric, weights, seed.
+Each k is measured on the sizes of at least k images: a k's curve (and its fit) starts at the first
+size that reaches it, with no warning. A k above the training split is refused, as is a listed size
+below every k (nothing could be measured on it); ``auto`` leaves such sizes out.
 Outputs: ``--metrics`` (fit of log2(error) = intercept - slope * log2(n) on the sizes below the
 full one, its prediction at full size beside the measured error, best k; the full-size figures only
 when the sizes reach the whole split), ``--rows`` (CSV: n, k, repeat, error; ``series`` names the k
@@ -32,12 +35,20 @@ def main(argv=None) -> None:
     with guard.stage_errors("knn-scaling", files=[args.metrics, args.rows], folders=[args.figures]):
         p = P.read_params("knn_scaling", P.KNN_SCALING, args.params)
         data = inputs.load_dataset(args.train)
-        split = inputs.load_split(args.split, len(data["labels"]))
+        split = inputs.load_split(args.split, data)
         X, y, n_classes = as_rows(data["images"]), data["labels"], len(data["classes"])
         n_full = len(split["train"])
-        sizes = training_sizes(n_full) if p["sizes"] == "auto" else sorted(p["sizes"])
+        too_large = [k for k in p["ks"] if k > n_full]
+        if too_large:
+            raise P.ParamError(f"{args.params}: knn_scaling.ks: {', '.join(map(str, too_large))} "
+                               f"exceed{'s' * (len(too_large) == 1)} the {n_full:,} training images of the split")
+        sizes = ([n for n in training_sizes(n_full) if n >= min(p["ks"])] if p["sizes"] == "auto"
+                 else sorted(p["sizes"]))
         if sizes[-1] > n_full:
             raise P.ParamError(f"{args.params}: knn_scaling.sizes has {sizes[-1]} but the training split has {n_full:,}")
+        if sizes[0] < min(p["ks"]):
+            raise P.ParamError(f"{args.params}: knn_scaling.sizes: {sizes[0]} is below every k of knn_scaling.ks "
+                               f"(the smallest is {min(p['ks'])}): no k can be measured on it")
         rows, seconds = error_curve(X[split["train"]], y[split["train"]], X[split["valid"]], y[split["valid"]],
                                     n_classes, sizes, p["ks"], repeats=p["repeats"], metric=p["metric"],
                                     weights=p["weights"], seed=p["seed"])

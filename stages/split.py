@@ -4,7 +4,8 @@ Inputs: ``--train`` (.npz from ingest), ``--pairs`` (CSV from dedup-check).
 Params: split.valid_pct, split.seed, split.stratify, split.drop (none | duplicates | leaks | both:
 drop the later image of each exact or near duplicate pair inside train, and/or every train image
 with an exact or near copy in test).
-Outputs: ``--out`` (.npz: train, valid, dropped index arrays) and ``--metrics`` (counts per class).
+Outputs: ``--out`` (.npz: train, valid, dropped index arrays, and the fingerprint of the training set they
+index) and ``--metrics`` (counts per class).
 """
 
 import argparse
@@ -37,7 +38,8 @@ def main(argv=None) -> None:
             name: {"n": len(idx), "class_counts": dict(zip(classes, class_counts(labels[idx], len(classes)).tolist()))}
             for name, idx in (("train", split.train), ("valid", split.valid), ("dropped", split.dropped))
         }
-        io.save_arrays(args.out, train=split.train, valid=split.valid, dropped=split.dropped)
+        io.save_arrays(args.out, train=split.train, valid=split.valid, dropped=split.dropped,
+                       **inputs.provenance(train=train))
         io.write_json(args.metrics, metrics)
     print(f"train {len(split.train):,}, valid {len(split.valid):,}, dropped {len(split.dropped):,} "
           f"({'stratified' if p['stratify'] else 'random'}, seed {p['seed']})")

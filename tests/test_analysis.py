@@ -42,6 +42,27 @@ def test_classification_report_against_scikit_learn():
         assert report["per_class"][name]["recall"] == round(value, 5)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_classification_report_with_a_class_absent_from_y_true(tmp_path, seed):
+    """An absent class has null figures (not 0) and macro F1 is over the classes present, as scikit-learn's."""
+    from fmproto import io
+
+    rng = np.random.default_rng(seed)
+    classes = ["a", "b", "c", "d"]
+    y_true = rng.choice([0, 1, 3], size=300)  # no "c"
+    y_pred = np.where(rng.random(300) < 0.6, y_true, rng.integers(0, 4, 300))  # "c" predicted now and then
+    report = evaluation.classification_report(y_true, y_pred, classes)
+    assert report["per_class"]["c"] == {"precision": None, "recall": None, "f1": None}
+    present = np.unique(y_true)
+    assert report["macro_f1"] == round(skm.f1_score(y_true, y_pred, labels=present, average="macro"), 5)
+    for name, value in zip(["a", "b", "d"], skm.f1_score(y_true, y_pred, labels=present, average=None)):
+        assert report["per_class"][name]["f1"] == round(value, 5)
+    io.write_json(tmp_path / "m.json", report)  # refuses NaN: the nulls are real JSON nulls
+    assert io.read_json(tmp_path / "m.json")["per_class"]["c"] == {"precision": None, "recall": None, "f1": None}
+    with pytest.raises(ValueError, match="macro F1 of 0 images is undefined"):
+        evaluation.macro_f1(np.zeros((3, 3), int))
+
+
 def test_confusion_rows_count_every_pair_once():
     y_true, y_pred = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2])
     rows = evaluation.confusion_rows(evaluation.confusion_matrix(y_true, y_pred, 3), CLASSES)

@@ -13,6 +13,7 @@ import yaml
 from conftest import REPO
 from fmproto import ann, ann_eval, io
 from fmproto.cli import params as P
+from fmproto.cli.inputs import fingerprint
 from stages import ann_index
 
 hnswlib = pytest.importorskip("hnswlib")
@@ -279,7 +280,8 @@ def inputs(tmp_path_factory):
     images = np.clip(rng.normal(80 * labels[:, None, None], 30, size=(120, 6, 6)), 0, 255).astype(np.uint8)
     io.save_arrays(root / "train.npz", images=images, labels=labels, classes=np.array(["a", "b", "c"]))
     order = rng.permutation(120)
-    io.save_arrays(root / "split.npz", train=np.sort(order[:90]), valid=np.sort(order[90:]), dropped=np.zeros(0, int))
+    io.save_arrays(root / "split.npz", train=np.sort(order[:90]), valid=np.sort(order[90:]), dropped=np.zeros(0, int),
+                   train_fingerprint=np.array(fingerprint(images, labels)))  # what the split stage records
     return root
 
 

@@ -451,6 +451,93 @@ def test_check_labels(tmp_path):
     raises_one_line(source, "labels must be 1-D integers", datasets.check_labels, np.array([0.5]), 10, source)
 
 
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@pytest.mark.parametrize("layout", ["idx", "csv"])
+def test_read_dataset_refuses_a_training_class_with_no_images_by_name(tmp_path, layout):
+    labels = np.array([0, 1, 2, 4, 5, 6, 7, 8, 9, 9], dtype=np.uint8)  # no Dress (3)
+    images = RNG.integers(0, 256, size=(10, 5, 7), dtype=np.uint8)
+    if layout == "idx":
+        write_idx_set(tmp_path)  # then the training pair replaced
+        write(tmp_path / "train-images-idx3-ubyte.gz", idx_bytes(images), compress=True)
+        source = write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(labels), compress=True)
+    else:
+        source = write(tmp_path / "x-train.csv", csv_text(images, labels))
+        write(tmp_path / "x-test.csv", csv_text(images[:2], labels[:2]))
+    message = raises_one_line(source, "has no images", datasets.read_dataset, tmp_path, 10, image_shape=(5, 7),
+                              class_names=CLASS_NAMES)
+    assert message == f"{source}: class 'Dress' (label 3) has no images; every class needs at least one training image"
+    raises_one_line(source, r": class 3 has no images;", datasets.read_dataset, tmp_path, 10, image_shape=(5, 7))
+
+
+def test_check_every_class_names_the_first_missing_and_counts_the_rest(tmp_path):
+    datasets.check_every_class(np.arange(10), 10, "x", CLASS_NAMES)
+    raises_one_line(tmp_path, r"class 'T-shirt/top' \(label 0\) has no images \(2 more classes have none\)",
+                    datasets.check_every_class, np.array([1, 2, 3, 5, 6, 7, 9]), 10, tmp_path, CLASS_NAMES)
+
+
+def test_read_dataset_accepts_a_test_set_without_some_classes(tmp_path):
+    write(tmp_path / "x-train.csv", csv_text(IMAGES_5x7, np.array([0, 1, 2, 3])))
+    write(tmp_path / "x-test.csv", csv_text(IMAGES_5x7[:2], np.array([0, 0])))  # classes 1..3 absent
+    splits = datasets.read_dataset(tmp_path, 4, image_shape=(5, 7), class_names=["a", "b", "c", "d"])
+    np.testing.assert_array_equal(splits["test"][1], [0, 0])
+    with pytest.raises(ValueError, match=r"class_names must hold n_classes \(4\) names; got 2"):
+        datasets.read_dataset(tmp_path, 4, image_shape=(5, 7), class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_images_over_max_image_pixels_are_refused_before_the_payload(tmp_path, compress):
+    # 81x80 is just over the limit: the header alone is refused (no payload is written at all).
+    header = idx_bytes(np.zeros((2, 81, 80), np.uint8))[:16]
+    images = write(tmp_path / "train-images-idx3-ubyte", header, compress=compress)
+    labels = write(tmp_path / "train-labels-idx1-ubyte", idx_bytes(np.zeros(2, np.uint8)), compress=compress)
+    message = raises_one_line(images, r"images of 81x80 \(6,480 pixels\) are larger than the 6,400 pixels",
+                              datasets.read_idx_pair, images, labels)
+    assert "MAX_IMAGE_PIXELS" in message
+    at_limit = write(tmp_path / "ok-images", idx_bytes(np.zeros((2, 80, 80), np.uint8)))
+    assert datasets.read_idx_pair(at_limit, labels)[0].shape == (2, 80, 80)
+
+
+def test_csv_images_over_max_image_pixels_are_refused_after_the_header(tmp_path):
+    header = ",".join(["label"] + [f"pixel{j}" for j in range(1, 256 * 256 + 1)])
+    path = write(tmp_path / "big-train.csv", header + "\n0,not even read\n")
+    raises_one_line(path, r"images of 256x256 \(65,536 pixels\) are larger than the 6,400 pixels",
+                    datasets.read_csv_images, path)
+
+
+def _projection_peak(n_pixels: int) -> int:
+    """Peak bytes traced while a screening projection is fitted on 8,192 rows (what it samples at most)."""
+    import tracemalloc
+
+    from fmproto import projection
+
+    X = np.random.default_rng(0).integers(0, 256, size=(8192, n_pixels), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        projection.fit(X, 128)  # knn's components; dedup's 32 take less
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_max_image_pixels_fits_the_neighbour_stages_memory_limit():
+    """The limit's proof: the projection's peak is a * n_pixels + b * n_pixels**2 (its rows, its
+    covariance); two measurements give a and b, and the peak at MAX_IMAGE_PIXELS must fit the limit."""
+    from fmproto import dedup
+    from fmproto.cli.params import MEMORY_LIMIT
+
+    p = 400
+    small, large = _projection_peak(p), _projection_peak(2 * p)
+    b = (large - 2 * small) / (2 * p**2)
+    a = (small - b * p**2) / p
+    assert a > 0 and b > 0
+    n = datasets.MAX_IMAGE_PIXELS
+    assert a * n + b * n**2 < MEMORY_LIMIT
+    assert a * 1.2 * n + b * (1.2 * n) ** 2 > 0.8 * MEMORY_LIMIT  # and the limit is not far below what fits
+    assert dedup.tile_bytes(4096, n) < MEMORY_LIMIT
+
+
 # ---------------------------------------------------------------------------------------------------- images
 
 
@@ -507,6 +594,20 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
             + chunk(b"IEND", b""))
+
+
+def test_read_image_file_refuses_a_png_carrying_a_large_chunk_before_reading_it(tmp_path, monkeypatch):
+    """A 28x28 PNG with 2 MB of text in an ancillary chunk: refused from its size, never decoded."""
+    pixels = RNG.integers(0, 256, size=(28, 28), dtype=np.uint8)
+    plain = png_bytes(pixels)
+    text = b"Comment\x00" + b"x" * (2 << 20)
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    ihdr_end = 8 + 25  # signature, then IHDR's length, type, 13 bytes and CRC
+    bloated = write(tmp_path / "bloated.png", plain[:ihdr_end] + chunk + plain[ihdr_end:])
+    np.testing.assert_array_equal(datasets.read_image_file(write(tmp_path / "plain.png", plain), (28, 28)), pixels)
+    monkeypatch.setattr(datasets, "_read_png_grey", lambda path: pytest.fail("decoded"))
+    raises_one_line(bloated, r"is 2,09\d,\d+ bytes, more than a PNG of a 28x28 image needs \(at most 1,0\d\d,\d+\); "
+                    "not decoded", datasets.read_image_file, bloated, (28, 28))
 
 
 def test_read_image_file_refuses_a_6000x6000_png_without_decoding(tmp_path, monkeypatch):

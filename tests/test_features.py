@@ -188,3 +188,23 @@ def test_bad_specs_are_named(spec, match):
     images = np.zeros((150, 12, 12), dtype=np.uint8)
     with pytest.raises(ValueError, match=match):
         features.fit(images, spec)
+
+
+@pytest.mark.parametrize("spec, n_images, refused", [
+    (FeatureSpec("raw", pca_components=144), 150, False), (FeatureSpec("raw", pca_components=145), 150, True),
+    (FeatureSpec("hog", pca_components=20), 20, False), (FeatureSpec("hog", pca_components=21), 20, True),
+    (FeatureSpec("hog+raw", pca_components=288), 300, False), (FeatureSpec("hog+raw", pca_components=289), 300, True),
+    (FeatureSpec("raw"), 1, True), (FeatureSpec("hog", hog_cell=7), 10, True),
+])
+def test_check_fit_refuses_exactly_what_fit_refuses(spec, n_images, refused):
+    """The check a stage makes before training is fit's own: the same verdict, the same message."""
+    images = np.random.default_rng(0).integers(0, 256, size=(n_images, 12, 12)).astype(np.uint8)
+    if not refused:
+        features.fit(images, spec)
+        assert features.check_fit(spec, (12, 12), n_images) == features.block_widths(spec, (12, 12))
+        return
+    with pytest.raises(ValueError) as by_fit:
+        features.fit(images, spec)
+    with pytest.raises(ValueError) as by_check:
+        features.check_fit(spec, (12, 12), n_images)
+    assert str(by_check.value) == str(by_fit.value)

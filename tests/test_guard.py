@@ -99,3 +99,75 @@ def test_one_line_cuts_long_messages():
     message = guard.one_line(ValueError("x" * 1000 + "\nsecond line"))
     assert len(message) == guard.MAX_MESSAGE and message.endswith("...")
     assert guard.one_line(ValueError("a\nb")) == "a"
+
+
+def make_special(tmp_path, kind: str) -> str:
+    """An existing path that is not a regular file, as a user could name it for an output."""
+    import os
+    import socket
+
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+    elif kind == "link-to-file":
+        (tmp_path / "real.json").write_text("mine")
+        path.symlink_to(tmp_path / "real.json")
+    elif kind == "link-to-nothing":
+        path.symlink_to(tmp_path / "nowhere")
+    elif kind == "link-to-device":
+        path.symlink_to("/dev/null")
+    else:
+        return kind  # a device by its own name
+    return str(path)
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("/dev/null", "is a character device; give a new path or a regular file"),
+    ("fifo", "is a FIFO; give a new path or a regular file"),
+    ("socket", "is a socket; give a new path or a regular file"),
+    ("link-to-file", "is a symbolic link to a regular file: it would be replaced by a file, not written through; "
+                     "give a new path or a regular file"),
+    ("link-to-nothing", "is a symbolic link to nothing; give a new path or a regular file"),
+    ("link-to-device", "is a symbolic link to a character device; give a new path or a regular file"),
+])
+def test_an_output_file_that_is_not_a_regular_file_is_refused_before_any_work(tmp_path, capsys, kind, problem):
+    import os
+
+    path = make_special(tmp_path, kind)
+    before = os.lstat(path)
+    ran = []
+    assert run_failing([path], [], lambda: ran.append(1)) == 1
+    assert ran == [] and capsys.readouterr().err == f"stage: error: {path}: {problem}\n"
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (before.st_ino, before.st_mode, before.st_mtime_ns)
+    if kind == "link-to-file":
+        assert (tmp_path / "real.json").read_text() == "mine"
+
+
+def test_an_output_folder_that_is_a_fifo_or_under_a_file_is_refused(tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    assert run_failing([], [tmp_path / "fifo"], lambda: None) == 1
+    assert capsys.readouterr().err == f"stage: error: {tmp_path / 'fifo'}: is a FIFO; give a folder path for this output\n"
+    (tmp_path / "file").write_text("x")
+    assert run_failing([tmp_path / "file" / "m.json"], [], lambda: None) == 1
+    assert capsys.readouterr().err == (f"stage: error: {tmp_path / 'file' / 'm.json'}: cannot be created: "
+                                       f"{tmp_path / 'file'} is a regular file, not a folder\n")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_fifo_inside_an_output_folder_is_refused_when_written(tmp_path, capsys):
+    """A file the stage writes inside its output folder is checked as it is written."""
+    import os
+
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    os.mkfifo(folder / "b.png")
+    assert run_failing([], [folder], lambda: [io.write_json(folder / name, {}) for name in ("a.png", "b.png")]) == 1
+    assert capsys.readouterr().err == f"stage: error: {folder / 'b.png'}: is a FIFO; give a new path or a regular file\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["b.png"]

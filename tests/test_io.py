@@ -167,3 +167,49 @@ def test_write_json_refuses_nan_and_infinity(tmp_path, value, where):
     assert not path.exists()
     io.write_json(path, {"fit": None, "values": [1.5, 2]})
     assert json.loads(path.read_text()) == {"fit": None, "values": [1.5, 2]}
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    if kind == "FIFO":
+        os.mkfifo(tmp_path / "in.json")
+    elif kind == "folder":
+        (tmp_path / "in.json").mkdir()
+    elif kind == "link to nothing":
+        (tmp_path / "in.json").symlink_to(tmp_path / "nowhere.json")
+    else:
+        return Path("/dev/null")
+    return tmp_path / "in.json"
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("FIFO", "is a FIFO, not a regular file"),  # not opened: that would wait for a writer
+    ("character device", "is a character device, not a regular file"),
+    ("folder", "is a folder, not a regular file"),
+    ("link to nothing", "is a symbolic link to nothing, not a regular file"),
+])
+@pytest.mark.parametrize("reader", [io.read_json, io.load_arrays, io.read_csv])
+def test_readers_name_what_is_not_a_regular_file(tmp_path, kind, problem, reader):
+    path = _special(tmp_path, kind)
+    raises_one_line(path, problem, reader, path)
+
+
+def test_a_fifo_in_a_dataset_folder_is_named_not_missing(tmp_path):
+    from conftest import synthetic_dataset
+    from fmproto import datasets
+
+    folder = synthetic_dataset(tmp_path / "data", n_train=12, n_test=4)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    os.mkfifo(folder / "t10k-labels-idx1-ubyte")
+    raises_one_line(folder / "t10k-labels-idx1-ubyte", "is a FIFO, not a regular file",
+                    datasets.read_dataset, folder, n_classes=4)
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    (csv / "x-train.csv").write_text("label,pixel1\n0,1\n")
+    os.mkfifo(csv / "x-test.csv")
+    raises_one_line(csv / "x-test.csv", "is a FIFO, not a regular file", datasets.read_dataset, csv, n_classes=1)
+
+
+def test_a_link_to_a_regular_file_is_read_through(tmp_path):
+    io.write_json(tmp_path / "real.json", {"a": 1})
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    assert io.read_json(tmp_path / "link.json") == {"a": 1}

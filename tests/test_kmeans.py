@@ -236,6 +236,21 @@ def test_n_prototypes_per_class_errors(spec, default, match):
         n_prototypes_per_class(spec, CLASSES, default=default)
 
 
+def test_n_prototypes_per_class_against_the_images_of_each_class():
+    sizes = np.array([23, 40, 40, 40, 40, 3, 40, 40, 40, 40])
+    assert n_prototypes_per_class({"Sandal": 3}, CLASSES, sizes=sizes).tolist() == [1] * 5 + [3] + [1] * 4
+    assert n_prototypes_per_class(23, CLASSES, sizes=np.maximum(sizes, 23)).tolist() == [23] * 10
+    with pytest.raises(ValueError, match=r"^class 'T-shirt/top' needs 1\.\.23 prototypes \(it has 23 training "
+                                         r"images\); got 50$"):
+        n_prototypes_per_class(50, CLASSES, sizes=sizes)
+    with pytest.raises(ValueError, match=r"^class 'Sandal' needs 1\.\.3 prototypes \(it has 3 training images\); got 4$"):
+        n_prototypes_per_class({"Sandal": 4}, CLASSES, sizes=sizes)
+    with pytest.raises(ValueError, match=r"^class 'Dress' \(label 3\) has no training images for its prototypes$"):
+        n_prototypes_per_class(1, CLASSES, sizes=np.where(np.arange(10) == 3, 0, 5))
+    with pytest.raises(ValueError, match=r"sizes must have one count per class, shape \(10,\); got \(3,\)"):
+        n_prototypes_per_class(1, CLASSES, sizes=np.ones(3, int))
+
+
 # --- GLVQ --------------------------------------------------------------------------------------------
 
 

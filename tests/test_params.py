@@ -1,6 +1,8 @@
 """fmproto.cli.params: every section checked completely, every float finite, every size bounded."""
 
 import math
+import re
+import tracemalloc
 
 import pytest
 import yaml
@@ -11,13 +13,11 @@ from conftest import REPO
 from fmproto import ann, distances, knn, methods
 from fmproto.cli import params as P
 
-SECTIONS = {"data": P.DATA, "ingest": P.INGEST, "dedup": P.DEDUP, "split": P.SPLIT, "centroids": P.CENTROIDS,
-            "kmeans": P.KMEANS, "knn_scaling": P.KNN_SCALING, "ann": P.ANN, "features": P.FEATURES,
-            "evaluate": P.EVALUATE}
+SECTIONS = P.SECTIONS
 
 
 def write_params(tmp_path, change: dict | None = None, text: str | None = None):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = P.load(REPO / "params.yaml")
     for dotted, value in (change or {}).items():
         section, key = dotted.split(".")
         params[section][key] = value
@@ -29,6 +29,15 @@ def write_params(tmp_path, change: dict | None = None, text: str | None = None):
 def test_the_committed_params_pass_every_spec():
     for section, spec in SECTIONS.items():
         P.read_params(section, spec, REPO / "params.yaml")
+
+
+def test_the_known_sections_are_the_ones_read():
+    """``load`` refuses any section not in ``P.SECTIONS``: it must be every one a stage or command reads."""
+    sources = [*(REPO / "stages").glob("*.py"), *(REPO / "fmproto" / "cli").glob("*.py")]
+    read = {name for source in sources for name in re.findall(r'read_params\(\s*"(\w+)"', source.read_text())}
+    assert read == set(P.SECTIONS)
+    for section in read:
+        assert set(P.SECTIONS[section]) == set(P.load(REPO / "params.yaml")[section])
 
 
 def test_allowed_names_match_the_core():
@@ -55,7 +64,18 @@ def test_allowed_names_match_the_core():
     ("split.valid_pct", math.nan, "split.valid_pct must be a finite number"),
     ("split.seed", -1, "split.seed must be at least 0"),
     ("ann.seed", 2**31, "ann.seed must be at most 2147483647"),
-    ("ann.ks", [1, 1], "ann.ks must not repeat items"),
+    ("ann.ks", [1, 5, 1], "ann.ks must not repeat items; got 1 more than once"),
+    ("data.classes", ["a", "b\nc"], r"data.classes[1] must be printable text on one line (no newline, tab or other "
+                                     r"control character); got 'b\nc'"),
+    ("data.classes", ["a", "b\tc"], r"data.classes[1] must be printable text on one line"),
+    ("data.classes", ["a", "b\x1b[31m"], r"data.classes[1] must be printable text on one line"),
+    ("data.classes", ["a", "b\u200bc"], r"data.classes[1] must be printable text on one line"),  # zero width space
+    ("data.classes", ["a", ""], "data.classes[1] must be a name of 1 to 64 characters, not blank; got ''"),
+    ("data.classes", ["a", "   "], "data.classes[1] must be a name of 1 to 64 characters, not blank; got '   '"),
+    ("data.classes", ["a", "x" * 65], "data.classes[1] must be a name of 1 to 64 characters, not blank; got 'xxxx"),
+    ("data.classes", ["a", 3], "data.classes[1] must be a name of 1 to 64 characters, not blank; got 3"),
+    ("data.classes", ["Shirt", "Coat", "Shirt"], "data.classes must not repeat items; got 'Shirt' more than once"),
+    ("evaluate.explain_confusions", [["Shirt", "a\nb"]], "evaluate.explain_confusions must be 'auto' or a list"),
     ("ann.search_k", 10**12, "ann.search_k must be at most 100000000"),
     ("evaluate.k", 10**9, "evaluate.k must be at most 10000"),
     ("evaluate.k", True, "evaluate.k must be an integer; got True"),
@@ -90,8 +110,10 @@ def test_malformed_files_are_one_line(tmp_path, text, fragment):
 
 
 def test_unknown_and_missing_keys(tmp_path):
-    with pytest.raises(P.ParamError, match=r"unknown param dedup.chunks \(known: near_threshold, chunk"):
+    with pytest.raises(P.ParamError, match=r"unknown param dedup.chunks \(did you mean 'chunk'\?\)$"):
         P.read_params("dedup", P.DEDUP, write_params(tmp_path, text="dedup: {chunks: 3}\n"))
+    with pytest.raises(P.ParamError, match=r"unknown param dedup.zzz \(known: near_threshold, chunk, max_pairs, n_show\)$"):
+        P.read_params("dedup", P.DEDUP, write_params(tmp_path, text="dedup: {zzz: 3}\n"))
     with pytest.raises(P.ParamError, match="param dedup.near_threshold is missing"):
         P.read_params("dedup", P.DEDUP, write_params(tmp_path, text="dedup: {chunk: 3}\n"))
     assert P.read_params("dedup", {"chunk": P.DEDUP["chunk"]}, write_params(tmp_path), partial=True) == {"chunk": 4096}
@@ -134,3 +156,50 @@ def test_any_value_is_accepted_or_one_clean_error(tmp_path_factory, section, key
     else:
         for v in checked.values():
             assert not (isinstance(v, float) and not math.isfinite(v))
+
+
+def shown_by_a_checker(value) -> str:
+    """How a message quotes ``value``: the part after ``got `` of a checker's error."""
+    with pytest.raises(P.ParamError) as info:
+        P.boolean()("x", value)
+    return str(info.value).removeprefix("x must be true or false; got ")
+
+
+def cut_repr(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+QUOTED_VALUES = st.recursive(
+    st.none() | st.integers() | st.floats() | st.text(max_size=30) | st.binary(max_size=10),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=4)
+    | st.tuples(inner) | st.tuples(inner, inner) | st.sets(st.integers(), max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=QUOTED_VALUES)
+def test_values_are_quoted_as_their_repr_cut_to_80_characters(value):
+    assert shown_by_a_checker(value) == cut_repr(value)
+
+
+def test_quoting_a_huge_or_recursive_value_builds_no_more_than_it_shows():
+    """9 ** 9 elements shared through aliases would be gigabytes of repr; a list inside itself never ends."""
+    shared = ["x"] * 9
+    for _ in range(8):
+        shared = [shared] * 9
+    recursive = []
+    recursive.append(recursive)
+    long_text, big = "y" * 10**7, 16**10_000
+    tracemalloc.start()
+    try:
+        nine = ", ".join(["'x'"] * 9)
+        assert shown_by_a_checker(shared) == ("[" * 9 + nine + "], [" + nine)[:77] + "..."
+        assert shown_by_a_checker(recursive) == "[" * 77 + "..."
+        assert shown_by_a_checker(long_text) == "'" + "y" * 76 + "..."
+        assert shown_by_a_checker(big).startswith("<an integer of 40,001 bits>")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1e6

@@ -93,6 +93,31 @@ def test_error_curve_against_a_naive_search():
         assert r["error"] == _naive_knn_error(X_train[sample], y_train[sample], X_valid, y_valid, r["k"])
 
 
+def test_error_curve_measures_each_k_from_the_first_size_that_holds_it():
+    rng = np.random.default_rng(6)
+    X_train, y_train = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+    X_valid, y_valid = rng.normal(size=(20, 4)), rng.integers(0, 3, 20)
+    rows, timings = error_curve(X_train, y_train, X_valid, y_valid, 3, [10, 30, 60], [1, 20], repeats=1,
+                                metric="euclidean", weights="uniform", seed=0)
+    assert [(r["n"], r["k"]) for r in rows] == [(10, 1), (30, 1), (30, 20), (60, 1), (60, 20)]
+    assert [t["n"] for t in timings] == [10, 30, 60]  # every size is timed: no empty mean later
+    for r in rows:
+        sample = sample_indices(60, r["n"], seed=0, repeat=0)
+        assert r["error"] == _naive_knn_error(X_train[sample], y_train[sample], X_valid, y_valid, r["k"])
+
+
+@pytest.mark.parametrize(("sizes", "ks", "match"), [
+    ([10, 60], [1, 61], r"ks must be integers in 1\.\.60 \(the training rows\); got \[61\]"),
+    ([10, 60], [0, 5], r"ks must be integers in 1\.\.60 \(the training rows\); got \[0\]"),
+    ([10, 60], [], r"ks must be integers in 1\.\.60"),
+    ([10, 60], [20, 30], r"size 10 is below every k \(the smallest is 20\): nothing to measure"),
+])
+def test_error_curve_refuses_ks_it_cannot_measure(sizes, ks, match):
+    X, y = np.zeros((60, 2)), np.zeros(60, int)
+    with pytest.raises(ValueError, match=match):
+        error_curve(X, y, X[:5], y[:5], 2, sizes, ks, repeats=1, metric="euclidean", weights="uniform", seed=0)
+
+
 def test_summarize_curve_fits_each_k_and_picks_the_best():
     rows = [{"n": n, "k": k, "repeat": 0, "error": e} for n, k, e in [
         (100, 1, 0.4), (200, 1, 0.2), (400, 1, 0.15), (100, 5, 0.3), (200, 5, 0.3), (400, 5, 0.15)]]

@@ -2,6 +2,7 @@
 naming the file or param, exit status 1, and leave no output; odd but valid params give valid JSON."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import yaml
 
 from conftest import REPO, synthetic_dataset
 from fmproto import io
+from fmproto.cli import main as cli
 from stages import ann_index, centroids, evaluate_test, evaluate_valid, features, ingest, kmeans, knn_scaling, split
 
 CLASSES = ["circle", "square", "ring", "cross"]
@@ -83,8 +85,10 @@ def test_swapped_flags_name_the_file_and_the_missing_array(workspace, tmp_path, 
 
 
 def test_split_indices_out_of_range(workspace, tmp_path, capsys):
-    bad = tmp_path / "split.npz"
-    io.save_arrays(bad, train=np.array([0, 1, 10**6]), valid=np.array([2, 3]), dropped=np.array([], np.int64))
+    bad = tmp_path / "split.npz"  # it says it was made from this training set, but it was not
+    record = io.load_arrays(workspace / "split.npz")["train_fingerprint"]
+    io.save_arrays(bad, train=np.array([0, 1, 10**6]), valid=np.array([2, 3]), dropped=np.array([], np.int64),
+                   train_fingerprint=record)
     out = tmp_path / "out"
     params = write_params(tmp_path / "params.yaml", workspace / "raw")
     code, err = run_stage(evaluate_valid, evaluate_valid_args(workspace, out, params, split=bad), capsys)
@@ -169,3 +173,52 @@ def test_timings_stay_out_of_metrics(workspace, tmp_path, capsys):
     metrics, timings = strict_json(out / "valid.json"), strict_json(out / "timings.json")
     assert not [key for key in metrics if "second" in key]
     assert set(timings) == {"fit_seconds", "predict_seconds", "queries_per_second"}
+
+
+def explain_args(ws: Path, target: str, out: Path, params: Path) -> list:
+    return ["explain", target, "--params", params, "--train", ws / "train.npz", "--test", ws / "test.npz",
+            "--split", ws / "split.npz", "--features", ws / "features.npz", "--out", out]
+
+
+@pytest.mark.parametrize("target, message", [
+    ("-1", "-1 is not a test-set index (0..159) nor an existing image file"),
+    ("4.0", "4.0 is not a test-set index (0..159) nor an existing image file"),
+    ("+3", "+3 is not a test-set index (0..159) nor an existing image file"),
+    ("\u0663", "\u0663 is not a test-set index (0..159) nor an existing image file"),  # an Arabic-Indic 3
+    ("160", "test index 160 is outside 0..159"),
+    ("missing.png", "missing.png: file not found"),
+])
+def test_explain_says_what_a_target_is_not(workspace, tmp_path, capsys, target, message):
+    out = tmp_path / "why.png"
+    params = write_params(tmp_path / "params.yaml", workspace / "raw")
+    code, err = run_stage(cli, explain_args(workspace, target, out, params), capsys)
+    assert_one_line_failure(code, err)
+    assert err == f"fmproto explain: error: {message}\n"
+    assert not out.exists()
+
+
+def test_explain_takes_an_index_with_leading_zeros(workspace, tmp_path, capsys):
+    params = write_params(tmp_path / "params.yaml", workspace / "raw")
+    code, err = run_stage(cli, explain_args(workspace, "007", tmp_path / "why.png", params), capsys)
+    assert code == 0, err
+    assert (tmp_path / "why.png").exists()
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"features__kind": "cnn", "features__cnn_embedding": 16, "features__pca_components": 500},
+     "features.pca_components must be at most 16 (kind 'cnn' makes 16 features; 480 training images); got 500"),
+    ({"features__kind": "cnn+raw", "features__cnn_embedding": 16, "features__pca_components": 137},
+     "features.pca_components must be at most 136 (kind 'cnn+raw' makes 136 features; 480 training images)"),
+    ({"features__kind": "hog", "features__hog_cell": 2, "features__pca_components": 500},
+     "features.pca_components must be at most 480 (kind 'hog' makes 720 features; 480 training images)"),
+])
+def test_features_params_are_checked_before_the_network_trains(workspace, tmp_path, capsys, monkeypatch, changes,
+                                                               fragment):
+    """Without PyTorch (``import torch`` fails) a cnn that started training would say so instead."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    out = tmp_path / "features.npz"
+    params = write_params(tmp_path / "params.yaml", workspace / "raw", **changes)
+    code, err = run_stage(features, ["--params", params, "--train", workspace / "train.npz", "--test",
+                                     workspace / "test.npz", "--split", workspace / "split.npz", "--out", out], capsys)
+    assert_one_line_failure(code, err, f"features: error: {params}: {fragment}")
+    assert not out.exists()

@@ -1,6 +1,7 @@
 """Stage scripts on bad input: one line on stderr naming the file or param, exit 1, nothing left behind."""
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,45 @@ def test_csv_dataset_with_duplicates_ingests(tmp_path):
     assert result.returncode == 0, result.stderr
     data = np.load(out / "train.npz")
     assert data["images"].shape == (4, 2, 2) and data["labels"].tolist() == [1, 2, 0, 3]
+
+
+def _relabel(path: Path, labels: np.ndarray) -> None:
+    write_idx(path, labels.astype(np.uint8))
+
+
+def test_a_training_class_with_no_images_is_refused_by_name(tmp_path, good_dir):
+    labels_path = good_dir / "train-labels-idx1-ubyte.gz"
+    labels = np.arange(40) % 4
+    _relabel(labels_path, np.where(labels == 2, 3, labels))  # no ring (2) in train
+    result, out = run_ingest(tmp_path, good_dir)
+    assert_clean_failure(result, out)
+    assert result.stderr.strip() == (f"ingest: error: {labels_path}: class 'ring' (label 2) has no images; "
+                                     "every class needs at least one training image")
+
+
+def test_a_test_set_without_a_class_ingests(tmp_path, good_dir):
+    labels = np.arange(20) % 4
+    _relabel(good_dir / "t10k-labels-idx1-ubyte.gz", np.where(labels == 2, 0, labels))  # no ring in test
+    result, out = run_ingest(tmp_path, good_dir)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads((out / "ingest.json").read_text())["test"]["class_counts"]
+    assert counts == {"circle": 10, "square": 5, "ring": 0, "cross": 5}
+
+
+@pytest.mark.parametrize("layout", ["idx", "csv"])
+def test_images_too_large_for_the_stages_are_refused_at_ingest(tmp_path, good_dir, layout):
+    if layout == "idx":
+        path = write_idx(good_dir / "train-images-idx3-ubyte.gz", np.zeros((40, 256, 256), np.uint8))
+        data_dir = good_dir
+    else:
+        data_dir = tmp_path / "csv"
+        data_dir.mkdir()
+        header = "label," + ",".join(f"pixel{i}" for i in range(1, 256 * 256 + 1))
+        path = data_dir / "big-train.csv"
+        path.write_text(f"{header}\n0,{','.join(['0'] * 256 * 256)}\n")
+        (data_dir / "big-test.csv").write_text(f"{header}\n0,{','.join(['0'] * 256 * 256)}\n")
+    result, out = run_ingest(tmp_path, data_dir)
+    assert_clean_failure(result, out)
+    assert result.stderr.strip() == (f"ingest: error: {path}: images of 256x256 (65,536 pixels) are larger than "
+                                     "the 6,400 pixels (e.g. 80x80) that the stages handle within their memory "
+                                     "limit (MAX_IMAGE_PIXELS)")

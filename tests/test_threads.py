@@ -189,6 +189,7 @@ def test_stages_write_the_same_bytes_with_one_or_two_threads(fashion_train, tmp_
     import yaml
 
     from fmproto import io
+    from fmproto.cli.inputs import fingerprint
 
     images, labels = fashion_train[0][:6000], fashion_train[1][:6000]
     classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -197,7 +198,7 @@ def test_stages_write_the_same_bytes_with_one_or_two_threads(fashion_train, tmp_
                    classes=np.array(classes))
     order = np.random.default_rng(0).permutation(6000)
     io.save_arrays(tmp_path / "split.npz", train=np.sort(order[:4800]), valid=np.sort(order[4800:]),
-                   dropped=np.empty(0, np.int64))
+                   dropped=np.empty(0, np.int64), train_fingerprint=np.array(fingerprint(images, labels)))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["kmeans"].update(n_prototypes=10, lvq_epochs=1)
     params["features"].update(kind="cnn+hog", pca_components=32, cnn_width=4, cnn_embedding=16, cnn_epochs=1)

@@ -7,10 +7,11 @@ and drawn beside the image in ``--out``. Run it from the project folder after ``
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
-from fmproto import datasets, features, fitset, io, methods, plots
+from fmproto import datasets, features, fitset, methods, plots
 from fmproto.cli import checks, guard, inputs
 from fmproto.cli.settings import method_settings
 from fmproto.explain import MAX_SHOWN, explanation_grid
@@ -31,28 +32,28 @@ def run(args: argparse.Namespace) -> None:
     """Predict TARGET with the final model; print and draw its nearest training images."""
     with guard.stage_errors("fmproto explain", files=[args.out]):
         train = inputs.load_dataset(args.train)
-        split = inputs.load_split(args.split, len(train["labels"]))
+        split = inputs.load_split(args.split, train)
         classes = train["classes"].tolist()
-        p, settings = method_settings(args.params, classes)
-        if args.target.isdigit():
+        p, settings = method_settings(args.params, classes, train["labels"][split["train"]])
+        if args.target.isascii() and args.target.isdigit():
             test = inputs.load_dataset(args.test)
             index = int(args.target)
             if index >= len(test["labels"]):
                 raise ValueError(f"test index {index} is outside 0..{len(test['labels']) - 1}")
             image, y_true, name = test["images"][index], int(test["labels"][index]), f"test #{index}"
-        else:
-            image = datasets.read_image_file(args.target, train["images"].shape[1:])
+        elif Path(args.target).exists() or Path(args.target).suffix.lower() in (".png", ".npy"):
+            test, image = None, datasets.read_image_file(args.target, train["images"].shape[1:])
             y_true, name = -1, args.target
-        feats = inputs.load_features(args.features, len(train["labels"]))
-        if args.target.isdigit() and len(feats["test"]) != len(test["labels"]):
-            raise io.DataError(f"{args.features}: has {len(feats['test']):,} test rows but {args.test} has "
-                               f"{len(test['labels']):,} images; is it the features of that dataset?")
+        else:  # -1, 4.0, a typo: "file not found" would hide that it was meant as an index
+            n_test = len(inputs.load_dataset(args.test)["labels"])
+            raise ValueError(f"{args.target} is not a test-set index (0..{n_test - 1}) nor an existing image file")
+        feats = inputs.load_features(args.features, train, split, test)
         spec, state, _ = features.from_arrays(feats)
         X_fit, y_fit, rows = fitset.fit_data(feats, train["labels"], fitset.fit_indices(split, p["fit_on"]), p["method"])
         checks.check_k(args.params, p["k"], len(X_fit), 1)
         # A test image's features as evaluate-test saw them; an image file's computed here (the same
-        # up to float32 rounding: the BLAS may sum a lone image's products in another order).
-        query = feats["test"][index][None] if args.target.isdigit() else features.transform(image[None], spec, state)
+        # bytes, PCA apart: its product may sum a lone image's terms in another order).
+        query = feats["test"][index][None] if test is not None else features.transform(image[None], spec, state)
         model = methods.fit(p["method"], X_fit, y_fit, len(classes), settings)
         predicted = int(methods.predict(model, query)[0])
         shown = min(p["k"], MAX_SHOWN)

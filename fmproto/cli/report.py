@@ -55,6 +55,11 @@ def classify(key: str) -> str:
     return "detail" if any(p in DETAIL for p in parts[:-1]) else "quality"
 
 
+def _cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell (code spans too): ``|`` escaped, line breaks and tabs as spaces."""
+    return " ".join(str(text).replace("|", "\\|").split())
+
+
 def _number(value) -> str:
     if value is None:
         return "–"
@@ -73,7 +78,7 @@ def metric_tables(diff: dict, base: str) -> dict[str, list[str]]:
         old, new = change.get("old"), change.get("new")
         delta = change.get("diff")
         shown = f"{delta:+.5g}" if isinstance(delta, (int, float)) and not isinstance(delta, bool) else ""
-        rows[classify(key)].append(f"| `{key}` | {path} | {_number(old)} | {_number(new)} | {shown} |")
+        rows[classify(key)].append(f"| `{_cell(key)}` | {_cell(path)} | {_number(old)} | {_number(new)} | {shown} |")
     return rows
 
 
@@ -105,13 +110,27 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def classes_without_test_images(metrics_path: str | Path = "metrics/test.json") -> list[str]:
+    """The classes evaluate-test found no test images of (their ``per_class_accuracy`` is null); [] if unknown."""
+    try:
+        per_class = io.read_json(metrics_path).get("per_class_accuracy", {})
+    except (ValueError, OSError, AttributeError):  # no metrics yet, or not evaluate-test's
+        return []
+    return [name for name, value in per_class.items() if value is None] if isinstance(per_class, dict) else []
+
+
 def render(base: str, tables: dict[str, list[str]], params_diff: str, pictures: list[tuple[str, str]],
-           timing_rows: list[str] | None) -> str:
-    """The report's Markdown; ``pictures`` are (title, link) pairs; ``timing_rows`` None: no base timings."""
-    head = ["| Metric | File | " + base + " | this change | change |", "|---|---|---:|---:|---:|"]
+           timing_rows: list[str] | None, no_test_images: list[str] = ()) -> str:
+    """The report's Markdown; ``pictures`` are (title, link) pairs; ``timing_rows`` None: no base timings;
+    ``no_test_images`` the classes with no test images."""
+    head = ["| Metric | File | " + _cell(base) + " | this change | change |", "|---|---|---:|---:|---:|"]
     lines = [f"## fmproto: this change against `{base}`", "", "### Quality metrics that changed", ""]
     lines += head + tables["quality"] if tables["quality"] else ["No quality metric changed."]
     lines.append("")
+    if no_test_images:
+        lines += [f"No test images of {len(no_test_images)} class{'es' * (len(no_test_images) > 1)}: "
+                  + ", ".join(f"`{_cell(name)}`" for name in no_test_images)
+                  + " (per-class test figures null; macro F1 is over the other classes).", ""]
     if tables["detail"]:
         lines += [f"<details><summary>Per-class, per-k and per-method changes ({len(tables['detail'])})</summary>",
                   "", *head, *tables["detail"], "", "</details>", ""]
@@ -179,5 +198,5 @@ def run(args: argparse.Namespace) -> None:
                        if args.base_timings else None)
         tables = metric_tables(diff, args.base)
         with io.atomic_path(out) as tmp:
-            tmp.write_text(render(args.base, tables, params_diff, pictures, timing_rows))
+            tmp.write_text(render(args.base, tables, params_diff, pictures, timing_rows, classes_without_test_images()))
     print(f"report: {out} ({len(tables['quality'])} quality metrics changed, {len(pictures)} pictures)")
