@@ -42,7 +42,7 @@ _PATCH_ELEMENTS = 1 << 22
 # oneDNN's JIT convolutions (the widest ISA there is) and MKL's matrix products. Each sums in another
 # order, and training turns a last-bit difference into another network (another test accuracy on
 # an AVX-512 machine). Each library reads its cap once, when it first loads: these pin kernels that
-# every x86-64 CPU runs alike, for about 1.6x the training time.
+# every x86-64 CPU runs alike, for about 1.7x the training time.
 PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
 
 
