@@ -93,3 +93,22 @@ def test_no_module_imports_a_stage_script():
     """One-way doors: stage scripts import the package; nothing imports a stage script."""
     for path in [*REPO.glob("fmproto/**/*.py"), *REPO.glob("stages/*.py")]:
         assert not any(name.split(".")[0] == "stages" for name in imported_modules(path)), path
+
+
+def test_the_committed_lock_matches_the_code():
+    """dvc.lock was made on this code: every tracked source dep it records has the file's md5 now.
+
+    Otherwise a fresh clone's first `dvc repro` reruns the stage and leaves dvc.lock modified (a
+    comment edit to a dep after the last `dvc repro` is enough).
+    """
+    import hashlib
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    stale = sorted(
+        f"{name}: {dep['path']}"
+        for name, entry in lock.items()
+        for dep in entry.get("deps", [])
+        if dep["path"].endswith(".py")
+        and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
+    )
+    assert not stale, f"dvc.lock is older than these deps (run dvc repro and commit it): {stale}"
