@@ -42,7 +42,7 @@ test-fast: $(STAMP)
 
 # Seconds and queries per second of the last run of each stage (kept out of git: they vary run to run).
 timings: $(STAMP)
-	$(RUN) python -c "import json; from fmproto.cli.timings import read_all; print(json.dumps(read_all('timings'), indent=2))"
+	$(RUN) python -c "import json; from fmproto.pipeline.timings import read_all; print(json.dumps(read_all('timings'), indent=2))"
 
 # Markdown for a pull request: metrics and params diff against BASE (default main), key plots.
 BASE ?= main

@@ -4,7 +4,7 @@ All 60,000 Fashion-MNIST training images against the 10,000 test images, k=5, eu
 uniform votes. Five timings, each the fastest of ``--repeats`` runs (3) after one warm-up call on
 500 test images (threads started, memory touched), as the floor gets its warm-up block:
 
-- ``fmproto``: ``fmproto.knn.predict`` on the uint8 images, in a child process that does nothing
+- ``fmproto``: ``fmproto.search.knn.predict`` on the uint8 images, in a child process that does nothing
   else: ``kneighbors`` fits a ``KnnIndex`` (the projection onto 128 principal components) and
   queries it, both timed. Its peak resident memory is that process's
   ``getrusage(RUSAGE_SELF).ru_maxrss`` after the search: the whole process, interpreter, numpy and
@@ -17,7 +17,7 @@ uniform votes. Five timings, each the fastest of ``--repeats`` runs (3) after on
   (float32 matrix products, as fmproto's screening, but with no exact re-ranking).
 - ``faiss``: ``faiss.IndexFlatL2`` (exact search by float32 matrix products, OpenMP on every core)
   built on the float32 rows (converted before timing) and searched for k=5, then the same votes
-  (``fmproto.knn.vote``), in a third child process. faiss-cpu is a test and bench extra only.
+  (``fmproto.search.knn.vote``), in a third child process. faiss-cpu is a test and bench extra only.
 - ``gemm``: the floor, ``(10000, 784) @ (784, 60000)`` in float32, computed in blocks of 1,024 rows
   into one reused output block, so neither page faults nor a 2.4 GB result count against it.
 
@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import datasets, knn
+from fmproto.data import datasets
+from fmproto.search import knn
 
 # The fetch stage's output (`make data`): the files the pipeline itself reads.
 DATA_DIR = Path("data/fashion-mnist")
@@ -137,7 +138,7 @@ def manhattan_seconds(X_train: np.ndarray, X_test: np.ndarray, n_queries: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunk", type=int, default=1024, help="query rows a chunk in fmproto.knn")
+    parser.add_argument("--chunk", type=int, default=1024, help="query rows a chunk in fmproto.search.knn")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each part; the fastest counts")
     parser.add_argument("--manhattan", type=int, default=0, metavar="N", help="also time manhattan on N queries")
     parser.add_argument("--part", choices=["fmproto", "sklearn", "sklearn_float32", "faiss"], help=argparse.SUPPRESS)

@@ -1,7 +1,7 @@
 """Benchmark: exact search, Annoy and hnswlib as the training set grows from 60,000 to 1,200,000 rows.
 
 The rows are the real Fashion-MNIST training images and shifted copies of them
-(``fmproto.augment.augment`` with ``shifts=True``: one pixel right, left, down, up, the vacated edge 0):
+(``fmproto.representation.augment.augment`` with ``shifts=True``: one pixel right, left, down, up, the vacated edge 0):
 
 - 60,000: the training images;
 - 300,000: the images and their 4 shifted copies;
@@ -15,18 +15,18 @@ process that loads the rows (uint8, from a temporary ``.npy``) and does nothing 
 resident memory is ``getrusage(RUSAGE_SELF).ru_maxrss``: interpreter, numpy, the loaded uint8 rows
 (940 MB at 1.2M) and every copy the method makes included.
 
-- ``exact``: ``fmproto.knn.kneighbors(X_query, X_train, 5, "euclidean")``, timed once: the fit of
+- ``exact``: ``fmproto.search.knn.kneighbors(X_query, X_train, 5, "euclidean")``, timed once: the fit of
   its index (the projection of every training row) and the queries; it uses every core (2 here),
   unlike the ANN queries. It works through the training rows in blocks of 4,096 and the queries in
   chunks whose score block is at most 256 MB, so its peak grows with the rows it holds, not faster. A second, untimed call at k=10 gives the
   reference for the ANN recall.
-- ``annoy``: ``fmproto.ann.build_index`` (10 trees, seed 42, one build thread), then ``query`` with
+- ``annoy``: ``fmproto.search.ann.build_index`` (10 trees, seed 42, one build thread), then ``query`` with
   search_k 2,000 and k=10 (one query thread).
-- ``hnswlib``: ``fmproto.ann.build_hnsw_index`` (M 16, ef_construction 200, seed 42, a build thread
+- ``hnswlib``: ``fmproto.search.ann.build_hnsw_index`` (M 16, ef_construction 200, seed 42, a build thread
   per core: with one, the 1.2M build did not finish in 5 minutes), then ``query_hnsw`` with ef 40
   and k=10 (one query thread).
 
-recall@10 is ``fmproto.ann.recall_at_k`` against the exact k=10 distances (none when the exact run
+recall@10 is ``fmproto.search.ann.recall_at_k`` against the exact k=10 distances (none when the exact run
 did not finish). A run whose memory
 estimate exceeds 90% of the memory available at its start is not started, and a run past
 ``--timeout`` seconds (600: 10 minutes) is stopped; both are reported as such in the table.
@@ -48,7 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import ann, augment, datasets, knn, plots
+from fmproto.search import ann, knn
+from fmproto.representation import augment
+from fmproto.data import datasets
+from fmproto.evaluation import plots
 
 # The fetch stage's output (`make data`): the files the pipeline itself reads.
 DATA_DIR = Path("data/fashion-mnist")
@@ -69,7 +72,7 @@ def training_rows(n: int, images: np.ndarray) -> np.ndarray:
 def estimate_bytes(method: str, n: int) -> int:
     """Rough peak of a child: the loaded uint8 rows, the float32 copy each method makes, and its own structure."""
     loaded, float_copy = n * N_FEATURES, 4 * n * N_FEATURES
-    own = {"exact": 1024 * n * 4,  # fmproto.knn's float32 score block for 1,024 queries
+    own = {"exact": 1024 * n * 4,  # fmproto.search.knn's float32 score block for 1,024 queries
            "annoy": n * (4 * N_FEATURES + 16),  # the stored vectors, plus trees (a few % more)
            "hnswlib": n * (4 * N_FEATURES + 2 * 16 * 4 + 64)}[method]  # vectors and the bottom layer's links
     return int(1.1 * (loaded + float_copy + own)) + 200 * 1024**2  # interpreter and libraries

@@ -45,7 +45,7 @@ CONFIGS: dict[str, list[str]] = {
     "kmeans20-hog3-pca192": HOG3_PCA + ["evaluate.method=kmeans"],
     "kmeans20-glvq3-hog3-pca192": HOG3_PCA + ["evaluate.method=kmeans", "kmeans.lvq_epochs=3"],
     "centroids-hog3-pca192": HOG3_PCA + ["evaluate.method=centroids"],
-    # A small convolutional network trained on the training split (fmproto.cnn), its last hidden
+    # A small convolutional network trained on the training split (fmproto.representation.cnn), its last hidden
     # layer as features, alone and joined with HOG (each block at unit mean norm, then one PCA).
     "cnn-k10-distance": ["features.kind=cnn", "evaluate.k=10", "evaluate.weights=distance"],
     "cnn+hog3-pca192-k10-distance": ["features.kind=cnn+hog", "features.hog_cell=3", "features.pca_components=192",

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from fmproto import ann, ann_eval, io, plots
-from fmproto.cli import guard, inputs, timings
-from fmproto.cli import params as P
-from fmproto.distances import as_rows
-from fmproto.knn import kneighbors
+from fmproto.search import ann, ann_eval
+from fmproto.pipeline import io
+from fmproto.evaluation import plots
+from fmproto.pipeline import guard, inputs, timings
+from fmproto.pipeline import params as P
+from fmproto.search.distances import as_rows
+from fmproto.search.knn import kneighbors
 
 
 def check_hnswlib(p: dict, where: str) -> None:
@@ -97,13 +99,13 @@ def main(argv=None) -> None:
         io.write_json(args.metrics, metrics)
 
         qps = len(X_valid) / max(watch.seconds["query"], 1e-9)
-        threads = os.cpu_count() or 1  # fmproto.knn queries on a thread a core, each product on one BLAS thread
+        threads = os.cpu_count() or 1  # fmproto.search.knn queries on a thread a core, each product on one BLAS thread
         exact_name = f"exact search ({threads} threads)"
         timings.write(args.timings, {"build_seconds": round(watch.seconds["build"], 3), "queries_per_second": round(qps, 1),
                                      "exact_queries_per_second": round(exact_qps, 1)})
         timings.write(args.frontier, {
             "k": k, "n_queries": len(queries), "metric": p["metric"], "exact_queries_per_second": round(exact_qps, 1),
-            "exact_search": f"fmproto.knn.kneighbors, {threads} threads; each ANN setting on one query thread",
+            "exact_search": f"fmproto.search.knn.kneighbors, {threads} threads; each ANN setting on one query thread",
             "frontier": points, "cheapest": cheapest})
         if args.frontier_figure:
             lines = ann_eval.frontier_lines(points)

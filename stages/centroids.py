@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import io, plots
-from fmproto.cli import guard, inputs, outputs
-from fmproto.cli import params as P
-from fmproto.distances import as_rows
-from fmproto.evaluation import classification_report
-from fmproto.prototypes import class_means, nearest_prototype
+from fmproto.pipeline import io
+from fmproto.evaluation import plots
+from fmproto.pipeline import guard, inputs, outputs
+from fmproto.pipeline import params as P
+from fmproto.search.distances import as_rows
+from fmproto.evaluation.scores import classification_report
+from fmproto.prototypes.centroids import class_means, nearest_prototype
 
 
 def main(argv=None) -> None:

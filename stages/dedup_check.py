@@ -11,9 +11,11 @@ import argparse
 
 import numpy as np
 
-from fmproto import dedup, io, plots
-from fmproto.cli import guard, inputs
-from fmproto.cli import params as P
+from fmproto.data import dedup
+from fmproto.pipeline import io
+from fmproto.evaluation import plots
+from fmproto.pipeline import guard, inputs
+from fmproto.pipeline import params as P
 
 
 def main(argv=None) -> None:

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import evaluation, fitset, io, methods, plots
-from fmproto.cli import checks, guard, inputs, outputs, timings
-from fmproto.cli.settings import kmeans_problem, method_settings
-from fmproto.evaluation import classification_report
-from fmproto.explain import MAX_SHOWN, explanation_grid, pick_explanations, top_confusions
-from fmproto.knn import kneighbors
+from fmproto.evaluation import scores, fitset, methods, plots
+from fmproto.pipeline import io
+from fmproto.pipeline import model_checks, guard, inputs, outputs, timings
+from fmproto.pipeline.settings import kmeans_problem, method_settings
+from fmproto.evaluation.scores import classification_report
+from fmproto.evaluation.explanations import MAX_SHOWN, explanation_grid, pick_explanations, top_confusions
+from fmproto.search.knn import kneighbors
 
 AUTO_CONFUSIONS = 2  # explain_confusions: auto explains this many of the most frequent confusions
 
@@ -45,14 +46,14 @@ def main(argv=None) -> None:
         p, settings = method_settings(args.params, classes, train["labels"][split["train"]])
         # The summary scores every method; kmeans is left out (null) when its counts do not fit the data.
         skipped = {"kmeans": kmeans_problem(args.params, classes, train["labels"][split["train"]])}
-        confusions = checks.check_confusions(args.params, p["explain_confusions"], classes)
+        confusions = model_checks.check_confusions(args.params, p["explain_confusions"], classes)
         fit_idx = fitset.fit_indices(split, p["fit_on"])
         X_test, y_test = feats["test"].astype(np.float32), test["labels"]
 
         # knn and ann share the augmented fit set, centroids and kmeans the plain one: build each once.
         plain, augmented = (fitset.fit_data(feats, train["labels"], fit_idx, m) for m in ("centroids", "knn"))
         fit_set_of = {m: augmented if m in fitset.AUGMENTED_METHODS else plain for m in methods.METHODS}
-        checks.check_k(args.params, p["k"], min(len(plain[0]), len(augmented[0])), len(X_test))
+        model_checks.check_k(args.params, p["k"], min(len(plain[0]), len(augmented[0])), len(X_test))
         summary, predictions, watch = {}, {}, timings.Stopwatch()
         for method in methods.METHODS:
             if skipped.get(method):
@@ -85,7 +86,7 @@ def main(argv=None) -> None:
             model = methods.fit(p["method"], X_train_fit, y_train_fit, len(classes), settings)
             valid = split["valid"]
             y_valid_pred = methods.predict(model, feats["train"][valid].astype(np.float32))
-            cm = evaluation.confusion_matrix(train["labels"][valid], y_valid_pred, len(classes))
+            cm = scores.confusion_matrix(train["labels"][valid], y_valid_pred, len(classes))
             confusions = top_confusions(cm, AUTO_CONFUSIONS)
         picked = pick_explanations(y_test, chosen, p["n_explain"], confusions, np.random.default_rng(p["seed"]))
         named = ", ".join(f"{classes[t]} as {classes[f]}" for t, f in confusions)

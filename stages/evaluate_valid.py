@@ -11,10 +11,11 @@ Outputs: ``--metrics`` (accuracy, macro F1, the features used) and ``--timings``
 
 import argparse
 
-from fmproto import fitset, io, methods
-from fmproto.cli import checks, guard, inputs, timings
-from fmproto.cli.settings import method_settings
-from fmproto.evaluation import classification_report
+from fmproto.evaluation import fitset, methods
+from fmproto.pipeline import io
+from fmproto.pipeline import model_checks, guard, inputs, timings
+from fmproto.pipeline.settings import method_settings
+from fmproto.evaluation.scores import classification_report
 
 
 def main(argv=None) -> None:
@@ -33,7 +34,7 @@ def main(argv=None) -> None:
         p, settings = method_settings(args.params, classes, train["labels"][split["train"]])
         X_fit, y_fit, _ = fitset.fit_data(feats, train["labels"], split["train"], p["method"])
         X_valid, y_valid = feats["train"][split["valid"]].astype("float32"), train["labels"][split["valid"]]
-        checks.check_k(args.params, p["k"], len(X_fit), len(X_valid))
+        model_checks.check_k(args.params, p["k"], len(X_fit), len(X_valid))
         watch = timings.Stopwatch()
         with watch("fit"):
             model = methods.fit(p["method"], X_fit, y_fit, len(classes), settings)

@@ -16,9 +16,10 @@ import dataclasses
 
 import numpy as np
 
-from fmproto import augment, features, io
-from fmproto.cli import guard, inputs
-from fmproto.cli import params as P
+from fmproto.representation import augment, transform
+from fmproto.pipeline import io
+from fmproto.pipeline import guard, inputs
+from fmproto.pipeline import params as P
 
 
 def main(argv=None) -> None:
@@ -29,11 +30,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with guard.stage_errors("features", files=[args.out]):
         p = P.read_params("features", P.FEATURES, args.params)
-        spec = features.FeatureSpec(**{field.name: p[field.name] for field in dataclasses.fields(features.FeatureSpec)})
+        spec = transform.FeatureSpec(**{field.name: p[field.name] for field in dataclasses.fields(transform.FeatureSpec)})
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         split = inputs.load_split(args.split, train)
         try:  # every limit the sizes decide, before a network is trained or a pixel transformed
-            widths = features.check_fit(spec, train["images"].shape[1:], len(split["train"]))
+            widths = transform.check_fit(spec, train["images"].shape[1:], len(split["train"]))
         except ValueError as err:
             raise P.ParamError(f"{args.params}: {err}") from None
         pixels = spec.kind == "raw" and spec.pca_components == 0  # kept as uint8: lossless and 4x smaller
@@ -47,7 +48,7 @@ def main(argv=None) -> None:
             P.check_memory(f"{args.params}: features.kind", spec.kind, 2 * 8 * sum(widths) ** 2,
                            f"the PCA covariance of {sum(widths):,} features",
                            hint=f"at most {int((P.MEMORY_LIMIT / 16) ** 0.5):,} features fit: a larger hog_cell")
-        state = features.fit(train["images"][split["train"]], spec, labels=train["labels"][split["train"]],
+        state = transform.fit(train["images"][split["train"]], spec, labels=train["labels"][split["train"]],
                              n_classes=len(train["classes"]))
         copies, source = augment.augment(train["images"], p["augment_shifts"], p["augment_flip"])
         copies, source = copies[len(train["images"]):], source[len(train["images"]):]  # the copies only
@@ -55,11 +56,11 @@ def main(argv=None) -> None:
         def features_of(images: np.ndarray) -> np.ndarray:
             if pixels:
                 return images.reshape(len(images), int(np.prod(images.shape[1:])))
-            return features.transform(images, spec, state)
+            return transform.transform(images, spec, state)
 
         X_train, X_test, X_augmented = (features_of(images) for images in (train["images"], test["images"], copies))
         io.save_arrays(args.out, train=X_train, test=X_test, augmented=X_augmented, augmented_source=source,
-                       **features.to_arrays(spec, state, p["augment_shifts"], p["augment_flip"]),
+                       **transform.to_arrays(spec, state, p["augment_shifts"], p["augment_flip"]),
                        **inputs.provenance(train=train, test=test, split=split))
     print(f"features {spec.kind}" + (f" + PCA {spec.pca_components}{' whitened' if spec.pca_whiten else ''}"
                                      if spec.pca_components else "")

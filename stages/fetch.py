@@ -15,9 +15,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from fmproto import fetch, io
-from fmproto.cli import guard
-from fmproto.cli import params as P
+from fmproto.data import download
+from fmproto.pipeline import io
+from fmproto.pipeline import guard
+from fmproto.pipeline import params as P
 
 NOTE = "NOT-FETCHED.txt"
 
@@ -39,11 +40,11 @@ def main(argv=None) -> None:
             # The .gz files are staged outside the output, which holds only the decompressed content.
             with tempfile.TemporaryDirectory(prefix="fmproto-fetch-") as staging:
                 try:
-                    _, origin = fetch.fetch_with_origin(staging, local_dirs=[args.local], log=print)
-                    for name in fetch.FILES:
-                        with io.atomic_path(out / fetch.plain_name(name)) as tmp, tmp.open("wb") as f:
-                            fetch.write_content(Path(staging, name), name, f)
-                except fetch.FetchError as err:  # named by the output, not the temp folder that staged it
+                    _, origin = download.fetch_with_origin(staging, local_dirs=[args.local], log=print)
+                    for name in download.FILES:
+                        with io.atomic_path(out / download.plain_name(name)) as tmp, tmp.open("wb") as f:
+                            download.write_content(Path(staging, name), name, f)
+                except download.FetchError as err:  # named by the output, not the temp folder that staged it
                     raise ValueError(str(err).replace(staging, str(out))) from None
             message = f"{out}: {len(fetch.FILES)} Fashion-MNIST files, decompressed and verified ({origin})"
     print(message)

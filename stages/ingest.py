@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import datasets, io, plots
-from fmproto.cli import guard, inputs
-from fmproto.cli import params as P
-from fmproto.summary import class_counts, per_class_samples
+from fmproto.data import datasets
+from fmproto.pipeline import io
+from fmproto.evaluation import plots
+from fmproto.pipeline import guard, inputs
+from fmproto.pipeline import params as P
+from fmproto.data.summary import class_counts, per_class_samples
 
 
 def main(argv=None) -> None:

@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmproto import io, plots
-from fmproto.cli import guard, inputs, outputs
-from fmproto.cli import params as P
-from fmproto.distances import as_rows
-from fmproto.evaluation import classification_report
-from fmproto.kmeans import kmeans_per_class, n_prototypes_per_class, rows_by_class
-from fmproto.lvq import glvq
-from fmproto.prototypes import nearest_prototype
+from fmproto.pipeline import io
+from fmproto.evaluation import plots
+from fmproto.pipeline import guard, inputs, outputs
+from fmproto.pipeline import params as P
+from fmproto.search.distances import as_rows
+from fmproto.evaluation.scores import classification_report
+from fmproto.prototypes.kmeans import kmeans_per_class, n_prototypes_per_class, rows_by_class
+from fmproto.prototypes.lvq import glvq
+from fmproto.prototypes.centroids import nearest_prototype
 
 
 def main(argv=None) -> None:

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmproto import io, plots
-from fmproto.cli import guard, inputs, timings
-from fmproto.cli import params as P
-from fmproto.distances import as_rows
-from fmproto.scaling import error_curve, summarize_curve, training_sizes
+from fmproto.pipeline import io
+from fmproto.evaluation import plots
+from fmproto.pipeline import guard, inputs, timings
+from fmproto.pipeline import params as P
+from fmproto.search.distances import as_rows
+from fmproto.search.scaling import error_curve, summarize_curve, training_sizes
 
 
 def main(argv=None) -> None:

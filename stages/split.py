@@ -10,11 +10,11 @@ index) and ``--metrics`` (counts per class).
 
 import argparse
 
-from fmproto import io
-from fmproto.cli import guard, inputs
-from fmproto.cli import params as P
-from fmproto.split import drop_for_policy, validation_split
-from fmproto.summary import class_counts
+from fmproto.pipeline import io
+from fmproto.pipeline import guard, inputs
+from fmproto.pipeline import params as P
+from fmproto.data.holdout import drop_for_policy, validation_split
+from fmproto.data.summary import class_counts
 
 
 def main(argv=None) -> None:

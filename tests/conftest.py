@@ -1,4 +1,4 @@
-"""Shared fixtures. The real Fashion-MNIST files come through fmproto.fetch, as `make repro` gets them."""
+"""Shared fixtures. The real Fashion-MNIST files come through fmproto.data.download, as `make repro` gets them."""
 
 import os
 import shutil
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmproto.cnn import PORTABLE_KERNELS
+from fmproto.representation.cnn import PORTABLE_KERNELS
 
-# fmproto.cnn pins PyTorch's CPU kernels before PyTorch loads; test modules import torch themselves
+# fmproto.representation.cnn pins PyTorch's CPU kernels before PyTorch loads; test modules import torch themselves
 # (test_cnn.py at collection), so the pins go in first, here.
 os.environ.update(PORTABLE_KERNELS)
 
@@ -24,13 +24,13 @@ RAW_DIR = REPO / "data" / "raw"
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
     """Folder holding the four verified Fashion-MNIST IDX files (fetched on first use)."""
-    from fmproto import fetch
+    from fmproto.data import download
 
-    return fetch.fetch_fashion_mnist(RAW_DIR)
+    return download.fetch_fashion_mnist(RAW_DIR)
 
 
 def _read(fashion_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    from fmproto import datasets
+    from fmproto.data import datasets
 
     return datasets.read_idx_pair(
         fashion_dir / f"{prefix}-images-idx3-ubyte.gz", fashion_dir / f"{prefix}-labels-idx1-ubyte.gz"
@@ -98,7 +98,7 @@ def pytest_collection_modifyitems(items):
 
 def raises_one_line(path: Path, match: str, call, *args, **kwargs) -> str:
     """Call, expect a DataError matching ``match``, and check it is one line naming ``path``."""
-    from fmproto.checks import DataError
+    from fmproto.pipeline.checks import DataError
 
     with pytest.raises(DataError, match=match) as info:
         call(*args, **kwargs)
@@ -112,8 +112,8 @@ def raises_one_line(path: Path, match: str, call, *args, **kwargs) -> str:
 @pytest.fixture(scope="session")
 def template(tmp_path_factory) -> Path:
     """A temp git repository holding the pipeline and a small synthetic dataset, reproduced by `dvc
-    repro` and its results committed (tests/test_pipeline.py builds it). Tests must not change it."""
-    from test_pipeline import make_template
+    repro` and its results committed (tests/stages/test_pipeline.py builds it). Tests must not change it."""
+    from repos import make_template
 
     return make_template(tmp_path_factory.mktemp("e2e") / "repo")
 

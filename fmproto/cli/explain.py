@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto import datasets, features, fitset, methods, plots
-from fmproto.cli import checks, guard, inputs
-from fmproto.cli.settings import method_settings
-from fmproto.explain import MAX_SHOWN, explanation_grid
-from fmproto.knn import kneighbors
+from fmproto.data import datasets
+from fmproto.representation import transform
+from fmproto.evaluation import fitset, methods, plots
+from fmproto.pipeline import model_checks, guard, inputs
+from fmproto.pipeline.settings import method_settings
+from fmproto.evaluation.explanations import MAX_SHOWN, explanation_grid
+from fmproto.search.knn import kneighbors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,12 +50,12 @@ def run(args: argparse.Namespace) -> None:
             n_test = len(inputs.load_dataset(args.test)["labels"])
             raise ValueError(f"{args.target} is not a test-set index (0..{n_test - 1}) nor an existing image file")
         feats = inputs.load_features(args.features, train, split, test)
-        spec, state, _ = features.from_arrays(feats)
+        spec, state, _ = transform.from_arrays(feats)
         X_fit, y_fit, rows = fitset.fit_data(feats, train["labels"], fitset.fit_indices(split, p["fit_on"]), p["method"])
-        checks.check_k(args.params, p["k"], len(X_fit), 1)
+        model_checks.check_k(args.params, p["k"], len(X_fit), 1)
         # A test image's features as evaluate-test saw them; an image file's computed here (the same
         # bytes, PCA apart: its product may sum a lone image's terms in another order).
-        query = feats["test"][index][None] if test is not None else features.transform(image[None], spec, state)
+        query = feats["test"][index][None] if test is not None else transform.transform(image[None], spec, state)
         model = methods.fit(p["method"], X_fit, y_fit, len(classes), settings)
         predicted = int(methods.predict(model, query)[0])
         shown = min(p["k"], MAX_SHOWN)

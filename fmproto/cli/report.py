@@ -15,9 +15,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from fmproto import io
-from fmproto.cli import timings
-from fmproto.cli.guard import stage_errors
+from fmproto.pipeline import io
+from fmproto.pipeline import timings
+from fmproto.pipeline.guard import stage_errors
 
 # The pictures a reviewer looks at first, relative to the project folder.
 KEY_FIGURES = [

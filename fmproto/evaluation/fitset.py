@@ -1,0 +1,71 @@
+"""The rows a final model is fitted on: the training images it uses, plus their augmented copies.
+
+Neighbour methods (knn, ann) take the augmented copies as extra prototypes; a class mean or k-means
+would barely move for them and k-means would cost five times as much.
+"""
+
+import numpy as np
+
+from fmproto.representation import augment, transform
+
+AUGMENTED_METHODS = ("knn", "ann")
+
+
+def fit_indices(split: dict, fit_on: str) -> np.ndarray:
+    """Indices of the ingested training images the final model is fitted on (``train`` or ``train+valid``)."""
+    if fit_on not in ("train", "train+valid"):
+        raise ValueError(f"fit_on must be 'train' or 'train+valid'; got {fit_on!r}")
+    return split["train"] if fit_on == "train" else np.sort(np.concatenate([split["train"], split["valid"]]))
+
+
+def fit_data(feats: dict, labels: np.ndarray, fit_idx: np.ndarray, method: str):
+    """Features ``(n_rows, n_features)`` float32, labels ``(n_rows,)`` and augment rows of ``method``'s fit set.
+
+    ``feats`` holds the arrays the features stage writes; ``labels`` are the ingested training labels.
+    """
+    X_fit, rows = fit_set(feats["train"], feats["augmented"], feats["augmented_source"], fit_idx,
+                          with_augmented=method in AUGMENTED_METHODS)
+    return X_fit.astype(np.float32, copy=False), labels[rows % len(labels)], rows
+
+
+def fit_images(images: np.ndarray, feats: dict, rows: np.ndarray) -> np.ndarray:
+    """The pictures of fit-set ``rows`` (from ``fit_data``): training images or their augmented copies."""
+    _, _, (shifts, flip) = transform.from_arrays(feats)
+    return augment.images_of_rows(images, rows, shifts, flip)
+
+
+def fit_set(
+    train_features: np.ndarray,
+    augmented_features: np.ndarray,
+    augmented_source: np.ndarray,
+    fit_idx: np.ndarray,
+    with_augmented: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The features of a fit set, and where each of its rows comes from.
+
+    Parameters
+    ----------
+    train_features : ndarray of shape (n_train, n_features)
+        Every ingested training image.
+    augmented_features : ndarray of shape (n_augmented, n_features)
+        Their augmented copies, in ``augment``'s order (so copy ``j`` is image ``(n_train + j) % n_train``).
+    augmented_source : ndarray of shape (n_augmented,), int
+    fit_idx : ndarray of shape (n_fit,), int
+        Training images in the fit set (the training split, or training plus validation).
+    with_augmented : bool
+        Add the copies of exactly those images: never a copy of a validation image when the fit set
+        is the training split.
+
+    Returns
+    -------
+    X_fit : ndarray of shape (n_rows, n_features)
+    rows : ndarray of shape (n_rows,), int64
+        Rows of ``augment``'s output (``fit_idx`` first, then ``n_train + j`` for each kept copy
+        ``j``): ``rows % n_train`` is each row's training image, for its label.
+    """
+    n_train = len(train_features)
+    rows = np.asarray(fit_idx, dtype=np.int64)
+    if not with_augmented or not len(augmented_source):
+        return train_features[rows], rows
+    copies = np.flatnonzero(np.isin(augmented_source, rows))
+    return np.concatenate([train_features[rows], augmented_features[copies]]), np.concatenate([rows, n_train + copies])

@@ -1,0 +1,186 @@
+"""A stage's inputs that earlier stages wrote, checked before they are trusted.
+
+- Present and of the right kind: a wrong file given for a flag (swapped ``--train`` and ``--split``)
+  is one line naming the file and what is missing, not a ``KeyError`` traceback.
+- Of the expected shapes, read from the ``.npy`` headers before anything is inflated
+  (``fmproto.pipeline.io.array_headers``): a small file that would inflate to gigabytes is refused for the
+  cost of its headers, and every load is bounded by the bytes its checked arrays need.
+- Made from each other: ingest records a ``fingerprint`` of each dataset; split records the
+  training set's; features records the training set's, the test set's and the split's
+  (``provenance``). A reader compares each record with the input it was handed, so features of
+  old images are never shown beside new ones.
+"""
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fmproto.pipeline import io
+from fmproto.pipeline import params as P
+
+_KINDS = {"int": np.integer, "uint8": np.uint8, "number": np.number, "str": np.str_, "bool": np.bool_}
+# Ingest writes no more image bytes than this: fmproto.data.datasets.MAX_DATA_BYTES, spelled here so that
+# reading a dataset does not import the parsers (tests/pipeline/test_npz_bounds.py checks they match).
+MAX_IMAGE_BYTES = 512 * 1024**2
+# Arrays besides the ones whose shapes are checked (class names, records) may take at most this much.
+_SMALL = 16 * 1024**2
+_SPLIT_ARRAYS = ("train", "valid", "dropped")
+# What each provenance record names, and how a mismatch reads.
+_RECORDS = {"train": ("training images", "other training images"), "test": ("test images", "other test images"),
+            "split": ("split", "another split")}
+
+
+class Arrays(dict):
+    """A checked input's arrays by name, with the file they came from (``path``) and their ``fingerprint``."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], path: str | Path, fingerprint: str = "") -> None:
+        super().__init__(arrays)
+        self.path = os.fspath(path)
+        self.fingerprint = fingerprint
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """What a file records of the data it was made from: sha256 (hex) of the arrays' dtypes, shapes and bytes.
+
+    For each array in turn: its dtype string and shape as text (``"|u1(60000, 28, 28);"``), then
+    its bytes in C order. About 0.03 s for the 47 MB of Fashion-MNIST's training images.
+    """
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.asarray(a, order="C")
+        digest.update(f"{a.dtype.str}{a.shape};".encode())
+        digest.update(a)
+    return digest.hexdigest()
+
+
+def provenance(**sources: Arrays) -> dict[str, np.ndarray]:
+    """The records a writer saves beside its arrays: ``{name}_fingerprint`` for each input it was made from."""
+    return {f"{name}_fingerprint": np.array(source.fingerprint) for name, source in sources.items()}
+
+
+def check_indices(path: str | Path, indices: dict[str, np.ndarray], n: int, what: str) -> None:
+    """One-line ``DataError`` naming ``path`` when an index array is not 1-D or points outside ``0..n-1``."""
+    for name, idx in indices.items():
+        if idx.ndim != 1 or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
+            raise io.DataError(f"{path}: {name} indices must be 1-D within 0..{n - 1} ({what}); "
+                               f"they are not: is it the split of this dataset?")
+
+
+def load_dataset(path: str | Path) -> Arrays:
+    """An ingested ``.npz`` (images uint8 ``(n, H, W)``, labels ``(n,)`` within the classes, class names), checked.
+
+    Its ``fingerprint`` is computed from the images and labels read; one the file records (ingest
+    writes it) must agree.
+    """
+    headers = _headers(path, {"images": "uint8", "labels": "int", "classes": "str"})
+    images, labels, classes = (headers[name][0] for name in ("images", "labels", "classes"))
+    if len(images) != 3 or labels != images[:1] or len(classes) != 1:
+        raise io.DataError(f"{path}: images must be (n, H, W) with one label each and the class names 1-D; "
+                           f"got {images}, {labels} and {classes}")
+    if _bytes(headers, "images") > MAX_IMAGE_BYTES:
+        raise io.DataError(f"{path}: its {images[0]:,} images of {images[1]}x{images[2]} would take "
+                           f"{_bytes(headers, 'images') / 1e9:.1f} GB, more than ingest writes "
+                           f"({MAX_IMAGE_BYTES / 1e9:.1f} GB); not loaded")
+    data = io.load_arrays(path, max_bytes=_bytes(headers, "images", "labels") + _SMALL)
+    if len(data["labels"]) and (data["labels"].min() < 0 or data["labels"].max() >= len(data["classes"])):
+        raise io.DataError(f"{path}: labels must lie in 0..{len(data['classes']) - 1} (its classes)")
+    bad = [name for name in data["classes"].tolist() if not name or not name.isprintable()]
+    if bad:  # a tab or a line break would break tables, plots and log lines
+        raise io.DataError(f"{path}: class names must be a list of printable one-line names; got {repr(bad[0])[:80]}")
+    made = fingerprint(data["images"], data["labels"])
+    if "fingerprint" in data and str(data["fingerprint"]) != made:
+        raise io.DataError(f"{path}: its images and labels are not the ones its fingerprint records "
+                           "(changed after ingest?); run dvc repro")
+    return Arrays(data, path, made)
+
+
+def check_classes(path: str | Path, labels: np.ndarray, classes: list[str], where: str) -> None:
+    """One-line ``DataError`` naming ``path`` and the first class with no images among ``labels`` (``where``)."""
+    empty = np.flatnonzero(np.bincount(labels, minlength=len(classes)) == 0)
+    if len(empty):
+        raise io.DataError(f"{path}: class {classes[empty[0]]!r} (label {empty[0]}) has no images {where}")
+
+
+def load_split(path: str | Path, train: Arrays) -> Arrays:
+    """A split ``.npz`` (train, valid, dropped index arrays), checked: made from ``train`` (``load_dataset``), in range."""
+    n = len(train["labels"])
+    headers = _headers(path, dict.fromkeys(_SPLIT_ARRAYS, "int"))
+    for name in _SPLIT_ARRAYS:
+        shape = headers[name][0]
+        if len(shape) != 1 or shape[0] > n:
+            raise io.DataError(f"{path}: {name} must be 1-D indices, at most one per image of {train.path} "
+                               f"({n:,}); got shape {shape}")
+    split = io.load_arrays(path, max_bytes=_bytes(headers, *_SPLIT_ARRAYS) + _SMALL)
+    _check_made_from(path, split, train=train)
+    check_indices(path, {name: split[name] for name in _SPLIT_ARRAYS}, n, f"{n:,} ingested training images")
+    if not len(split["train"]) or not len(split["valid"]):
+        raise io.DataError(f"{path}: the training and validation splits must not be empty")
+    return Arrays(split, path, fingerprint(*(split[name] for name in _SPLIT_ARRAYS)))
+
+
+def load_features(path: str | Path, train: Arrays, split: Arrays, test: Arrays | None = None) -> Arrays:
+    """The features stage's ``.npz``, checked: one row per image, made from ``train``, ``split`` and ``test``.
+
+    ``test`` (``load_dataset``) is for readers of the test features; without it their rows are
+    not checked against a dataset.
+    """
+    n_train = len(train["labels"])
+    headers = _headers(path, {"train": "number", "test": "number", "augmented": "number",
+                              "augmented_source": "int", "spec_kind": "str", "spec_numbers": "int",
+                              "augment_flags": "bool"})
+    shape = headers["train"][0]
+    if len(shape) != 2 or shape[0] != n_train:
+        raise io.DataError(f"{path}: train features must be ({n_train:,}, n_features), a row per image of "
+                           f"{train.path}; got {shape}")
+    width = shape[1]
+    shape = headers["test"][0]
+    if len(shape) != 2 or shape[1] != width or (test is not None and shape[0] != len(test["labels"])):
+        rows = f"{len(test['labels']):,}, a row per image of {test.path}" if test is not None else "n_test"
+        raise io.DataError(f"{path}: test features must be ({rows}, {width:,}) like the train features; got {shape}")
+    shape, sources = headers["augmented"][0], headers["augmented_source"][0]
+    if len(shape) != 2 or shape[1] != width or sources != shape[:1] or shape[0] not in [m * n_train for m in (0, 1, 4, 5)]:
+        raise io.DataError(f"{path}: augmented features must be (0, 1, 4 or 5 x {n_train:,}, {width:,}) with one "
+                           f"source each; got {shape} and {sources}")
+    n_bytes = _bytes(headers, "train", "test", "augmented")
+    if n_bytes > P.MEMORY_LIMIT:  # the features stage refuses to write more
+        raise io.DataError(f"{path}: its features would take {n_bytes / 1e9:.1f} GB, over the "
+                           f"{P.MEMORY_LIMIT / 1e9:.1f} GB the features stage writes; not loaded")
+    # The fitted state may take as much again (the stage bounds PCA's by its covariance's memory).
+    feats = io.load_arrays(path, max_bytes=n_bytes + _bytes(headers, "augmented_source") + P.MEMORY_LIMIT)
+    _check_made_from(path, feats, train=train, split=split, **({"test": test} if test is not None else {}))
+    check_indices(path, {"augmented_source": feats["augmented_source"]}, n_train, "training images")
+    return Arrays(feats, path)
+
+
+def _headers(path: str | Path, required: dict[str, str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Every array's shape and dtype from the file's headers; each of ``required`` present and of its kind.
+
+    ``required`` maps an array name to its kind: ``"int"``, ``"uint8"``, ``"number"``, ``"str"`` or ``"bool"``.
+    """
+    headers = io.array_headers(path)
+    for name, kind in required.items():
+        if name not in headers:
+            raise io.DataError(f"{path}: has no array {name!r} (it has {', '.join(sorted(headers)) or 'none'}); "
+                               "is it the right file for this flag?")
+        if not np.issubdtype(headers[name][1], _KINDS[kind]):
+            raise io.DataError(f"{path}: array {name!r} has dtype {headers[name][1]}, expected {kind}")
+    return headers
+
+
+def _bytes(headers: dict[str, tuple[tuple[int, ...], np.dtype]], *names: str) -> int:
+    return sum(math.prod(headers[name][0]) * headers[name][1].itemsize for name in names)
+
+
+def _check_made_from(path: str | Path, arrays: dict[str, np.ndarray], **sources: Arrays) -> None:
+    """One-line ``DataError`` unless ``path`` records each source's fingerprint (``provenance``)."""
+    for name, source in sources.items():
+        what, other = _RECORDS[name]
+        record = arrays.get(f"{name}_fingerprint")
+        if record is None:
+            raise io.DataError(f"{path}: does not record which {what} it was made from "
+                               "(written by an older version); run dvc repro")
+        if str(record) != source.fingerprint:
+            raise io.DataError(f"{path}: was made from {other} than {source.path} (run dvc repro)")

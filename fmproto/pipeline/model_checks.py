@@ -1,0 +1,24 @@
+"""Checks of the final model's params against the data, shared by evaluate-valid, evaluate-test and explain."""
+
+from fmproto.pipeline import params as P
+
+
+def check_k(params_path, k: int, n_fit: int, n_queries: int) -> None:
+    """``evaluate.k`` at most the fit rows, and its neighbour arrays within the memory limit."""
+    if k > n_fit:
+        raise P.ParamError(f"{params_path}: evaluate.k is {k} but the model is fitted on {n_fit:,} rows")
+    P.check_memory(f"{params_path}: evaluate.k", k, n_queries * k * 12, f"the neighbours of {n_queries:,} images",
+                   P.MEMORY_LIMIT // max(1, 12 * n_queries))
+
+
+def check_confusions(params_path, confusions: list[list[str]] | str, classes: list[str]) -> list[tuple[int, int]] | str:
+    """``evaluate.explain_confusions`` as (true, predicted) label pairs (every name must be a class), or ``"auto"``."""
+    if confusions == "auto":
+        return "auto"
+    pairs = []
+    for true_name, predicted_name in confusions:
+        if true_name not in classes or predicted_name not in classes:
+            raise P.ParamError(f"{params_path}: evaluate.explain_confusions needs [true, predicted] class names "
+                               f"from data.classes; got {[true_name, predicted_name]}")
+        pairs.append((classes.index(true_name), classes.index(predicted_name)))
+    return pairs

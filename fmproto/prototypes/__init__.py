@@ -1,0 +1,1 @@
+"""Prototype classifiers: class means, k-means prototypes per class, GLVQ."""

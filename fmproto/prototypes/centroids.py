@@ -1,0 +1,171 @@
+"""Nearest-prototype classification: class means, distances to prototypes, the nearest one's class.
+
+A prototype is a row in feature space with a class label; a class may have one (nearest centroid)
+or several (k-means prototypes). An image takes the class of its nearest prototype.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmproto.search.distances import Metric, as_rows, check_metric, exact_nearest, pairwise_distances, squared_norms
+
+
+@dataclass
+class NearestPrototypes:
+    """What ``nearest_prototype`` found for each of ``n`` images."""
+
+    labels: np.ndarray  # (n,) int64, the predicted class
+    distances: np.ndarray  # (n,) float32, distance to the nearest prototype (of the predicted class)
+    class_distances: np.ndarray  # (n, n_classes) float32, distance to each class's nearest prototype
+
+
+def class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """The mean row of each class.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
+    y : ndarray of shape (n_samples,), ints in ``0..n_classes-1``
+    n_classes : int
+
+    Returns
+    -------
+    centroids : ndarray of shape (n_classes, n_features), float32
+        Summed in float64, so the result does not depend on the order of the images.
+
+    Raises
+    ------
+    ValueError
+        If a label is outside ``0..n_classes-1`` or a class has no images.
+    """
+    X = as_rows(X)
+    y = _check_labels(y, n_classes, "y")
+    if len(y) != len(X):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
+    counts = np.bincount(y, minlength=n_classes)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        raise ValueError(f"class {int(empty[0])} has no images; every class in 0..{n_classes - 1} needs at least one")
+    centroids = np.empty((n_classes, X.shape[1]), dtype=np.float32)
+    for c in range(n_classes):  # a loop over classes; each mean is one vectorised pass
+        centroids[c] = X[y == c].mean(axis=0, dtype=np.float64)
+    return centroids
+
+
+def prototype_distances(
+    X: np.ndarray, prototypes: np.ndarray, metric: Metric = "mse", chunk: int = 4096
+) -> np.ndarray:
+    """Distances from every image to every prototype, ``chunk`` rows of ``X`` at a time.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
+    prototypes : ndarray of shape (n_prototypes, n_features) or (n_prototypes, H, W)
+    metric : {'mse', 'sqeuclidean', 'euclidean', 'cosine', 'manhattan'}
+        See ``fmproto.search.distances.pairwise_distances``.
+    chunk : int
+        Rows of ``X`` per block; peak extra memory is about ``chunk * n_prototypes`` floats.
+
+    Returns
+    -------
+    D : ndarray of shape (n_samples, n_prototypes), float32
+    """
+    check_metric(metric)
+    _check_chunk(chunk)
+    X, prototypes = as_rows(X), as_rows(prototypes)
+    p_sq = squared_norms(prototypes)  # (n_prototypes,), once rather than once per chunk
+    D = np.empty((len(X), len(prototypes)), dtype=np.float32)
+    for start in range(0, len(X), chunk):
+        D[start : start + chunk] = pairwise_distances(X[start : start + chunk], prototypes, metric, Y_sq_norms=p_sq)
+    return D
+
+
+def nearest_prototype(
+    X: np.ndarray,
+    prototypes: np.ndarray,
+    prototype_labels: np.ndarray,
+    n_classes: int,
+    metric: Metric = "mse",
+    chunk: int = 4096,
+) -> NearestPrototypes:
+    """Classify each image by its nearest prototype.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
+    prototypes : ndarray of shape (n_prototypes, n_features) or (n_prototypes, H, W)
+    prototype_labels : ndarray of shape (n_prototypes,), ints in ``0..n_classes-1``
+    n_classes : int
+    metric : {'mse', 'sqeuclidean', 'euclidean', 'cosine', 'manhattan'}
+        ``mse``, ``sqeuclidean`` and ``euclidean`` rank prototypes alike, so they predict alike.
+    chunk : int
+        Rows of ``X`` per block; the full ``(n_samples, n_prototypes)`` matrix is never held.
+
+    Returns
+    -------
+    NearestPrototypes
+        ``class_distances[i, c]`` is the distance from image ``i`` to the nearest prototype of class
+        ``c`` (``inf`` for a class without prototypes); ``labels`` is its argmin over classes and
+        ``distances`` its minimum.
+
+    Notes
+    -----
+    Ties: when prototypes of several classes are equally near, the lowest class index wins.
+
+    The distances are those of ``fmproto.search.distances.exact_distances``, computed in float64 and
+    rounded once to float32; a fast float32 block (``pairwise_distances``) only picks which
+    prototypes to measure (``exact_nearest``). So labels and distances are the same for any BLAS
+    build and thread count, and ``labels`` is the argmin of the float64 distances (two classes whose
+    float64 distances differ may round to one float32 value; the nearer one wins).
+    """
+    check_metric(metric)
+    _check_chunk(chunk)
+    X, prototypes = as_rows(X), as_rows(prototypes)
+    prototype_labels = _check_labels(prototype_labels, n_classes, "prototype_labels")
+    if len(prototype_labels) != len(prototypes):
+        raise ValueError(f"{len(prototypes)} prototypes but {len(prototype_labels)} prototype_labels")
+    if X.shape[1] != prototypes.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but the prototypes have {prototypes.shape[1]}")
+
+    # euclidean and mse rank like sqeuclidean: screen and compare in it, convert at the end.
+    screen = "sqeuclidean" if metric in ("sqeuclidean", "euclidean", "mse") else metric
+    members = [np.flatnonzero(prototype_labels == c) for c in range(n_classes)]
+    p_sq = squared_norms(prototypes)
+    exact = np.full((len(X), n_classes), np.inf)  # float64, in the screening metric
+    for start in range(0, len(X), chunk):
+        rows = slice(start, start + chunk)
+        x_sq = squared_norms(X[rows]) if screen == "sqeuclidean" else None
+        D = pairwise_distances(X[rows], prototypes, screen, Y_sq_norms=p_sq, X_sq_norms=x_sq)  # (chunk, n_prototypes)
+        for c, idx in enumerate(members):  # each class's nearest prototype, measured in float64
+            if len(idx):
+                _, exact[rows, c] = exact_nearest(X[rows], prototypes[idx], D[:, idx], screen, X_sq_norms=x_sq,
+                                                  Y_sq_norms=p_sq[idx])
+    labels = np.argmin(exact, axis=1)  # argmin takes the first minimum: lowest class on ties
+    if metric == "euclidean":
+        np.sqrt(exact, out=exact)
+    elif metric == "mse":
+        exact /= X.shape[1]
+    class_distances = exact.astype(np.float32)
+    distances = class_distances[np.arange(len(X)), labels]
+    return NearestPrototypes(labels=labels.astype(np.int64), distances=distances, class_distances=class_distances)
+
+
+def _check_labels(labels: np.ndarray, n_classes: int, name: str) -> np.ndarray:
+    """``labels`` as int64, or ``ValueError`` naming the first label outside ``0..n_classes-1``."""
+    if int(n_classes) < 1:
+        raise ValueError(f"n_classes must be at least 1; got {n_classes!r}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(f"{name} must be a 1-D array of integer labels; "
+                         f"got shape {labels.shape}, dtype {labels.dtype}")
+    labels = labels.astype(np.int64, copy=False)
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        raise ValueError(f"{name} must lie in 0..{n_classes - 1}; got {int(labels[bad][0])}")
+    return labels
+
+
+def _check_chunk(chunk: int) -> None:
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be a positive number of rows; got {chunk!r}")

@@ -1,0 +1,381 @@
+"""k-means (seeded k-means++ and Lloyd iterations), and several prototypes per class by k-means inside each class.
+
+Distances are squared euclidean, measured in float64 from the differences of the rows
+(``fmproto.search.distances.exact_distances``); a float32 matrix product, a chunk of rows at a time, only
+screens which pairs to measure. So every figure is the same for any BLAS build and thread count.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmproto.pipeline.checks import check_int, is_int, rows as checked_rows
+from fmproto.search.distances import (as_rows, exact_distances, exact_minimum, exact_nearest, pairwise_distances,
+                               screening_error, squared_norms)
+
+# Rows of X per distance block: 4096 x n_clusters float32, small next to X itself.
+_CHUNK = 4096
+# Elements of the float64 block of rows that _measure handles at once: 512 KB, cache-sized.
+_MEASURE_ELEMENTS = 1 << 16
+
+
+@dataclass
+class KMeansResult:
+    """One k-means run."""
+
+    centers: np.ndarray  # (n_clusters, n_features) float32
+    assignments: np.ndarray  # (n_samples,) int64, index of each row's nearest centre
+    inertia: float  # sum of squared euclidean distances from the rows to their centres, float64
+    n_iter: int  # assignment steps run, = len(history)
+    history: np.ndarray  # (n_iter,) float64, inertia / n_samples after each assignment step
+
+
+def kmeans(
+    X: np.ndarray,
+    n_clusters: int,
+    *,
+    seed: int | np.random.SeedSequence | np.random.Generator,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    init: np.ndarray | None = None,
+) -> KMeansResult:
+    """Cluster the rows of ``X`` into ``n_clusters`` groups by Lloyd's algorithm.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
+        Finite numbers; used as float32 rows.
+    n_clusters : int, 1 <= n_clusters <= n_samples
+    seed : int, SeedSequence or Generator
+        Passed to ``numpy.random.default_rng`` for the k-means++ draws; the same seed gives
+        bit-identical results.
+    max_iter : int >= 1
+        Most assignment steps.
+    tol : float >= 0, finite
+        Stop once an assignment step lowers the inertia by at most ``tol`` times its previous value
+        (with ``tol=0``: once it stops falling), or changes no assignment.
+    init : ndarray of shape (n_clusters, n_features), optional
+        Starting centres instead of k-means++ (``seed`` is then unused).
+
+    Returns
+    -------
+    KMeansResult
+        ``centers`` are the centres the final ``assignments`` were made against; ``inertia`` and
+        ``history`` are measured against them.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` holds NaN or inf, ``n_clusters`` or ``max_iter`` is not an integer in range, or
+        ``tol`` is negative or not finite.
+
+    Notes
+    -----
+    Initialisation is greedy k-means++ (as scikit-learn): the first centre is a uniformly drawn row;
+    each next one is the best, by resulting inertia, of ``2 + int(log(n_clusters))`` rows drawn with
+    probability proportional to their squared distance to the nearest centre chosen so far.
+
+    Each row goes to its nearest centre by float64 distance, the lowest centre index on ties; a float32
+    matrix product only screens the centres (``fmproto.search.distances.exact_nearest``). The inertia is the
+    float64 sum of those float64 squared distances, and k-means++ draws from float64 distances too
+    (``fmproto.search.distances.exact_minimum``). So every result is bit-identical for any BLAS build and
+    thread count. Distances are measured between the rows shifted by their float32 mean (which
+    makes the float32 screening sharper), so they can differ from ones measured on the unshifted
+    rows in the last bits. A cluster left empty by an
+    assignment step is re-seeded with the row furthest from its own centre (lowest row index on ties;
+    several empty clusters take the next-furthest rows in turn), which also lowers the inertia.
+
+    The inertia never increases from one step to the next (``history`` is non-increasing). Exact
+    arithmetic guarantees that; a step that float32 rounding would make worse is discarded and the
+    run stops with the previous centres.
+    """
+    X = checked_rows(X, "X", dtype=np.float32)
+    n_samples = len(X)
+    if not is_int(n_clusters) or not 1 <= n_clusters <= n_samples:
+        raise ValueError(f"n_clusters must be in 1..{n_samples} (the number of rows); got {n_clusters!r}")
+    max_iter = check_int(max_iter, "max_iter", low=1)
+    if not _is_real(tol) or not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be >= 0 and finite; got {tol!r}")
+
+    # Centre the data: the float32 screening form |x|^2 - 2x.c + |c|^2 then cancels smaller numbers,
+    # so its rounding bound is tighter and fewer rows need a float64 look. Shifting changes no distance.
+    offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    Xc = X - offset
+    x_sq = squared_norms(Xc)  # (n_samples,) float32, for the screening product and its error bound
+    if init is None:
+        centers = Xc[_kmeans_plus_plus(Xc, x_sq, n_clusters, np.random.default_rng(seed))]
+    else:
+        init = checked_rows(init, "init", dtype=np.float32)
+        if init.shape != (n_clusters, X.shape[1]):
+            raise ValueError(f"init must have shape {(n_clusters, X.shape[1])}; got {init.shape}")
+        centers = init - offset
+
+    history: list[float] = []
+    assignments = _assign(Xc, x_sq, centers)
+    d2, sums, counts = _measure(Xc, assignments, centers)
+    inertia = float(d2.sum())  # float64, in a fixed (pairwise) order
+    history.append(inertia / n_samples)
+    while len(history) < max_iter:
+        new_centers = _update(Xc, sums, counts, d2, centers)
+        new_assignments = _assign(Xc, x_sq, new_centers)
+        new_d2, new_sums, new_counts = _measure(Xc, new_assignments, new_centers)
+        new_inertia = float(new_d2.sum())
+        if new_inertia > inertia:  # rounding of the centres only; keep the better, previous state
+            break
+        unchanged = np.array_equal(new_assignments, assignments)
+        improvement = inertia - new_inertia
+        centers, assignments, d2, inertia = new_centers, new_assignments, new_d2, new_inertia
+        sums, counts = new_sums, new_counts
+        history.append(inertia / n_samples)
+        if unchanged or improvement <= tol * (inertia + improvement):
+            break
+    return KMeansResult(
+        centers=(centers + offset).astype(np.float32),
+        assignments=assignments,
+        inertia=inertia,
+        n_iter=len(history),
+        history=np.asarray(history, dtype=np.float64),
+    )
+
+
+def kmeans_per_class(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_prototypes: np.ndarray,
+    *,
+    seed: int,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray, list[KMeansResult]]:
+    """Prototypes for each class: the centres of a k-means run on that class's rows alone.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
+    y : ndarray of shape (n_samples,), ints in ``0..n_classes-1``
+    n_prototypes : ndarray of shape (n_classes,), ints >= 1
+        Prototypes per class (see ``n_prototypes_per_class``); ``n_classes = len(n_prototypes)``.
+    seed : int
+        Class ``c`` runs with ``numpy.random.SeedSequence(seed).spawn(n_classes)[c]``: independent
+        streams, and class ``c``'s prototypes do not change when another class's count does.
+    max_iter, tol
+        As in ``kmeans``.
+
+    Returns
+    -------
+    prototypes : ndarray of shape (n_prototypes.sum(), n_features), float32
+        Class 0's prototypes first, then class 1's, and so on.
+    prototype_labels : ndarray of shape (n_prototypes.sum(),), int64
+    results : list of KMeansResult, one per class
+
+    Raises
+    ------
+    ValueError
+        If a count is below 1 or above the number of that class's rows, or a label is out of range.
+    """
+    X = as_rows(X)
+    y = np.asarray(y)
+    counts = np.asarray(n_prototypes)
+    if counts.ndim != 1 or len(counts) == 0 or not np.issubdtype(counts.dtype, np.integer):
+        raise ValueError(f"n_prototypes must be a 1-D integer array, one count per class; got {n_prototypes!r}")
+    n_classes = len(counts)
+    if len(y) != len(X):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        raise ValueError(f"y must lie in 0..{n_classes - 1} (one count per class); got {int(y[bad][0])}")
+    sizes = np.bincount(y, minlength=n_classes)
+    for c in range(n_classes):
+        if not 1 <= counts[c] <= sizes[c]:
+            raise ValueError(f"class {c} needs 1..{sizes[c]} prototypes (it has {sizes[c]} images); "
+                             f"got {int(counts[c])}")
+
+    seeds = np.random.SeedSequence(seed).spawn(n_classes)
+    results = [kmeans(X[y == c], int(counts[c]), seed=seeds[c], max_iter=max_iter, tol=tol) for c in range(n_classes)]
+    prototypes = np.concatenate([r.centers for r in results]).astype(np.float32, copy=False)
+    prototype_labels = np.repeat(np.arange(n_classes, dtype=np.int64), counts)
+    return prototypes, prototype_labels, results
+
+
+def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], default: int = 1,
+                           sizes: np.ndarray | None = None) -> np.ndarray:
+    """Prototype counts per class from a params value.
+
+    Parameters
+    ----------
+    spec : int or mapping from class name to int
+        An int applies to every class; a mapping sets the named classes and leaves ``default`` for
+        the others (``{"Sandal": 3}`` gives 3 for Sandal, 1 elsewhere).
+    classes : list of str
+        Class names in label order.
+    default : int
+        Count for classes a mapping does not name.
+    sizes : ndarray of shape (len(classes),), optional
+        Training images per class. When given, each count must lie in ``1..sizes[c]``, so the
+        message names the class that is too small rather than ``kmeans_per_class``'s label.
+
+    Returns
+    -------
+    counts : ndarray of shape (len(classes),), int64
+
+    Raises
+    ------
+    ValueError
+        For an unknown class name (the message lists the allowed ones), a count that is not an
+        int >= 1, or (with ``sizes``) a count above its class's images, e.g. ``class 'T-shirt/top'
+        needs 1..23 prototypes (it has 23 training images); got 50``.
+    """
+    _check_count(default, "default")
+    classes = list(classes)
+    if isinstance(spec, Mapping):
+        counts = np.full(len(classes), default, dtype=np.int64)
+        for name, count in spec.items():
+            if name not in classes:
+                allowed = ", ".join(map(repr, classes))
+                raise ValueError(f"unknown class name {name!r} in n_prototypes; allowed: {allowed}")
+            _check_count(count, f"n_prototypes[{name!r}]")
+            counts[classes.index(name)] = count
+    elif is_int(spec):
+        _check_count(spec, "n_prototypes")
+        counts = np.full(len(classes), spec, dtype=np.int64)
+    else:
+        raise ValueError(f"n_prototypes must be an int or a mapping from class name to int; got {spec!r}")
+    if sizes is not None:
+        sizes = np.asarray(sizes)
+        if sizes.shape != counts.shape:
+            raise ValueError(f"sizes must have one count per class, shape {counts.shape}; got {sizes.shape}")
+        too_small = np.flatnonzero(counts > sizes)
+        if len(too_small):  # the first such class
+            c = too_small[0]
+            if sizes[c] == 0:
+                raise ValueError(f"class {classes[c]!r} (label {c}) has no training images for its prototypes")
+            raise ValueError(f"class {classes[c]!r} needs 1..{sizes[c]} prototypes (it has {sizes[c]} training "
+                             f"images); got {counts[c]}")
+    return counts
+
+
+def _kmeans_plus_plus(X: np.ndarray, x_sq: np.ndarray, n_clusters: int, rng: np.random.Generator) -> list[int]:
+    """Greedy k-means++ seeding; the indices of the ``n_clusters`` rows of ``X`` chosen as centres.
+
+    ``x_sq`` is ``squared_norms(X)``. Distances are float64 (``exact_distances``), so the draws do
+    not depend on the BLAS; a float32 product screens out the rows a trial cannot come nearer to.
+    """
+    n_samples = len(X)
+    n_trials = 2 + int(np.log(n_clusters))
+    first = int(rng.integers(n_samples))
+    chosen = [first]
+    closest = exact_distances(X, X[first : first + 1])  # (n_samples,) float64
+    for _ in range(1, n_clusters):
+        total = closest.sum()
+        if total > 0:
+            # Inverse-CDF draws: each row with probability closest / total.
+            cumulative = np.cumsum(closest)
+            candidates = np.searchsorted(cumulative, rng.random(n_trials) * total, side="right")
+            candidates = np.minimum(candidates, n_samples - 1)
+        else:  # every row sits on a centre already (duplicates): any row is as good
+            candidates = rng.integers(n_samples, size=n_trials)
+        trials, t_sq = X[candidates], x_sq[candidates]
+        D = pairwise_distances(X, trials, "sqeuclidean", Y_sq_norms=t_sq, X_sq_norms=x_sq)  # (n_samples, n_trials)
+        best = _clear_best_trial(X, x_sq, trials, t_sq, D, closest)
+        if best is None:  # trials too close to call from D: measure them all
+            d2 = exact_minimum(X, trials, D, closest, X_sq_norms=x_sq, Y_sq_norms=t_sq)  # min(closest, distance)
+            best = int(np.argmin(d2.sum(axis=0)))  # the trial that leaves the least inertia
+            closest = d2[:, best]
+        else:
+            closest = exact_minimum(X, trials[best : best + 1], D[:, best : best + 1], closest,
+                                    X_sq_norms=x_sq, Y_sq_norms=t_sq[best : best + 1])[:, 0]
+        chosen.append(int(candidates[best]))
+    return chosen
+
+
+def _clear_best_trial(X, x_sq, trials, t_sq, D, closest) -> int | None:
+    """The trial whose float64 inertia ``sum(minimum(closest, distance))`` is surely the least, or None.
+
+    The bound on the float32 screening ``D`` brackets each trial's inertia; a trial whose upper
+    end is below every other trial's lower end is the one that measuring all trials would pick.
+    """
+    absolute, _ = screening_error("sqeuclidean", X, trials, x_sq, t_sq)  # (n_samples,)
+    lower = np.minimum(closest[:, None], D - absolute[:, None]).sum(axis=0)  # (n_trials,) float64
+    upper = np.minimum(closest[:, None], D + absolute[:, None]).sum(axis=0)
+    best = int(np.argmin(upper))
+    # 1e-9 relative covers the float64 rounding of these sums and of the exact ones.
+    margin = 1e-9 * abs(upper[best])
+    others = np.delete(lower, best)
+    return best if np.all(upper[best] + margin < others - margin) else None
+
+
+def _assign(X: np.ndarray, x_sq: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Nearest centre of each row by float64 distance, lowest index on ties, ``(n_samples,)`` int64.
+
+    ``x_sq`` is ``squared_norms(X)``, for the float32 screening product and its error bound.
+    """
+    c_sq = squared_norms(centers)
+    assignments = np.empty(len(X), dtype=np.int64)
+    for start in range(0, len(X), _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        D = pairwise_distances(X[rows], centers, "sqeuclidean", Y_sq_norms=c_sq, X_sq_norms=x_sq[rows])
+        assignments[rows], _ = exact_nearest(X[rows], centers, D, X_sq_norms=x_sq[rows], Y_sq_norms=c_sq,
+                                             return_distance=False)
+    return assignments
+
+
+def _measure(X: np.ndarray, assignments: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's float64 squared distance to its centre ``(n_samples,)``, and each cluster's float64 sum of rows and count.
+
+    One float64 pass over each cluster's rows (in row order, a cache-sized block at a time) gives both: the
+    distances for the inertia, as ``exact_distances`` measures them, and the sums for the next centres.
+    """
+    n_clusters = len(centers)
+    counts = np.bincount(assignments, minlength=n_clusters)
+    sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    d2 = np.empty(len(X), dtype=np.float64)
+    order = np.argsort(assignments, kind="stable")  # rows grouped by cluster, in row order inside each
+    ends = np.cumsum(counts)
+    block = max(1, _MEASURE_ELEMENTS // max(1, X.shape[1]))
+    for j in np.flatnonzero(counts):  # a loop over clusters; each is one vectorised pass over its rows
+        center = centers[j].astype(np.float64)
+        for start in range(ends[j] - counts[j], ends[j], block):
+            rows = order[start : min(start + block, ends[j])]
+            diff = X[rows].astype(np.float64)  # (rows, n_features)
+            sums[j] += diff.sum(axis=0)
+            diff -= center
+            d2[rows] = np.einsum("ij,ij->i", diff, diff)  # the difference form of exact_distances
+    return d2, sums, counts
+
+
+def _update(X: np.ndarray, sums: np.ndarray, counts: np.ndarray, d2: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Each cluster's mean row (from ``_measure``); empty clusters re-seeded with the rows furthest from their centres."""
+    new_centers = np.empty_like(centers)
+    filled = counts > 0
+    # Summed in float64 and rounded once: the centre is the float32 row nearest the true mean.
+    new_centers[filled] = sums[filled] / counts[filled, None]
+    empty = np.flatnonzero(~filled)
+    if len(empty):
+        furthest = np.argsort(-d2, kind="stable")[: len(empty)]  # largest first, lowest index on ties
+        new_centers[empty] = X[furthest]
+    return new_centers
+
+
+def _is_real(value) -> bool:
+    """True for Python and numpy ints and floats; False for bools and everything else."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_count(value, name: str) -> None:
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+
+
+def rows_by_class(prototypes: np.ndarray, prototype_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Prototypes ``(n, ...)`` laid out a row per class, ``(n_classes * width, ...)``, short rows padded with zeros.
+
+    ``width`` is the largest class's count; prototypes keep their order inside each class.
+    """
+    width = int(np.bincount(prototype_labels, minlength=n_classes).max())
+    grid = np.zeros((n_classes, width, *prototypes.shape[1:]), dtype=prototypes.dtype)
+    order = np.argsort(prototype_labels, kind="stable")
+    sorted_labels = prototype_labels[order]
+    column = np.arange(len(order)) - np.searchsorted(sorted_labels, sorted_labels)
+    grid[sorted_labels, column] = prototypes[order]
+    return grid.reshape(n_classes * width, *prototypes.shape[1:])

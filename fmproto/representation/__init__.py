@@ -1,0 +1,1 @@
+"""Features computed from images: raw pixels, standardisation, HOG, a small network, PCA, augmented copies."""

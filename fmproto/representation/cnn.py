@@ -1,0 +1,262 @@
+"""A small convolutional network whose last hidden layer is a feature block (``features.kind`` cnn).
+
+``fit`` trains it with PyTorch on the training split's images and labels; ``embed`` applies it with
+numpy alone, each BatchNorm folded into the layer before it, so that every transform (the features
+stage, ``fmproto explain`` on an image file) computes the same numbers and needs no PyTorch.
+
+The network: three blocks of 3x3 convolution (padding 1) -> ReLU -> 2x2 max pool (``width``,
+``2 width``, ``4 width`` channels; images of at least 8x8), then a fully connected layer to
+``embedding`` units -> ReLU: the features. While training, a BatchNorm follows each convolution and
+the fully connected layer, and dropout 0.2 and a linear layer to the classes follow the features;
+cross-entropy, AdamW (weight decay 5e-4), a one-cycle learning rate, batches of 128, each image
+mirrored left-right with probability 1/2 and each batch shifted by up to 2 pixels (one offset a
+batch). Pixels are standardised by the training images' mean and standard deviation.
+
+Deterministic: seeded, PyTorch's deterministic algorithms, and a fixed number of threads (``threads``),
+since PyTorch's sums on one and two threads differ in the last bits and training amplifies that.
+Neither PyTorch's global random state nor its thread count is left changed. The same on every
+x86-64 CPU: PyTorch otherwise picks its kernels by the CPU (see ``PORTABLE_KERNELS``).
+"""
+
+import math
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fmproto.pipeline.checks import check_int
+
+BATCH = 128
+SHIFT = 2  # the largest training shift, pixels
+DROPOUT = 0.2
+WEIGHT_DECAY = 5e-4
+_EPS = 1e-5  # BatchNorm's
+_LAYERS = ("c1", "c2", "c3")
+# Float32 elements of one layer's gathered 3x3 patches computed at once in ``embed``: 16 MB.
+_PATCH_ELEMENTS = 1 << 22
+
+
+# PyTorch chooses kernels by the CPU it runs on: ATen's vectorised loops (AVX-512, AVX2 or plain),
+# oneDNN's JIT convolutions (the widest ISA there is) and MKL's matrix products. Each sums in another
+# order, and training turns a last-bit difference into another network (another test accuracy on
+# an AVX-512 machine). Each library reads its cap once, when it first loads: these pin kernels that
+# every x86-64 CPU runs alike, for about 1.7x the training time.
+PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
+
+
+def import_torch():
+    """The ``torch`` module with ``PORTABLE_KERNELS`` in force, or a one-line ``ValueError``.
+
+    Raises
+    ------
+    ValueError
+        PyTorch is not installed (the message says how to install it), or it was loaded earlier in
+        this process with other kernel settings, which can no longer be changed.
+    """
+    if "torch" not in sys.modules:
+        os.environ.update(PORTABLE_KERNELS)
+    try:
+        import torch
+    except ImportError:
+        raise ValueError(
+            "features.kind cnn trains with PyTorch, which is not installed; install the optional extra: "
+            "pip install -e '.[cnn]' (make env does)"
+        ) from None
+    unpinned = {key: os.environ.get(key) for key, value in PORTABLE_KERNELS.items() if os.environ.get(key) != value}
+    if unpinned or torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        raise ValueError(f"PyTorch was loaded before fmproto.representation.cnn could pin its CPU kernels ({PORTABLE_KERNELS}); "
+                         "train the network in a fresh process")
+    return torch
+
+
+def check_shape(image_shape: tuple[int, ...]) -> None:
+    """``ValueError`` unless images of ``image_shape`` (H, W) survive three 2x2 poolings."""
+    height, width = image_shape
+    if height < 8 or width < 8:
+        raise ValueError(f"features.kind cnn needs images of at least 8x8 (three 2x2 poolings); got {height}x{width}")
+
+
+def fit(
+    images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 16, embedding: int = 128,
+    epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2,
+) -> dict[str, np.ndarray]:
+    """Train on ``images (n, H, W)`` uint8 with ``labels (n,)`` in ``0..n_classes-1``; the folded weights.
+
+    Returns float32 arrays: ``cnn_mean``, ``cnn_std`` (pixel standardisation), ``cnn_<layer>_w`` and
+    ``cnn_<layer>_b`` for the convolutions c1, c2, c3 (``(out, in, 3, 3)``) and ``cnn_fc_w``
+    ``(embedding, 4 width * (H // 8) * (W // 8))``, ``cnn_fc_b``: what ``embed`` needs.
+    """
+    check_shape(images.shape[1:])
+    for name, value, high in (("width", width, 256), ("embedding", embedding, 4096), ("epochs", epochs, 1000),
+                              ("threads", threads, 256), ("n_classes", n_classes, 1 << 16)):
+        check_int(value, name, low=1, high=high)
+    check_int(seed, "seed", low=0, high=2**31 - 1)
+    if not 0 < float(learning_rate) <= 1:
+        raise ValueError(f"learning_rate must be in (0, 1]; got {learning_rate!r}")
+    if len(images) < 2 or len(labels) != len(images):
+        raise ValueError(f"the network needs at least 2 training images with one label each; got {len(images)} and {len(labels)}")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}; got {labels.min()}..{labels.max()}")
+    torch = import_torch()
+
+    pixels = images.astype(np.float64)
+    mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
+    previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(int(threads))
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            net = _train(torch, _standardise(images, mean, std), labels, int(n_classes), int(width), int(embedding),
+                         int(epochs), float(learning_rate), int(seed), (0 - mean) / std)
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1])
+    state = _fold(net)
+    state["cnn_mean"], state["cnn_std"] = np.float32(mean), np.float32(std)
+    return state
+
+
+def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    """The features ``(n, embedding)`` float32 of ``images (n, H, W)``: the trained network, in numpy.
+
+    Worked through in chunks whose largest array of 3x3 patches stays near 16 MB (cache-sized: larger
+    ones were slower), one chunk a core, each on one BLAS thread. Every matrix product is exact before
+    its one rounding to float32 (``_exact_product``), so the features are the same bytes whatever the
+    BLAS kernel, the CPU, the thread count or the chunk: an image alone gets what it gets in a set.
+    """
+    check_shape(images.shape[1:])
+    height, width = images.shape[1:]
+    widest = max(height * width * 9 * state["cnn_c1_w"].shape[1], (height // 2) * (width // 2) * 9 * state["cnn_c2_w"].shape[1])
+    chunk = max(1, _PATCH_ELEMENTS // widest)
+    out = np.empty((len(images), len(state["cnn_fc_b"])), dtype=np.float32)
+
+    def run(start: int) -> None:
+        x = _standardise(images[start : start + chunk], float(state["cnn_mean"]), float(state["cnn_std"]))[..., None]
+        for layer in _LAYERS:
+            x = _conv_relu_pool(x, state[f"cnn_{layer}_w"], state[f"cnn_{layer}_b"])
+        x = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # PyTorch's flattening order: channel, row, column
+        out[start : start + chunk] = np.maximum(_exact_product(x, state["cnn_fc_w"].T, 1) + state["cnn_fc_b"], 0)
+
+    starts = range(0, len(images), chunk)
+    workers = min(len(starts), os.cpu_count() or 1)
+    if workers <= 1:
+        for start in starts:
+            run(start)
+        return out
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, starts))
+    return out
+
+
+def _exact_product(X: np.ndarray, W: np.ndarray, rows_per_item: int) -> np.ndarray:
+    """``X @ W`` as float32, computed exactly and rounded once: the same bytes on any BLAS kernel.
+
+    ``X (n_items * rows_per_item, K)``, ``W (K, m)``. A float32 product's last bits depend on the
+    order of its sums, which OpenBLAS chooses by the CPU. Here each item's rows (one image's) are put
+    on an integer grid scaled to that item's largest value, and ``W`` on one grid, with few enough
+    bits (``b`` each, ``K 2**(2b) <= 2**53``) that every partial sum of the float64 product is an
+    integer float64 holds exactly: any order gives the same sum. Rounding to the grid costs at most
+    ``2**-b`` of the item's or the weights' largest magnitude (``b`` is 21 or more for ``K`` up to
+    2,048), about what float32 itself keeps.
+    """
+    n_inner = X.shape[1]
+    bits = (53 - math.ceil(math.log2(max(n_inner, 2)))) // 2
+    w_peak = float(np.abs(W).max(initial=0))
+    w_scale = math.ldexp(1.0, bits - math.frexp(w_peak)[1])  # |W| * w_scale <= 2**bits
+    W_grid = np.rint(W.astype(np.float64) * w_scale)
+    items = X.reshape(-1, rows_per_item, n_inner)
+    peak = np.abs(items).max(axis=(1, 2), initial=0).astype(np.float64)
+    scale = np.ldexp(1.0, bits - np.frexp(peak)[1])[:, None, None]  # powers of two: scaling is exact
+    X_grid = np.rint(items * scale).reshape(-1, n_inner)
+    product = (X_grid @ W_grid).reshape(len(items), rows_per_item, -1)
+    return (product / (scale * w_scale)).astype(np.float32).reshape(len(X), -1)
+
+
+def _standardise(images: np.ndarray, mean: float, std: float) -> np.ndarray:
+    return (images.astype(np.float32) - np.float32(mean)) / np.float32(std)
+
+
+def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``x (n, H, W, C)`` channels last -> 3x3 convolution, padding 1 -> ReLU -> 2x2 max pool (floor).
+
+    Pooled before the bias and the ReLU, which commute with a maximum: a quarter of the work.
+    """
+    n, height, width, channels = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = np.concatenate([padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)],
+                             axis=3)  # (n, H, W, 9 C), ordered (dy, dx, channel)
+    kernel = w.transpose(2, 3, 1, 0).reshape(9 * channels, -1)  # the same order, by output channel
+    y = _exact_product(patches.reshape(-1, 9 * channels), kernel, height * width).reshape(n, height, width, -1)
+    h2, w2 = height // 2, width // 2
+    pooled = np.maximum(y[:, 0 : 2 * h2 : 2, 0 : 2 * w2 : 2], y[:, 1 : 2 * h2 : 2, 0 : 2 * w2 : 2])
+    np.maximum(pooled, y[:, 0 : 2 * h2 : 2, 1 : 2 * w2 : 2], out=pooled)
+    np.maximum(pooled, y[:, 1 : 2 * h2 : 2, 1 : 2 * w2 : 2], out=pooled)
+    pooled += b
+    return np.maximum(pooled, 0, out=pooled)
+
+
+def _train(torch, X: np.ndarray, labels: np.ndarray, n_classes: int, width: int, embedding: int, epochs: int,
+           learning_rate: float, seed: int, background: float):
+    """The trained network (in eval mode) on standardised images ``X (n, H, W)``."""
+    nn, F = torch.nn, torch.nn.functional
+    height, image_width = X.shape[1:]
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            channels = (1, width, 2 * width, 4 * width)
+            for i, layer in enumerate(_LAYERS):
+                setattr(self, layer, nn.Conv2d(channels[i], channels[i + 1], 3, padding=1))
+                setattr(self, f"{layer}_bn", nn.BatchNorm2d(channels[i + 1], eps=_EPS))
+            self.fc = nn.Linear(4 * width * (height // 8) * (image_width // 8), embedding)
+            self.fc_bn = nn.BatchNorm1d(embedding, eps=_EPS)
+            self.out = nn.Linear(embedding, n_classes)
+
+        def forward(self, x):
+            for layer in _LAYERS:
+                x = F.max_pool2d(F.relu(getattr(self, f"{layer}_bn")(getattr(self, layer)(x))), 2)
+            features = F.relu(self.fc_bn(self.fc(x.flatten(1))))
+            return self.out(F.dropout(features, DROPOUT, self.training))
+
+    net = Net()
+    images = torch.from_numpy(np.ascontiguousarray(X)).unsqueeze(1)
+    targets = torch.from_numpy(labels.astype(np.int64))
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY)
+    steps = epochs * -(-len(images) // BATCH)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.2)
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), BATCH):
+            rows = order[start : start + BATCH]
+            if len(rows) < 2:  # BatchNorm needs two rows
+                continue
+            batch = images[rows]
+            mirror = torch.rand(len(batch), generator=generator) < 0.5
+            batch = torch.where(mirror[:, None, None, None], batch.flip(3), batch)
+            dy, dx = (int(v) for v in torch.randint(0, 2 * SHIFT + 1, (2,), generator=generator))
+            padded = F.pad(batch, (SHIFT, SHIFT, SHIFT, SHIFT), value=background)
+            batch = padded[:, :, dy : dy + height, dx : dx + image_width].contiguous()  # contiguous: 5x faster convolutions
+            loss = F.cross_entropy(net(batch), targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return net.eval()
+
+
+def _fold(net) -> dict[str, np.ndarray]:
+    """The eval-mode network's weights with each BatchNorm folded into the layer before it, float32."""
+    state = {}
+    for layer in (*_LAYERS, "fc"):
+        bn = getattr(net, f"{layer}_bn")
+        scale = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy() + bn.eps)
+        w = getattr(net, layer).weight.detach().double().numpy()
+        b = getattr(net, layer).bias.detach().double().numpy()
+        state[f"cnn_{layer}_w"] = (w * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(np.float32)
+        state[f"cnn_{layer}_b"] = ((b - bn.running_mean.double().numpy()) * scale + bn.bias.detach().double().numpy()).astype(np.float32)
+    return state

@@ -1,0 +1,233 @@
+"""Feature transforms shared by every method: raw or standardised pixels, HOG, and PCA.
+
+A transform is fitted on the training split only (``fit``), then applied unchanged to any
+other images (``transform``): the validation and test images never shape it. The fitted state is a
+dict of arrays; ``to_arrays`` and ``from_arrays`` turn spec and state into arrays for
+``fmproto.pipeline.io.save_arrays`` and back.
+
+Blocks (``kind``, joined with ``+`` for combinations, e.g. ``hog+standard``):
+
+- ``raw``: the pixels as float32, 0..255;
+- ``standard``: each pixel minus its training mean, over its training standard deviation;
+- ``hog``: histograms of oriented gradients (``fmproto.representation.hog``), ``hog_orientations`` bins per
+  ``hog_cell`` x ``hog_cell`` cell, 2x2-cell blocks L2-Hys normalised;
+- ``cnn``: the ``cnn_embedding`` units of the last hidden layer of a small convolutional network
+  (``fmproto.representation.cnn``) trained on the training split's images and labels (``fit`` then needs labels).
+
+In a combination, each block is scaled so that its rows have unit mean L2 norm on the training
+split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then,
+if ``pca_components > 0``, PCA fitted on the training rows projects onto that many components,
+optionally whitened.
+
+Augmented copies of the training images (``fmproto.representation.augment``) go through the same transform.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fmproto.representation import cnn
+from fmproto.representation.hog import hog, hog_size
+
+BLOCKS: tuple[str, ...] = ("raw", "standard", "hog", "cnn")
+# Rows transformed at once: bounds HOG's per-pixel work arrays and PCA's float64 rows to a few
+# hundred MB (8192 x 2304 HOG features x 8 bytes = 150 MB).
+_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What to compute; see the module docstring. ``kind`` is ``+``-joined names from ``BLOCKS``."""
+
+    kind: str = "raw"
+    hog_cell: int = 4
+    hog_orientations: int = 9
+    pca_components: int = 0
+    pca_whiten: bool = False
+    cnn_width: int = 16
+    cnn_embedding: int = 128
+    cnn_epochs: int = 15
+    cnn_learning_rate: float = 3e-3
+    cnn_seed: int = 0
+    cnn_threads: int = 2
+
+    @property
+    def blocks(self) -> list[str]:
+        return self.kind.split("+")
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        """``ValueError`` naming the bad setting for images of ``image_shape`` (H, W)."""
+        bad = [b for b in self.blocks if b not in BLOCKS]
+        if bad or len(set(self.blocks)) != len(self.blocks):
+            raise ValueError(f"features.kind must be one or more of {', '.join(BLOCKS)} joined with '+', "
+                             f"each once; got {self.kind!r}")
+        if "hog" in self.blocks:
+            height, width = image_shape
+            if self.hog_cell < 1 or height // self.hog_cell < 2 or width // self.hog_cell < 2:
+                raise ValueError(f"features.hog_cell must leave at least 2x2 cells in {height}x{width} images; "
+                                 f"got {self.hog_cell}")
+            if self.hog_orientations < 2:
+                raise ValueError(f"features.hog_orientations must be >= 2; got {self.hog_orientations}")
+        if "cnn" in self.blocks:
+            cnn.check_shape(image_shape)
+        if self.pca_components < 0:
+            raise ValueError(f"features.pca_components must be >= 0 (0: no PCA); got {self.pca_components}")
+
+
+def block_widths(spec: FeatureSpec, image_shape: tuple[int, int]) -> list[int]:
+    """Features each block of ``spec`` makes from one image of ``image_shape``, before PCA."""
+    spec.check(image_shape)
+    widths = {"hog": hog_size(image_shape, spec.hog_cell, spec.hog_orientations), "cnn": spec.cnn_embedding}
+    return [widths.get(b, int(np.prod(image_shape))) for b in spec.blocks]
+
+
+def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) -> list[int]:
+    """``block_widths``, or a ``ValueError`` for a spec that cannot be fitted on ``n_images`` images of ``image_shape``.
+
+    Everything ``fit`` refuses for these sizes, decided from them alone: a caller checks before
+    training a network or reading a pixel. PCA keeps at most as many components as the blocks
+    make features and as there are training images.
+    """
+    widths = block_widths(spec, image_shape)
+    n_features = sum(widths)
+    if n_images < 2:
+        raise ValueError(f"features need at least 2 training images to fit; got {n_images}")
+    if spec.pca_components > min(n_images, n_features):
+        raise ValueError(f"features.pca_components must be at most {min(n_images, n_features):,} (kind "
+                         f"{spec.kind!r} makes {n_features:,} features; {n_images:,} training images); "
+                         f"got {spec.pca_components}")
+    return widths
+
+
+def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
+        n_classes: int | None = None) -> dict[str, np.ndarray]:
+    """Fit the transform on training ``images (n, H, W)``; the state ``transform`` needs.
+
+    A ``cnn`` block first trains its network on the images and their ``labels`` (in
+    ``0..n_classes-1``). Then one pass over chunks of rows: per-block mean norms and, for PCA, the
+    float64 sums behind the covariance, so memory stays bounded however many features HOG makes.
+    """
+    check_fit(spec, images.shape[1:], len(images))
+    state: dict[str, np.ndarray] = {}
+    if "cnn" in spec.blocks:
+        if labels is None or n_classes is None:
+            raise ValueError("features.kind cnn is trained on labels: pass the training images' labels and n_classes")
+        state.update(cnn.fit(images, labels, n_classes, width=spec.cnn_width, embedding=spec.cnn_embedding,
+                             epochs=spec.cnn_epochs, learning_rate=spec.cnn_learning_rate, seed=spec.cnn_seed,
+                             threads=spec.cnn_threads))
+    if "standard" in spec.blocks:
+        mean, var = _mean_var(images.reshape(len(images), -1))
+        state["standard_mean"] = mean.astype(np.float32)
+        # Pixels that never vary (a constant border) keep their scale rather than divide by zero.
+        state["standard_scale"] = np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
+    norm_sums = np.zeros(len(spec.blocks))
+    widths, total, scatter = None, None, None
+    for i in range(0, len(images), _CHUNK):
+        blocks = _blocks(images[i : i + _CHUNK], spec, state)
+        widths = [b.shape[1] for b in blocks]
+        norm_sums += [np.sqrt(np.einsum("ij,ij->i", b, b)).sum() for b in blocks]
+        if spec.pca_components > 0:
+            X = np.concatenate(blocks, axis=1).astype(np.float64)
+            total = X.sum(axis=0) if total is None else total + X.sum(axis=0)
+            scatter = X.T @ X if scatter is None else scatter + X.T @ X
+    # A lone block keeps its own units (pixel distances stay pixel distances); combined blocks are
+    # scaled to unit mean norm each, so that none dominates by its size (an all-zero block keeps 1).
+    mean_norms = norm_sums / len(images)
+    scales = 1.0 / np.where(mean_norms > 0, mean_norms, 1.0) if len(spec.blocks) > 1 else np.ones(1)
+    for block, scale in zip(spec.blocks, scales):
+        state[f"scale_{block}"] = np.float32(scale)
+    if spec.pca_components > 0:
+        d = np.repeat(scales, widths)  # each feature's block scale
+        mean = total / len(images)
+        covariance = (scatter - len(images) * np.outer(mean, mean)) / (len(images) - 1)
+        covariance = d[:, None] * covariance * d[None, :]
+        state["pca_mean"], state["pca_components"], state["pca_scale"] = _fit_pca(d * mean, covariance, spec)
+    return state
+
+
+def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
+    """Features ``(n, n_features)`` float32 of ``images (n, H, W)`` under a fitted ``state``."""
+    spec.check(images.shape[1:])
+    starts = range(0, len(images), _CHUNK) or [0]  # no images still give (0, n_features)
+    chunks = [_transform_chunk(images[i : i + _CHUNK], spec, state) for i in starts]
+    return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
+    blocks = _blocks(images, spec, state)
+    for block, values in zip(spec.blocks, blocks):
+        values *= state[f"scale_{block}"]
+    X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+    if "pca_components" in state:
+        return ((X - state["pca_mean"]) @ state["pca_components"]) * state["pca_scale"]
+    return X
+
+
+def to_arrays(spec: FeatureSpec, state: dict[str, np.ndarray], shifts: bool, flip: bool) -> dict[str, np.ndarray]:
+    """The spec, fitted state and augmentation flags as named arrays, for ``fmproto.pipeline.io.save_arrays``."""
+    arrays = {f"state_{name}": np.asarray(value) for name, value in state.items()}
+    arrays["spec_kind"] = np.array(spec.kind)
+    arrays["spec_numbers"] = np.array([spec.hog_cell, spec.hog_orientations, spec.pca_components,
+                                       int(spec.pca_whiten), spec.cnn_width, spec.cnn_embedding, spec.cnn_epochs,
+                                       spec.cnn_seed, spec.cnn_threads], dtype=np.int64)
+    arrays["spec_cnn_learning_rate"] = np.float64(spec.cnn_learning_rate)
+    arrays["augment_flags"] = np.array([shifts, flip], dtype=bool)
+    return arrays
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[FeatureSpec, dict[str, np.ndarray], tuple[bool, bool]]:
+    """``to_arrays`` inverted: the spec, the fitted state and the (shifts, flip) flags."""
+    cell, orientations, components, whiten, *network = (int(v) for v in arrays["spec_numbers"])
+    spec = FeatureSpec(str(arrays["spec_kind"]), cell, orientations, components, bool(whiten))
+    if network:  # files written before the cnn block have 4 numbers
+        width, embedding, epochs, seed, threads = network
+        spec = dataclasses.replace(spec, cnn_width=width, cnn_embedding=embedding, cnn_epochs=epochs, cnn_seed=seed,
+                                   cnn_threads=threads, cnn_learning_rate=float(arrays["spec_cnn_learning_rate"]))
+    state = {name.removeprefix("state_"): value for name, value in arrays.items() if name.startswith("state_")}
+    shifts, flip = (bool(v) for v in arrays["augment_flags"])
+    return spec, state, (shifts, flip)
+
+
+def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarray]:
+    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # not -1: that fails for no images
+    out = []
+    for block in spec.blocks:
+        if block == "raw":
+            out.append(rows.astype(np.float32))
+        elif block == "standard":
+            out.append((rows.astype(np.float32) - state["standard_mean"]) / state["standard_scale"])
+        elif block == "cnn":
+            out.append(cnn.embed(images, state))
+        else:
+            out.append(hog(images, spec.hog_cell, spec.hog_orientations))
+    return out
+
+
+def _mean_var(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    X = rows.astype(np.float64)
+    mean = X.mean(axis=0)
+    return mean, ((X - mean) ** 2).mean(axis=0)
+
+
+def _fit_pca(mean: np.ndarray, covariance: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, top components ``(n_features, n_components)`` and per-component scale, in float32.
+
+    From the eigen-decomposition of the float64 covariance, on one BLAS thread; each component's
+    sign is fixed so its largest-magnitude entry is positive, so the result does not depend on the
+    LAPACK build's sign choices (its last bits still depend on the BLAS kernel, so on the CPU).
+    Whitening divides each component by its standard deviation on the training rows.
+    """
+    # One BLAS thread: LAPACK's reductions split across threads sum in another order, and the
+    # components would then change in their last bits with the machine's core count.
+    with threadpool_limits(1, user_api="blas"):
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
+    order = np.argsort(eigenvalues)[::-1][: spec.pca_components]
+    components = eigenvectors[:, order]
+    signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(components.shape[1])])
+    components *= np.where(signs == 0, 1.0, signs)
+    variances = np.maximum(eigenvalues[order], 0.0)
+    floor = 1e-12 * max(float(variances.max()), 1e-30)
+    scale = 1.0 / np.sqrt(variances + floor) if spec.pca_whiten else np.ones_like(variances)
+    return mean.astype(np.float32), components.astype(np.float32), scale.astype(np.float32)

@@ -1,0 +1,379 @@
+"""Distances between the rows of two matrices: fast float32 blocks through BLAS, and exact float64 checks.
+
+The functions take images flattened to rows, ``X : ndarray of shape (n_x, n_features)`` and
+``Y : ndarray of shape (n_y, n_features)``. ``pairwise_distances`` returns a float32 ``(n_x, n_y)``
+block; callers bound memory by passing a chunk of rows of ``X`` at a time.
+
+A float32 matrix product is rounded differently by different BLAS builds and thread counts (in the
+last bits, for most entries), so nothing that must be the same on any machine is read from it
+directly. ``exact_distances`` measures chosen pairs of rows in float64 from their differences, with
+no BLAS, and ``exact_nearest`` uses a bound on the float32 rounding to decide from the fast block
+which pairs need that float64 look: the nearest row it returns is that of a float64 search.
+"""
+
+from typing import Literal
+
+import numpy as np
+
+Metric = Literal["sqeuclidean", "euclidean", "mse", "cosine", "manhattan"]
+METRICS: tuple[str, ...] = ("sqeuclidean", "euclidean", "mse", "cosine", "manhattan")
+
+# Metrics that exact_nearest checks; euclidean and mse rank rows as sqeuclidean does.
+EXACT_METRICS: tuple[str, ...] = ("sqeuclidean", "cosine", "manhattan")
+
+# Elements of the (n_x, block, n_features) difference tensor that manhattan builds at once: 64 MB.
+_MANHATTAN_BLOCK_ELEMENTS = 1 << 24
+# Elements of the float64 block of row pairs that exact_distances measures at once: 512 KB, so it
+# stays in a core's L2 cache (4 MB blocks measured 40% slower on 2 cores).
+_EXACT_BLOCK_ELEMENTS = 1 << 16
+# exact_distances broadcasts each row of Y against its pairs when it has at least this many on average.
+_GROUP_MIN = 16
+_UNIT = 2.0**-24  # float32 unit round-off
+
+
+def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> None:
+    """Raise ``ValueError`` naming the allowed set when ``metric`` is not in it."""
+    if metric not in allowed:
+        raise ValueError(f"metric must be one of {', '.join(map(repr, allowed))}; got {metric!r}")
+
+
+def as_rows(images: np.ndarray) -> np.ndarray:
+    """Flatten ``(n, H, W)`` (or any ``(n, ...)``) images to float32 rows ``(n, H*W)``."""
+    images = np.asarray(images)
+    return images.reshape(len(images), -1).astype(np.float32, copy=False)
+
+
+def squared_norms(X: np.ndarray) -> np.ndarray:
+    """Row-wise squared L2 norms, shape ``(n,)``, in the dtype of ``X``."""
+    return np.einsum("ij,ij->i", X, X)
+
+
+def pairwise_distances(
+    X: np.ndarray,
+    Y: np.ndarray,
+    metric: Metric = "euclidean",
+    *,
+    Y_sq_norms: np.ndarray | None = None,
+    X_sq_norms: np.ndarray | None = None,
+) -> np.ndarray:
+    """Distances from every row of ``X`` to every row of ``Y``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_x, n_features)
+    Y : ndarray of shape (n_y, n_features)
+    metric : {'sqeuclidean', 'euclidean', 'mse', 'cosine', 'manhattan'}
+        ``mse`` is the squared euclidean distance divided by ``n_features`` (the mean squared pixel
+        difference). ``cosine`` is ``1 - cos(angle)``; a row of zeros is at distance 1 from
+        everything (its direction is undefined).
+    Y_sq_norms : ndarray of shape (n_y,), optional
+        Precomputed ``squared_norms(Y)`` (float32), so a caller looping over chunks of ``X`` does
+        not recompute them.
+    X_sq_norms : ndarray of shape (n_x,), optional
+        Precomputed ``squared_norms(X)`` (float32), for a caller measuring the same rows again.
+
+    Returns
+    -------
+    D : ndarray of shape (n_x, n_y), float32
+    """
+    check_metric(metric)
+    X = as_rows(X)
+    Y = as_rows(Y)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
+
+    if metric == "manhattan":
+        return _manhattan(X, Y)
+
+    gram = X @ Y.T  # (n_x, n_y), the BLAS part
+    if metric == "cosine":
+        x_norm = np.sqrt(squared_norms(X))
+        y_norm = np.sqrt(Y_sq_norms if Y_sq_norms is not None else squared_norms(Y))
+        x_norm[x_norm == 0] = np.inf  # zero rows: cosine similarity 0, distance 1
+        y_norm[y_norm == 0] = np.inf
+        gram /= x_norm[:, None]
+        gram /= y_norm[None, :]
+        np.subtract(1.0, gram, out=gram)
+        return np.clip(gram, 0.0, 2.0, out=gram)
+
+    y2 = Y_sq_norms if Y_sq_norms is not None else squared_norms(Y)
+    # d2 = |x|^2 - 2 x.y + |y|^2, built in place on the gram matrix; float32 rounding can dip below 0.
+    gram *= -2.0
+    gram += (X_sq_norms if X_sq_norms is not None else squared_norms(X))[:, None]
+    gram += y2[None, :]
+    np.maximum(gram, 0.0, out=gram)
+    if metric == "euclidean":
+        np.sqrt(gram, out=gram)
+    elif metric == "mse":
+        gram /= np.float32(X.shape[1])
+    return gram
+
+
+def _manhattan(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """L1 distances; no matrix-product form exists, so blocks of ``Y`` bound the 3-D difference."""
+    out = np.empty((len(X), len(Y)), dtype=np.float32)
+    block = max(1, _MANHATTAN_BLOCK_ELEMENTS // max(1, len(X) * X.shape[1]))
+    for start in range(0, len(Y), block):
+        Y_block = Y[start : start + block]
+        out[:, start : start + len(Y_block)] = np.abs(X[:, None, :] - Y_block[None, :, :]).sum(axis=2)
+    return out
+
+
+def exact_distances(
+    X: np.ndarray,
+    Y: np.ndarray,
+    metric: Metric = "sqeuclidean",
+    *,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
+) -> np.ndarray:
+    """Distances between pairs of rows, ``X[rows[k]]`` and ``Y[cols[k]]``, in float64 without BLAS.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_x, n_features)
+    Y : ndarray of shape (n_y, n_features)
+    metric : {'sqeuclidean', 'euclidean', 'mse', 'cosine', 'manhattan'}
+        As in ``pairwise_distances``.
+    rows, cols : ndarray of shape (n_pairs,), int, optional
+        The pairs. Without them: row ``i`` of ``X`` with row ``i`` of ``Y`` (``n_x == n_y``), or
+        every row of ``X`` with the one row of ``Y`` (``n_y == 1``).
+
+    Returns
+    -------
+    distances : ndarray of shape (n_pairs,), float64
+        From the differences of the float32 rows (``as_rows``), squared and summed in float64 along
+        each row: a pair's value depends on its two rows alone, not on the BLAS, the thread count,
+        the other pairs or how they are given. On integer pixels, squared distances are exact.
+    """
+    check_metric(metric)
+    X, Y = as_rows(X), as_rows(Y)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
+    if (rows is None) != (cols is None):
+        raise ValueError("give both rows and cols, or neither")
+    n_features = X.shape[1]
+    block = max(1, _EXACT_BLOCK_ELEMENTS // max(1, n_features))  # pairs measured at once
+    if rows is None:
+        if len(Y) not in (1, len(X)):
+            raise ValueError(f"without rows and cols, Y must have 1 row or as many as X ({len(X)}); got {len(Y)}")
+        out = np.empty(len(X), dtype=np.float64)
+        for start in range(0, len(X), block):
+            a = X[start : start + block]
+            out[start : start + len(a)] = _exact_block(a, Y if len(Y) == 1 else Y[start : start + block], metric)
+    else:
+        rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+        if rows.ndim != 1 or rows.shape != cols.shape:
+            raise ValueError(f"rows and cols must be 1-D and of one length; got shapes {rows.shape} and {cols.shape}")
+        out = np.empty(len(rows), dtype=np.float64)
+        sorted_cols = np.sort(cols)
+        n_distinct = int(np.count_nonzero(sorted_cols[1:] != sorted_cols[:-1])) + 1 if len(cols) else 0
+        if n_distinct and len(cols) >= _GROUP_MIN * n_distinct:
+            # Many pairs a row of Y: each row of Y is broadcast against its rows of X, not copied.
+            order = np.argsort(cols, kind="stable")
+            bounds = np.flatnonzero(np.diff(cols[order])) + 1
+            for group in np.split(order, bounds):
+                y = Y[cols[group[0]]][None, :]
+                for start in range(0, len(group), block):
+                    pairs = group[start : start + block]
+                    out[pairs] = _exact_block(X[rows[pairs]], y, metric)
+        else:
+            for start in range(0, len(rows), block):
+                out[start : start + block] = _exact_block(X[rows[start : start + block]], Y[cols[start : start + block]],
+                                                          metric)
+    if metric == "euclidean":
+        np.sqrt(out, out=out)
+    elif metric == "mse":
+        out /= n_features
+    return out
+
+
+def _exact_block(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 distances (squared for the euclidean family) between float32 rows ``a`` and ``b``, pair by pair.
+
+    ``b`` has ``len(a)`` rows or one. Each value is formed elementwise, then reduced along its one
+    contiguous row, so it does not depend on the block it is measured in or on broadcasting.
+    """
+    if metric == "cosine":
+        a64, b64 = a.astype(np.float64), np.broadcast_to(b.astype(np.float64), a.shape)
+        dot = np.einsum("ij,ij->i", a64, b64)
+        norms = np.sqrt(np.einsum("ij,ij->i", a64, a64)) * np.sqrt(np.einsum("ij,ij->i", b64, b64))
+        cos = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)  # zero rows: distance 1
+        return np.clip(1.0 - cos, 0.0, 2.0)
+    # The difference form: no cancellation, and exact for float32 rows of similar scale.
+    diff = a.astype(np.float64)
+    diff -= b if len(b) > 1 else b.astype(np.float64)  # (a cast of one row beats casting it for every row)
+    if metric == "manhattan":
+        return np.abs(diff, out=diff).sum(axis=1)
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def exact_nearest(
+    X: np.ndarray,
+    Y: np.ndarray,
+    D: np.ndarray,
+    metric: str = "sqeuclidean",
+    *,
+    allowed: np.ndarray | None = None,
+    X_sq_norms: np.ndarray | None = None,
+    Y_sq_norms: np.ndarray | None = None,
+    return_distance: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The nearest row of ``Y`` to each row of ``X`` by float64 distance, screened by a float32 block.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_x, n_features)
+    Y : ndarray of shape (n_y, n_features)
+    D : ndarray of shape (n_x, n_y), float32
+        ``pairwise_distances(X, Y, metric)``: the fast block, whose rounding depends on the BLAS
+        build and thread count. It only decides which pairs need a float64 look.
+    metric : {'sqeuclidean', 'cosine', 'manhattan'}
+        The metric of ``D``. Screen 'euclidean' and 'mse' as 'sqeuclidean': they rank rows alike.
+    allowed : ndarray of shape (n_x, n_y), bool, optional
+        The rows of ``Y`` each row of ``X`` may choose from; all by default.
+    X_sq_norms, Y_sq_norms : ndarray of shape (n_x,) and (n_y,), optional
+        The float32 ``squared_norms`` that built ``D`` (sqeuclidean), so they are not recomputed.
+    return_distance : bool
+        False skips measuring the pairs that ``D`` settles alone; ``distance`` is then None.
+
+    Returns
+    -------
+    index : ndarray of shape (n_x,), int64
+        The allowed row of ``Y`` at the least ``exact_distances`` distance, the lowest index on
+        ties; -1 for a row of ``X`` with no allowed row.
+    distance : ndarray of shape (n_x,), float64, or None
+        ``exact_distances`` of the chosen pairs (squared for sqeuclidean); inf where index is -1.
+
+    Notes
+    -----
+    Each float32 entry of ``D`` is within a rigorous bound of its float64 distance (Higham's gamma_n
+    with slack, as ``fmproto.search.knn`` uses; it holds for any order of summation, so for any BLAS
+    blocking). A row whose best entry beats every other allowed one by more than the two bounds is
+    settled by ``D`` alone; in the others, every allowed column that could still be nearest (usually
+    two or three) is measured in float64. Rows whose ``D`` holds NaN or inf (float32 overflow)
+    measure all their allowed columns. So the answer is that of a float64 search over all allowed
+    columns, the same for any BLAS and thread count; only the time depends on ``D``.
+    """
+    check_metric(metric, EXACT_METRICS)
+    X, Y = as_rows(X), as_rows(Y)
+    D = np.asarray(D)
+    n_x, n_y = len(X), len(Y)
+    if D.shape != (n_x, n_y):
+        raise ValueError(f"D must have shape {(n_x, n_y)} (rows of X by rows of Y); got {D.shape}")
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != D.shape:
+            raise ValueError(f"allowed must have the shape of D {D.shape}; got {allowed.shape}")
+    index = np.full(n_x, -1, dtype=np.int64)
+    distance = np.full(n_x, np.inf) if return_distance else None
+    if n_x == 0 or n_y == 0:
+        return index, distance
+
+    screened = D if allowed is None else np.where(allowed, D, np.float32(np.inf))
+    best = np.argmin(screened, axis=1)
+    absolute, relative = screening_error(metric, X, Y, X_sq_norms, Y_sq_norms)
+    # Largest exact distance the best entry can stand for, then every column that can be below it.
+    best_score = screened[np.arange(n_x), best].astype(np.float64)
+    upper = (best_score + absolute) / (1.0 - relative)
+    limit = upper * (1.0 + relative) + absolute  # lower bound of column j <= upper  <=>  D_j <= limit
+    candidates = screened <= limit[:, None]  # (n_x, n_y), compared in float64
+    # NaN or inf (float32 overflow) where a column may be chosen: no bound holds, measure them all.
+    bad = ~np.isfinite(D) if allowed is None else ~np.isfinite(D) & allowed
+    suspect = ~np.isfinite(limit) | bad.any(axis=1)
+    if suspect.any():
+        candidates[suspect] = True if allowed is None else allowed[suspect]
+    n_candidates = candidates.sum(axis=1)
+
+    single = np.flatnonzero(n_candidates == 1)
+    if len(single):
+        cols = np.argmax(candidates[single], axis=1)  # the one candidate (the best, unless suspect)
+        index[single] = cols
+        if return_distance:
+            distance[single] = exact_distances(X, Y, metric, rows=single, cols=cols)
+    several = np.flatnonzero(n_candidates > 1)
+    if len(several):
+        r, c = np.nonzero(candidates[several])  # r ascending, c ascending within each r
+        d = exact_distances(X, Y, metric, rows=several[r], cols=c)
+        order = np.lexsort((c, d, r))  # by row, then distance, then column: the first of a row wins
+        first = order[np.searchsorted(r[order], np.arange(len(several)))]
+        index[several] = c[first]
+        if return_distance:
+            distance[several] = d[first]
+    return index, distance
+
+
+def exact_minimum(
+    X: np.ndarray,
+    Y: np.ndarray,
+    D: np.ndarray,
+    cap: np.ndarray,
+    metric: str = "sqeuclidean",
+    *,
+    X_sq_norms: np.ndarray | None = None,
+    Y_sq_norms: np.ndarray | None = None,
+) -> np.ndarray:
+    """``minimum(cap[i], exact distance of X[i] and Y[j])`` for every pair, measuring only the pairs that can be below ``cap``.
+
+    Parameters
+    ----------
+    X, Y, D, metric, X_sq_norms, Y_sq_norms
+        As in ``exact_nearest``.
+    cap : ndarray of shape (n_x,), float64
+
+    Returns
+    -------
+    capped : ndarray of shape (n_x, n_y), float64
+        Equal to measuring every pair with ``exact_distances``: where the bound on ``D`` shows a
+        pair's exact distance is above ``cap[i]``, the entry is ``cap[i]`` either way. (k-means++
+        updates each row's distance to its nearest centre so; most pairs are settled by ``D``.)
+    """
+    check_metric(metric, EXACT_METRICS)
+    X, Y = as_rows(X), as_rows(Y)
+    D, cap = np.asarray(D), np.asarray(cap, dtype=np.float64)
+    if D.shape != (len(X), len(Y)) or cap.shape != (len(X),):
+        raise ValueError(f"D must have shape {(len(X), len(Y))} and cap {(len(X),)}; got {D.shape} and {cap.shape}")
+    absolute, relative = screening_error(metric, X, Y, X_sq_norms, Y_sq_norms)
+    limit = cap * (1.0 + relative) + absolute  # D_ij above it: exact distance above cap[i]
+    capped = np.repeat(cap[:, None], len(Y), axis=1)
+    r, c = np.nonzero(~(D > limit[:, None]) | ~np.isfinite(D))  # NaN or inf (overflow): measured
+    capped[r, c] = np.minimum(cap[r], exact_distances(X, Y, metric, rows=r, cols=c))
+    return capped
+
+
+def screening_error(
+    metric: str,
+    X: np.ndarray,
+    Y: np.ndarray,
+    X_sq_norms: np.ndarray | None = None,
+    Y_sq_norms: np.ndarray | None = None,
+) -> tuple[np.ndarray | float, float]:
+    """A bound on the rounding of ``D = pairwise_distances(X, Y, metric)``, float32 rows.
+
+    Returns ``(absolute, relative)`` such that ``|D - exact| <= absolute + relative * exact`` for every
+    entry, where ``exact`` is ``exact_distances`` of the pair; ``absolute`` is an array ``(n_x,)`` (one
+    value per row of ``X``) or a number. ``metric`` is one of ``EXACT_METRICS``;
+    ``X_sq_norms``/``Y_sq_norms`` as in ``exact_nearest``. With ``g = _error_factor(n_features)``:
+
+    sqeuclidean: ``D = |x|^2 - 2 x.y + |y|^2`` in float32 (``pairwise_distances``). The product and
+    the norms err by at most gamma_n times ``|x|^2 + |y|^2`` together, the two additions by a few
+    units of that: ``absolute = g (|x|^2 + max |y|^2)``.
+    cosine: the product over the float32 norms errs by about ``2 gamma_n``: ``absolute = g``.
+    manhattan: a float32 sum of rounded ``|x - y|``, within a relative ``g`` of the exact one.
+    The float64 side errs by about 1e-13 relative, well inside the slack of ``g``.
+    """
+    check_metric(metric, EXACT_METRICS)
+    g = _error_factor(X.shape[1])
+    if metric == "sqeuclidean":
+        x_sq = squared_norms(X) if X_sq_norms is None else np.asarray(X_sq_norms)
+        y_sq = squared_norms(Y) if Y_sq_norms is None else np.asarray(Y_sq_norms)
+        return g * (x_sq.astype(np.float64) + float(np.max(y_sq, initial=0.0))), 0.0
+    if metric == "cosine":
+        return g, 0.0
+    return 0.0, g
+
+
+def _error_factor(n_features: int) -> float:
+    """Bound on float32 rounding relative to the magnitudes summed: gamma_n with slack (see ``fmproto.search.knn``)."""
+    n = n_features + 8
+    return 2.0 * n * _UNIT / (1 - n * _UNIT)

@@ -1,0 +1,114 @@
+"""dvc.yaml stays honest: each stage's `.py` deps are exactly the repository modules its script imports.
+
+The import closure is derived from the code (every `import` and `from ... import`, also inside
+functions), over this repository's own modules; a package `__init__.py` counts only when it holds
+code beyond its docstring. A dep that is missing means a core change would not rerun the stage; an
+extra one means a change reruns it for nothing.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def module_file(name: str, root: Path = REPO) -> Path | None:
+    """The repository file of dotted module ``name`` (a module or a package's __init__), or None."""
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Dotted names of the modules a file imports (``from a import b`` gives ``a.b`` when that is a module)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def has_code(path: Path) -> bool:
+    body = ast.parse(path.read_text()).body
+    return any(not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)) for stmt in body)
+
+
+def import_closure(script: Path, root: Path = REPO) -> set[str]:
+    """Repository files ``script`` runs when it runs: itself and every module it imports, transitively."""
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in imported_modules(path):
+            parts = name.split(".")
+            # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+            for depth in range(1, len(parts) + 1):
+                found = module_file(".".join(parts[:depth]), root)
+                if found is not None:
+                    todo.append(found)
+    return {str(p.relative_to(root)) for p in seen if p.name != "__init__.py" or has_code(p)}
+
+
+def stage_script(cmd: str) -> Path:
+    """The script a stage command runs: ``python -m stages.x`` gives ``stages/x.py``."""
+    words = cmd.split()
+    return REPO / (words[words.index("-m") + 1].replace(".", "/") + ".py")
+
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_are_its_import_closure(name):
+    stage = STAGES[name]
+    declared = {dep for dep in stage["deps"] if dep.endswith(".py")}
+    closure = import_closure(stage_script(stage["cmd"]))
+    assert declared == closure, (f"{name}: missing deps {sorted(closure - declared)}, "
+                                 f"extra deps {sorted(declared - closure)}")
+
+
+def test_a_missing_dep_is_caught(tmp_path):
+    """The check itself: a module imported two levels down shows up in the closure."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text('"""Docstring only."""\n')
+    (tmp_path / "pkg" / "low.py").write_text("X = 1\n")
+    (tmp_path / "pkg" / "mid.py").write_text("def f():\n    from pkg import low\n")
+    (tmp_path / "run.py").write_text("import pkg.mid\n")
+    assert import_closure(tmp_path / "run.py", tmp_path) == {"run.py", "pkg/mid.py", "pkg/low.py"}
+    (tmp_path / "pkg" / "__init__.py").write_text("from pkg import low\n")
+    assert "pkg/__init__.py" in import_closure(tmp_path / "run.py", tmp_path)
+
+
+def test_no_module_imports_a_stage_script():
+    """One-way doors: stage scripts import the package; nothing imports a stage script."""
+    for path in [*REPO.glob("fmproto/**/*.py"), *REPO.glob("stages/*.py")]:
+        assert not any(name.split(".")[0] == "stages" for name in imported_modules(path)), path
+
+
+def test_the_committed_lock_matches_the_code():
+    """dvc.lock was made on this code: every tracked source dep it records has the file's md5 now.
+
+    Otherwise a fresh clone's first `dvc repro` reruns the stage and leaves dvc.lock modified (a
+    comment edit to a dep after the last `dvc repro` is enough).
+    """
+    import hashlib
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    stale = sorted(
+        f"{name}: {dep['path']}"
+        for name, entry in lock.items()
+        for dep in entry.get("deps", [])
+        if dep["path"].endswith(".py")
+        and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
+    )
+    assert not stale, f"dvc.lock is older than these deps (run dvc repro and commit it): {stale}"
