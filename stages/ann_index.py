@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from fmproto.search import ann, ann_eval
+from fmproto.search import ann, ann_eval, ann_files
 from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, timings
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import ann as ann_params
 from fmproto.search.distances import as_rows
 from fmproto.search.knn import kneighbors
 
@@ -50,7 +51,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     unversioned = [f for f in (args.frontier, args.frontier_figure) if f]
     with guard.stage_errors("ann-index", files=[args.index, args.metrics, *unversioned], folders=[args.plots]):
-        p = P.read_params("ann", P.ANN, args.params)
+        p = ann_params.read(args.params)
         check_hnswlib(p, args.params)
         data = inputs.load_dataset(args.train)
         split = inputs.load_split(args.split, data)
@@ -95,7 +96,7 @@ def main(argv=None) -> None:
         for backend, name in (("annoy", "recall_vs_search_k.csv"), ("hnswlib", "recall_vs_ef.csv")):
             columns = ["series", ann_eval.QUERY_KNOB[backend], "recall"]
             io.write_csv(plot_dir / name, pd.DataFrame(ann_eval.recall_rows(points, backend), columns=columns))
-        io.save_ann_index(index, args.index)
+        ann_files.save_index(index, args.index)
         io.write_json(args.metrics, metrics)
 
         qps = len(X_valid) / max(watch.seconds["query"], 1e-9)

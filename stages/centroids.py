@@ -16,6 +16,7 @@ from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, outputs
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import centroids as centroids_params
 from fmproto.search.distances import as_rows
 from fmproto.evaluation.scores import classification_report
 from fmproto.prototypes.centroids import class_means, nearest_prototype
@@ -28,7 +29,7 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("centroids", files=[args.model, args.metrics], folders=[args.plots, args.figures]):
-        p = P.read_params("centroids", P.CENTROIDS, args.params)
+        p = centroids_params.read(args.params)
         data = inputs.load_dataset(args.train)
         split = inputs.load_split(args.split, data)
         images, labels, classes = data["images"], data["labels"], data["classes"].tolist()

@@ -16,6 +16,7 @@ from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import dedup as dedup_params
 
 
 def main(argv=None) -> None:
@@ -25,7 +26,7 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("dedup-check", files=[args.pairs, args.metrics, args.figure]):
-        p = P.read_params("dedup", P.DEDUP, args.params)
+        p = dedup_params.read(args.params)
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         n_pixels = int(np.prod(train["images"].shape[1:]))
         tile = min(p["chunk"], max(len(train["images"]), len(test["images"])))

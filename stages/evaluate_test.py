@@ -63,16 +63,16 @@ def main(argv=None) -> None:
             with watch(method):
                 model = methods.fit(method, X_fit, y_fit, len(classes), settings)
                 predictions[method] = methods.predict(model, X_test)
-            scores = classification_report(y_test, predictions[method], classes)
-            summary[method] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+            report = classification_report(y_test, predictions[method], classes)
+            summary[method] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
         chosen = predictions[p["method"]]
-        scores = classification_report(y_test, chosen, classes)
+        report = classification_report(y_test, chosen, classes)
         X_fit, y_fit, rows = fit_set_of[p["method"]]
         metrics = {
             "method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit),
             "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],
-            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
-            "per_class_accuracy": {name: v["recall"] for name, v in scores["per_class"].items()},
+            "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+            "per_class_accuracy": {name: v["recall"] for name, v in report["per_class"].items()},
             "summary": summary,
         }
         figures = Path(args.figures)

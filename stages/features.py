@@ -20,6 +20,7 @@ from fmproto.representation import augment, transform
 from fmproto.pipeline import io
 from fmproto.pipeline import guard, inputs
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import features as features_params
 
 
 def main(argv=None) -> None:
@@ -29,7 +30,7 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("features", files=[args.out]):
-        p = P.read_params("features", P.FEATURES, args.params)
+        p = features_params.read(args.params)
         spec = transform.FeatureSpec(**{field.name: p[field.name] for field in dataclasses.fields(transform.FeatureSpec)})
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         split = inputs.load_split(args.split, train)

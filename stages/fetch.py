@@ -19,6 +19,7 @@ from fmproto.data import download
 from fmproto.pipeline import io
 from fmproto.pipeline import guard
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import data as data_params
 
 NOTE = "NOT-FETCHED.txt"
 
@@ -31,7 +32,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     out = Path(args.out)
     with guard.stage_errors("fetch", folders=[out]):
-        data = P.read_params("data", {"verify": P.DATA["verify"]}, args.params, partial=True)
+        data = P.read_params("data", {"verify": data_params.SPEC["verify"]}, args.params, partial=True)
         if data["verify"] == "none":
             with io.atomic_path(out / NOTE) as tmp:
                 tmp.write_text("Nothing fetched: data.verify is none, so ingest reads data.dir as it is.\n")

@@ -19,6 +19,7 @@ from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import data as data_params, ingest as ingest_params
 from fmproto.data.summary import class_counts, per_class_samples
 
 
@@ -29,8 +30,8 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("ingest", files=[args.train_out, args.test_out, args.metrics], folders=[args.figures]):
-        data = P.read_params("data", P.DATA, args.params)
-        p = P.read_params("ingest", P.INGEST, args.params)
+        data = data_params.read(args.params)
+        p = ingest_params.read(args.params)
         classes = data["classes"]
         splits = datasets.read_dataset(args.data_dir, len(classes), image_shape=data["image_shape"],
                                        class_names=classes)

@@ -19,6 +19,7 @@ from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, outputs
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import kmeans as kmeans_params
 from fmproto.search.distances import as_rows
 from fmproto.evaluation.scores import classification_report
 from fmproto.prototypes.kmeans import kmeans_per_class, n_prototypes_per_class, rows_by_class
@@ -33,7 +34,7 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("kmeans", files=[args.model, args.metrics], folders=[args.plots, args.figures]):
-        p = P.read_params("kmeans", P.KMEANS, args.params)
+        p = kmeans_params.read(args.params)
         data = inputs.load_dataset(args.train)
         split = inputs.load_split(args.split, data)
         images, labels, classes = data["images"], data["labels"], data["classes"].tolist()

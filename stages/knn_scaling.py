@@ -22,6 +22,7 @@ from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, timings
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import knn_scaling as knn_scaling_params
 from fmproto.search.distances import as_rows
 from fmproto.search.scaling import error_curve, summarize_curve, training_sizes
 
@@ -34,7 +35,7 @@ def main(argv=None) -> None:
     parser.add_argument("--timings", help="JSON of seconds per size (not a DVC output: it changes every run)")
     args = parser.parse_args(argv)
     with guard.stage_errors("knn-scaling", files=[args.metrics, args.rows], folders=[args.figures]):
-        p = P.read_params("knn_scaling", P.KNN_SCALING, args.params)
+        p = knn_scaling_params.read(args.params)
         data = inputs.load_dataset(args.train)
         split = inputs.load_split(args.split, data)
         X, y, n_classes = as_rows(data["images"]), data["labels"], len(data["classes"])

@@ -13,6 +13,7 @@ import argparse
 from fmproto.pipeline import io
 from fmproto.pipeline import guard, inputs
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import split as split_params
 from fmproto.data.holdout import drop_for_policy, validation_split
 from fmproto.data.summary import class_counts
 
@@ -24,7 +25,7 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("split", files=[args.out, args.metrics]):
-        p = P.read_params("split", P.SPLIT, args.params)
+        p = split_params.read(args.params)
         train = inputs.load_dataset(args.train)
         labels, classes = train["labels"], train["classes"].tolist()
         pairs = io.read_csv(args.pairs)

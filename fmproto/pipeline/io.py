@@ -1,4 +1,4 @@
-"""The pipeline's own files: .npz arrays, JSON metrics, CSV tables and Annoy indexes.
+"""The pipeline's own files: .npz arrays, JSON metrics and CSV tables.
 
 Writers are atomic: they write a temp file in the destination folder and ``os.replace`` it over the
 target, so an interrupted stage never leaves a half-written output for DVC to cache. An output must
@@ -37,7 +37,6 @@ from fmproto.pipeline.checks import require_file as _require_file
 
 PathLike = str | os.PathLike
 
-ANNOY_METRICS = ("angular", "euclidean", "manhattan", "hamming", "dot")
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
@@ -584,49 +583,3 @@ def read_csv(path: PathLike) -> pd.DataFrame:
         raise _error(path, "empty file") from None
     except (pd.errors.ParserError, UnicodeDecodeError, *_GZIP_ERRORS) as err:
         raise _error(path, f"not readable as CSV ({err})") from None
-
-
-def save_ann_index(index, path: PathLike) -> None:
-    """Save a built ``annoy.AnnoyIndex`` or ``hnswlib.Index`` atomically.
-
-    Annoy memory-maps the file it saved to; the rename keeps that mapping valid (same inode).
-    hnswlib writes exactly the path it is given (no suffix added).
-    """
-    with atomic_path(path) as tmp:
-        if hasattr(index, "save_index"):  # hnswlib
-            index.save_index(os.fspath(tmp))
-        elif not index.save(os.fspath(tmp)):
-            raise OSError(f"{os.fspath(path)}: annoy could not save the index")
-
-
-def load_annoy_index(path: PathLike, n_features: int, metric: str):
-    """Memory-map a saved Annoy index.
-
-    Parameters
-    ----------
-    path : str or PathLike
-    n_features : int
-        Vector length the index was built with.
-    metric : {"angular", "euclidean", "manhattan", "hamming", "dot"}
-
-    Returns
-    -------
-    annoy.AnnoyIndex, loaded and read-only.
-
-    Raises
-    ------
-    DataError
-        Missing file, or one annoy cannot load with this ``n_features`` and ``metric``.
-    """
-    from annoy import AnnoyIndex  # only the ANN stages need it
-
-    if metric not in ANNOY_METRICS:
-        raise ValueError(f"metric must be one of {', '.join(map(repr, ANNOY_METRICS))}; got {metric!r}")
-    path = _require_file(path)
-    index = AnnoyIndex(int(n_features), metric)
-    try:
-        index.load(os.fspath(path))
-    except OSError as err:
-        raise _error(path, f"annoy cannot load it with n_features={n_features}, "
-                     f"metric={metric!r} ({err})") from None
-    return index

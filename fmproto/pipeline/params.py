@@ -1,4 +1,6 @@
-"""Every section of ``params.yaml``, checked completely before a stage does any work.
+"""Reading ``params.yaml`` and the checkers a section's spec is made of; each spec is in ``specs/<section>.py``.
+
+Every section is checked completely before a stage does any work.
 
 The file is read as DVC reads it: YAML 1.2 through ruamel.yaml's safe loader, the way
 ``dvc.utils.serialize.parse_yaml`` does (``YAML(typ="safe").load(text) or {}``), so every value a
@@ -13,13 +15,15 @@ one too), a key that is a list or mapping, an alias that contains itself, and a 
 aliases expand it past ``MAX_VALUES`` values or ``MAX_CHARS`` characters are refused in one line, as
 is a top-level section that no stage reads (``evalute:`` would otherwise be ignored by all).
 
-A spec maps each key of a section to a checker; a checker takes ``(name, value)`` and returns the
-value (converted where that is safe) or raises ``ParamError`` naming the key and what is allowed.
+A spec maps each key of a section to a checker; it lives in its own module, a dep only of the
+stages that read that section, so that editing it reruns no other stage. A checker takes ``(name,
+value)`` and returns the value (converted where that is safe) or raises ``ParamError`` naming the
+key and what is allowed.
 Floats must be finite and every count that sizes memory has an upper bound here; bounds that depend
 on the data (k against the fit rows, a tile against the images) are checked by the stage with
 ``check_memory`` before it allocates.
 
-The allowed names (metrics, methods) are spelled here rather than imported from the core, so that
+The allowed names (metrics, methods) are spelled out rather than imported from the core, so that
 reading params does not import the numerical modules: a stage's DVC deps stay what it really uses.
 ``tests/pipeline/test_params.py`` checks they match the core's own lists.
 """
@@ -418,104 +422,14 @@ def _check_range(name: str, value: float, low: float | None, high: float | None)
         raise ParamError(f"{name} must be at most {high}; got {_shown(value)}")
 
 
-# ---------------------------------------------------------------------------------------------------- sections
+# ---------------------------------------------------------------------------------------------------- shared
 
+# What several sections allow; each section's own spec is in fmproto/pipeline/specs/<section>.py.
 PROTOTYPE_METRICS = ("sqeuclidean", "euclidean", "mse", "cosine", "manhattan")  # fmproto.search.distances.METRICS
 KNN_METRICS = ("euclidean", "cosine", "manhattan")
-ANN_METRICS = ("euclidean", "angular", "manhattan")  # fmproto.search.ann.ANN_METRICS
-METHODS = ("centroids", "kmeans", "knn", "ann")  # fmproto.evaluation.methods.METHODS
 WEIGHTS = ("uniform", "distance")  # fmproto.search.knn.WEIGHTS
 SEED = integer(low=0, high=MAX_SEED)
 CLASS_NAME = label(64)
 
-DATA = {
-    "dir": text(),
-    "verify": one_of("fashion-mnist", "none"),
-    "classes": list_of(CLASS_NAME, min_len=2, unique=True),
-    "image_shape": optional(list_of(integer(low=1, high=4096), min_len=2, max_len=2)),
-}
-INGEST = {"n_samples": integer(low=1, high=400), "per_class": integer(low=1, high=40), "seed": SEED}
-DEDUP = {
-    "near_threshold": number(low=0, high=255),  # RMS difference of 8-bit pixels is at most 255
-    "chunk": integer(low=64, high=65536),
-    "max_pairs": integer(low=1, high=1_000_000),
-    "n_show": integer(low=1, high=60),
-}
-SPLIT = {
-    "valid_pct": number(low=0, high=1, open_low=True, open_high=True),
-    "seed": SEED,
-    "stratify": boolean(),
-    "drop": one_of("none", "duplicates", "leaks", "both"),
-}
-CENTROIDS = {"metric": one_of(*PROTOTYPE_METRICS), "n_show": integer(low=1, high=50)}
-KMEANS = {
-    "n_prototypes": either(integer(low=1, high=10_000), mapping(integer(low=1, high=10_000), key=CLASS_NAME),
-                           "a count (1..10000), or a mapping from class name to count"),
-    "max_iter": integer(low=1, high=10_000),
-    "tol": number(low=0, high=1),  # a fraction of the inertia
-    "seed": SEED,
-    "metric": one_of(*PROTOTYPE_METRICS),
-    "lvq_epochs": integer(low=0, high=1000),
-    "lvq_learning_rate": number(low=0, high=10, open_low=True),
-    "n_show": integer(low=1, high=50),
-}
-KNN_SCALING = {
-    "sizes": either(one_of("auto"), list_of(integer(low=1), max_len=64, unique=True), "'auto' or a list of sizes"),
-    "ks": list_of(integer(low=1, high=10_000), max_len=64, unique=True),
-    "repeats": integer(low=1, high=20),
-    "metric": one_of(*KNN_METRICS),
-    "weights": one_of(*WEIGHTS),
-    "seed": SEED,
-}
-ANN = {
-    "metric": one_of(*ANN_METRICS),
-    "n_trees": integer(low=1, high=1000),
-    "search_k": integer(low=1, high=100_000_000),
-    "seed": integer(low=0, high=2**31 - 1),  # Annoy's set_seed takes a C int
-    "ks": list_of(integer(low=1, high=10_000), max_len=64, unique=True),
-    "weights": one_of(*WEIGHTS),
-    "recall_k": integer(low=1, high=10_000),
-    "search_k_sweep": list_of(integer(low=1, high=100_000_000), max_len=64, unique=True),
-    "sweep_queries": integer(low=1, high=1_000_000),
-    "backend": one_of("annoy", "hnswlib"),  # fmproto.search.ann.BACKENDS
-    "hnsw_m": integer(low=2, high=256),  # sizes the graph: about n * (4 * n_features + 8 * M) bytes
-    "hnsw_ef_construction": integer(low=1, high=10_000),
-    "hnsw_ef": integer(low=1, high=100_000),
-    "frontier_n_trees": list_of(integer(low=1, high=1000), min_len=0, max_len=16, unique=True),
-    "frontier_hnsw_m": list_of(integer(low=2, high=256), min_len=0, max_len=16, unique=True),
-    "frontier_hnsw_ef": list_of(integer(low=1, high=100_000), max_len=64, unique=True),
-    "frontier_recalls": list_of(number(low=0, high=1, open_low=True), max_len=10, unique=True),
-}
-FEATURES = {
-    "kind": text(200),
-    "hog_cell": integer(low=1, high=1024),
-    "hog_orientations": integer(low=2, high=36),
-    "pca_components": integer(low=0, high=4096),
-    "pca_whiten": boolean(),
-    "augment_shifts": boolean(),
-    "augment_flip": boolean(),
-    "cnn_width": integer(low=1, high=256),
-    "cnn_embedding": integer(low=1, high=4096),
-    "cnn_epochs": integer(low=1, high=1000),
-    "cnn_learning_rate": number(low=0, high=1, open_low=True),
-    "cnn_seed": SEED,
-    "cnn_threads": integer(low=1, high=256),
-}
-EVALUATE = {
-    "method": one_of(*METHODS),
-    "k": integer(low=1, high=10_000),
-    "fit_on": one_of("train", "train+valid"),
-    "metric": one_of(*KNN_METRICS),
-    "weights": one_of(*WEIGHTS),
-    "n_explain": integer(low=0, high=50),
-    "explain_confusions": either(one_of("auto"), list_of(list_of(CLASS_NAME, min_len=2, max_len=2), min_len=0, max_len=50),
-                                 "'auto' or a list of [true, predicted] class-name pairs"),
-    "seed": SEED,
-}
-# The keys of other sections that the final model reads (evaluate-valid, evaluate-test, explain).
-KMEANS_MODEL_KEYS = ("n_prototypes", "max_iter", "tol", "seed", "metric", "lvq_epochs", "lvq_learning_rate")
-ANN_MODEL_KEYS = ("metric", "n_trees", "search_k", "seed")
-
 # Every section a stage or ``fmproto`` command reads (``read_params``); ``load`` refuses any other.
-SECTIONS = {"data": DATA, "ingest": INGEST, "dedup": DEDUP, "split": SPLIT, "centroids": CENTROIDS,
-            "kmeans": KMEANS, "knn_scaling": KNN_SCALING, "ann": ANN, "features": FEATURES, "evaluate": EVALUATE}
+SECTIONS = ("data", "ingest", "dedup", "split", "centroids", "kmeans", "knn_scaling", "ann", "features", "evaluate")

@@ -6,6 +6,7 @@ import numpy as np
 
 from fmproto.evaluation import methods
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import ann as ann_params, evaluate as evaluate_params, kmeans as kmeans_params
 from fmproto.prototypes.kmeans import n_prototypes_per_class
 
 
@@ -19,9 +20,9 @@ def method_settings(params_path: str | Path, classes: list[str],
     ``evaluate.method`` is kmeans: for another method ``settings.n_prototypes`` is then None and
     ``kmeans_problem`` says why.
     """
-    p = P.read_params("evaluate", P.EVALUATE, params_path)
-    km = P.read_params("kmeans", P.KMEANS, params_path)
-    an = P.read_params("ann", P.ANN, params_path)
+    p = evaluate_params.read(params_path)
+    km = kmeans_params.read(params_path)
+    an = ann_params.read(params_path)
     counts, problem = _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)
     if problem is not None and p["method"] == "kmeans":
         raise P.ParamError(problem)
@@ -38,7 +39,7 @@ def kmeans_problem(params_path: str | Path, classes: list[str], train_labels: np
 
     Raises ``ParamError`` for a spec that names an unknown class, as ``method_settings`` does.
     """
-    km = P.read_params("kmeans", P.KMEANS, params_path)
+    km = kmeans_params.read(params_path)
     return _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)[1]
 
 

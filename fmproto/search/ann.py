@@ -20,7 +20,7 @@ inserted by one thread in row order with a fixed ``random_seed`` (the level of e
 from it) and queries run on one thread, so the same ``X`` and settings give the same graph, byte for
 byte, and the same answers, on the same build of hnswlib. It has no manhattan metric.
 
-Saving an index (either backend) and loading an Annoy index live in ``fmproto.pipeline.io`` (``save_ann_index``, ``load_annoy_index``);
+Saving an index (either backend) and loading an Annoy index live in ``fmproto.search.ann_files`` (``save_index``, ``load_annoy_index``);
 an hnswlib index saves itself with ``index.save_index(path)`` (the exact path: it adds no suffix).
 """
 
@@ -94,7 +94,7 @@ def query(
     Parameters
     ----------
     index : annoy.AnnoyIndex
-        A built index, from ``build_index`` or ``fmproto.pipeline.io.load_annoy_index``.
+        A built index, from ``build_index`` or ``fmproto.search.ann_files.load_annoy_index``.
     X_query : ndarray of shape (n_queries, n_features)
     k : int >= 1
     search_k : int, -1 or >= 1

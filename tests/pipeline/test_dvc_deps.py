@@ -112,3 +112,53 @@ def test_the_committed_lock_matches_the_code():
         and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
     )
     assert not stale, f"dvc.lock is older than these deps (run dvc repro and commit it): {stale}"
+
+
+# What every stage may depend on: plumbing that changes rarely (reading params, checking files,
+# writing outputs all or nothing). Anything else is a dep only of the stages that use it.
+PLUMBING = {"fmproto/pipeline/checks.py", "fmproto/pipeline/guard.py", "fmproto/pipeline/io.py",
+            "fmproto/pipeline/params.py"}
+
+
+def params_sections(stage: dict) -> set[str]:
+    """The params.yaml sections a stage declares (``kmeans`` or ``kmeans.seed`` both name kmeans)."""
+    names = set()
+    for entry in stage.get("params", []):
+        # an entry is a key, or a mapping from a params file to its keys
+        for key in ([k for keys in entry.values() for k in keys] if isinstance(entry, dict) else [entry]):
+            names.add(str(key).split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_section_spec_is_a_dep_only_of_its_readers(name):
+    """Editing how ``kmeans.*`` is checked reruns kmeans and the stages that read kmeans params, no other."""
+    stage = STAGES[name]
+    specs = {Path(dep).stem for dep in stage["deps"] if dep.startswith("fmproto/pipeline/specs/")}
+    assert specs <= params_sections(stage), f"{name} depends on specs of sections it does not read: {specs - params_sections(stage)}"
+
+
+def test_what_every_stage_depends_on_is_plumbing():
+    shared = set.intersection(*({dep for dep in stage["deps"] if dep.endswith(".py")} for stage in STAGES.values()))
+    assert shared - {dep for dep in shared if dep.startswith("stages/")} <= PLUMBING
+
+
+def test_index_files_and_the_image_reader_are_not_deps_of_fetch_or_ingest():
+    for name in ("fetch", "ingest"):
+        deps = set(STAGES[name]["deps"])
+        assert "fmproto/search/ann_files.py" not in deps
+        assert not any(dep.startswith(("fmproto/search/", "fmproto/evaluation/methods")) for dep in deps), name
+    assert "fmproto/data/images.py" not in STAGES["ingest"]["deps"]
+
+
+@pytest.mark.e2e
+def test_a_kmeans_spec_edit_reruns_only_its_readers(repo):
+    """The real `dvc status` after a comment line is appended to the kmeans spec module."""
+    from repos import BIN, run
+
+    spec = repo / "fmproto" / "pipeline" / "specs" / "kmeans.py"
+    spec.write_text(spec.read_text() + "# a comment\n")
+    status = yaml.safe_load(run([BIN / "dvc", "status", "--json"], repo).stdout or "{}")
+    readers = {name for name, stage in STAGES.items() if "kmeans" in params_sections(stage)}
+    assert set(status) == readers
+    assert {"kmeans", "evaluate-valid", "evaluate-test"} == readers

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from fmproto.pipeline import io
+from fmproto.search import ann_files
 
 from conftest import raises_one_line
 
@@ -110,7 +111,7 @@ WRITERS = {
     "save_arrays": lambda path: io.save_arrays(path, x=np.zeros(3)),
     "write_json": lambda path: io.write_json(path, {"bad": {1, 2}}),  # sets are not JSON
     "write_csv": lambda path: io.write_csv(path, pd.DataFrame({"a": [1]})),
-    "save_ann_index": lambda path: io.save_ann_index(_FailingIndex(), path),
+    "save_ann_index": lambda path: ann_files.save_index(_FailingIndex(), path),
 }
 
 
@@ -147,15 +148,15 @@ def test_annoy_round_trip(tmp_path):
         index.add_item(i, x)
     index.build(4)
     path = tmp_path / "models" / "ann.idx"
-    io.save_ann_index(index, path)
-    loaded = io.load_annoy_index(path, n_features=6, metric="euclidean")
+    ann_files.save_index(index, path)
+    loaded = ann_files.load_annoy_index(path, n_features=6, metric="euclidean")
     assert loaded.get_n_items() == 50
     assert loaded.get_nns_by_vector(X[7], 1) == [7]
     assert os.listdir(path.parent) == ["ann.idx"]
-    raises_one_line(tmp_path / "no.idx", "file not found", io.load_annoy_index, tmp_path / "no.idx", 6, "euclidean")
-    raises_one_line(path, "annoy cannot load it with n_features=5", io.load_annoy_index, path, 5, "euclidean")
+    raises_one_line(tmp_path / "no.idx", "file not found", ann_files.load_annoy_index, tmp_path / "no.idx", 6, "euclidean")
+    raises_one_line(path, "annoy cannot load it with n_features=5", ann_files.load_annoy_index, path, 5, "euclidean")
     with pytest.raises(ValueError, match="metric must be one of 'angular', .*; got 'cosine'"):
-        io.load_annoy_index(path, 6, "cosine")
+        ann_files.load_annoy_index(path, 6, "cosine")
 
 
 @pytest.mark.parametrize("value, where", [(float("nan"), "by_k.5.error"), (float("inf"), "by_k.5.error"),

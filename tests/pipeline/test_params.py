@@ -1,5 +1,6 @@
 """fmproto.pipeline.params: every section checked completely, every float finite, every size bounded."""
 
+import importlib
 import math
 import re
 import tracemalloc
@@ -13,8 +14,10 @@ from conftest import REPO
 from fmproto.search import ann, distances, knn
 from fmproto.evaluation import methods
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import ann as ann_params, dedup as dedup_params, evaluate as evaluate_params
 
-SECTIONS = P.SECTIONS
+# Each section's spec, from its own module under fmproto/pipeline/specs.
+SECTIONS = {name: importlib.import_module(f"fmproto.pipeline.specs.{name}").SPEC for name in P.SECTIONS}
 
 
 def write_params(tmp_path, change: dict | None = None, text: str | None = None):
@@ -33,18 +36,20 @@ def test_the_committed_params_pass_every_spec():
 
 
 def test_the_known_sections_are_the_ones_read():
-    """``load`` refuses any section not in ``P.SECTIONS``: it must be every one a stage or command reads."""
+    """``load`` refuses any section not in ``P.SECTIONS``: it must be every one a stage or command reads,
+    each through its own spec module, whose keys are the section's keys in params.yaml."""
     sources = [*(REPO / "stages").glob("*.py"), *(REPO / "fmproto").glob("**/*.py")]
     read = {name for source in sources for name in re.findall(r'read_params\(\s*"(\w+)"', source.read_text())}
     assert read == set(P.SECTIONS)
+    assert {p.stem for p in (REPO / "fmproto" / "pipeline" / "specs").glob("*.py")} - {"__init__"} == set(P.SECTIONS)
     for section in read:
-        assert set(P.SECTIONS[section]) == set(P.load(REPO / "params.yaml")[section])
+        assert set(SECTIONS[section]) == set(P.load(REPO / "params.yaml")[section])
 
 
 def test_allowed_names_match_the_core():
     assert P.PROTOTYPE_METRICS == distances.METRICS
-    assert P.ANN_METRICS == ann.ANN_METRICS
-    assert P.METHODS == methods.METHODS
+    assert ann_params.ANN_METRICS == ann.ANN_METRICS
+    assert evaluate_params.METHODS == methods.METHODS
     assert P.WEIGHTS == knn.WEIGHTS
     assert set(P.KNN_METRICS) <= set(knn.KNN_METRICS)
 
@@ -107,23 +112,23 @@ def test_bad_values_are_one_line_naming_the_param(tmp_path, dotted, value, fragm
 def test_malformed_files_are_one_line(tmp_path, text, fragment):
     path = write_params(tmp_path, text=text)
     with pytest.raises(P.ParamError, match=fragment):
-        P.read_params("dedup", P.DEDUP, path)
+        dedup_params.read(path)
 
 
 def test_unknown_and_missing_keys(tmp_path):
     with pytest.raises(P.ParamError, match=r"unknown param dedup.chunks \(did you mean 'chunk'\?\)$"):
-        P.read_params("dedup", P.DEDUP, write_params(tmp_path, text="dedup: {chunks: 3}\n"))
+        dedup_params.read(write_params(tmp_path, text="dedup: {chunks: 3}\n"))
     with pytest.raises(P.ParamError, match=r"unknown param dedup.zzz \(known: near_threshold, chunk, max_pairs, n_show\)$"):
-        P.read_params("dedup", P.DEDUP, write_params(tmp_path, text="dedup: {zzz: 3}\n"))
+        dedup_params.read(write_params(tmp_path, text="dedup: {zzz: 3}\n"))
     with pytest.raises(P.ParamError, match="param dedup.near_threshold is missing"):
-        P.read_params("dedup", P.DEDUP, write_params(tmp_path, text="dedup: {chunk: 3}\n"))
-    assert P.read_params("dedup", {"chunk": P.DEDUP["chunk"]}, write_params(tmp_path), partial=True) == {"chunk": 4096}
+        dedup_params.read(write_params(tmp_path, text="dedup: {chunk: 3}\n"))
+    assert P.read_params("dedup", {"chunk": dedup_params.SPEC["chunk"]}, write_params(tmp_path), partial=True) == {"chunk": 4096}
 
 
 def test_long_values_are_quoted_short(tmp_path):
     path = write_params(tmp_path, {"evaluate.method": "x" * 10_000})
     with pytest.raises(P.ParamError) as info:
-        P.read_params("evaluate", P.EVALUATE, path)
+        evaluate_params.read(path)
     assert len(str(info.value)) < 300 and "..." in str(info.value)
 
 

@@ -16,6 +16,7 @@ from dvc.utils.serialize import YAMLFileCorruptedError, parse_yaml
 
 from conftest import REPO
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import evaluate as evaluate_params
 
 # Plain scalars on which YAML 1.1 (PyYAML) and YAML 1.2 (ruamel.yaml, DVC) disagree, and a few more.
 TRICKY = {
@@ -92,11 +93,11 @@ def test_stages_see_the_yaml_1_2_value(tmp_path):
     committed = (REPO / "params.yaml").read_text()
     assert "\n  k: 5\n" in committed
     path = write(tmp_path, committed.replace("\n  k: 5\n", "\n  k: 012\n"))
-    assert P.read_params("evaluate", P.EVALUATE, path)["k"] == 12
+    assert evaluate_params.read(path)["k"] == 12
     for text, shown in (("1:20", "'1:20'"), ("yes", "'yes'"), ("1e1", "10.0")):
         path = write(tmp_path, committed.replace("\n  k: 5\n", f"\n  k: {text}\n"))
         with pytest.raises(P.ParamError, match=f"evaluate.k must be an integer; got {shown}$"):
-            P.read_params("evaluate", P.EVALUATE, path)
+            evaluate_params.read(path)
 
 
 @pytest.mark.e2e
@@ -203,9 +204,10 @@ def test_an_alias_bomb_is_refused_in_bounded_memory(tmp_path):
         import resource, sys, tracemalloc
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
         from fmproto.pipeline import params as P
+        from fmproto.pipeline.specs import evaluate as evaluate_params
         from fmproto.pipeline.settings import method_settings  # what evaluate-valid, evaluate-test and explain call
         tracemalloc.start()
-        for read in (lambda: P.read_params("evaluate", P.EVALUATE, {str(path)!r}),
+        for read in (lambda: evaluate_params.read({str(path)!r}),
                      lambda: method_settings({str(path)!r}, ["a", "b"])):
             try:
                 read()

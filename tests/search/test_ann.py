@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fmproto.search import ann
+from fmproto.search import ann, ann_files
 from fmproto.search.distances import pairwise_distances
 
 # Five points on a line: neighbours and distances can be read off by eye.
@@ -185,8 +185,8 @@ def test_same_seed_same_index(fashion_sample, fashion_index, tmp_path):
         second = ann.query(again, X_query, 10, search_k)
         np.testing.assert_array_equal(first[1], second[1])
         np.testing.assert_array_equal(first[0], second[0])  # bit for bit, distances too
-    io.save_ann_index(fashion_index, tmp_path / "a.ann")
-    io.save_ann_index(again, tmp_path / "b.ann")
+    ann_files.save_index(fashion_index, tmp_path / "a.ann")
+    ann_files.save_index(again, tmp_path / "b.ann")
     assert (tmp_path / "a.ann").read_bytes() == (tmp_path / "b.ann").read_bytes()
 
 

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from fmproto.search import ann, ann_eval
+from fmproto.search import ann, ann_eval, ann_files
 from fmproto.pipeline import io
 from fmproto.pipeline import params as P
+from fmproto.pipeline.specs import ann as ann_params
 from fmproto.pipeline.inputs import fingerprint
 from stages import ann_index
 
@@ -255,9 +256,9 @@ def test_missing_hnswlib_is_one_line(monkeypatch):
 
 def test_params_backends_match_the_core():
     for backend in ann.BACKENDS:
-        assert P.ANN["backend"]("ann.backend", backend) == backend
+        assert ann_params.SPEC["backend"]("ann.backend", backend) == backend
     with pytest.raises(P.ParamError):
-        P.ANN["backend"]("ann.backend", "faiss")
+        ann_params.SPEC["backend"]("ann.backend", "faiss")
 
 
 # ---------------------------------------------------------------- the stage: params errors and a small run
@@ -353,4 +354,4 @@ def test_stage_writes_the_frontier(inputs, tmp_path, capsys, backend):
         index.load_index(str(out / "ann.idx"))
         assert index.get_current_count() == 90
     else:
-        assert io.load_annoy_index(out / "ann.idx", 36, "euclidean").get_n_items() == 90
+        assert ann_files.load_annoy_index(out / "ann.idx", 36, "euclidean").get_n_items() == 90

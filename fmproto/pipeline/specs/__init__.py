@@ -1,0 +1,1 @@
+"""The params of each section of params.yaml: one module a section, a dep only of the stages that read it."""
