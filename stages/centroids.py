@@ -15,7 +15,6 @@ import numpy as np
 from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, outputs
-from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import centroids as centroids_params
 from fmproto.search.distances import as_rows
 from fmproto.evaluation.scores import classification_report

@@ -4,7 +4,7 @@ Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split
 (.npz from features: every method works on these; knn and ann also on the augmented copies).
 Params: evaluate.* (method, k, fit_on, metric, weights, n_explain, explain_confusions (a list of
 [true, predicted] class names, or auto: the chosen method's most frequent confusions on validation), seed) and the
-settings of the other methods: kmeans.n_prototypes/seed/max_iter/tol/metric/lvq_*, ann.metric/n_trees/search_k/seed.
+settings of the other methods: kmeans.n_prototypes/seed/max_iter/tol/metric/lvq_*, ann.backend/metric/n_trees/search_k/seed/hnsw_*.
 A class with no test images gets null per-class figures and is left out of macro F1. The summary
 leaves kmeans out (null, with one warning line) when kmeans.n_prototypes does not fit the training
 split and evaluate.method is another; for the chosen method that is an error.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.evaluation import scores, fitset, methods, plots
+from fmproto.evaluation import scores, fitset, estimators, plots
 from fmproto.pipeline import io
 from fmproto.pipeline import model_checks, guard, inputs, outputs, timings
 from fmproto.pipeline.settings import kmeans_problem, method_settings
@@ -52,17 +52,17 @@ def main(argv=None) -> None:
 
         # knn and ann share the augmented fit set, centroids and kmeans the plain one: build each once.
         plain, augmented = (fitset.fit_data(feats, train["labels"], fit_idx, m) for m in ("centroids", "knn"))
-        fit_set_of = {m: augmented if m in fitset.AUGMENTED_METHODS else plain for m in methods.METHODS}
+        fit_set_of = {m: augmented if m in fitset.AUGMENTED_METHODS else plain for m in estimators.METHODS}
         model_checks.check_k(args.params, p["k"], min(len(plain[0]), len(augmented[0])), len(X_test))
         summary, predictions, watch = {}, {}, timings.Stopwatch()
-        for method in methods.METHODS:
+        for method in estimators.METHODS:
             if skipped.get(method):
                 summary[method] = None
                 continue
             X_fit, y_fit, _ = fit_set_of[method]
             with watch(method):
-                model = methods.fit(method, X_fit, y_fit, len(classes), settings)
-                predictions[method] = methods.predict(model, X_test)
+                model = estimators.make(method, settings).fit(X_fit, y_fit, len(classes))
+                predictions[method] = model.predict(X_test)
             report = classification_report(y_test, predictions[method], classes)
             summary[method] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
         chosen = predictions[p["method"]]
@@ -83,9 +83,9 @@ def main(argv=None) -> None:
         # space; an augmented copy is drawn as the shifted or flipped image it is).
         if confusions == "auto":  # the chosen model's own worst confusions, on validation (never the test set)
             X_train_fit, y_train_fit, _ = fitset.fit_data(feats, train["labels"], split["train"], p["method"])
-            model = methods.fit(p["method"], X_train_fit, y_train_fit, len(classes), settings)
+            model = estimators.make(p["method"], settings).fit(X_train_fit, y_train_fit, len(classes))
             valid = split["valid"]
-            y_valid_pred = methods.predict(model, feats["train"][valid].astype(np.float32))
+            y_valid_pred = model.predict(feats["train"][valid].astype(np.float32))
             cm = scores.confusion_matrix(train["labels"][valid], y_valid_pred, len(classes))
             confusions = top_confusions(cm, AUTO_CONFUSIONS)
         picked = pick_explanations(y_test, chosen, p["n_explain"], confusions, np.random.default_rng(p["seed"]))

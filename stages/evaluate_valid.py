@@ -11,7 +11,7 @@ Outputs: ``--metrics`` (accuracy, macro F1, the features used) and ``--timings``
 
 import argparse
 
-from fmproto.evaluation import fitset, methods
+from fmproto.evaluation import fitset, estimators
 from fmproto.pipeline import io
 from fmproto.pipeline import model_checks, guard, inputs, timings
 from fmproto.pipeline.settings import method_settings
@@ -37,9 +37,9 @@ def main(argv=None) -> None:
         model_checks.check_k(args.params, p["k"], len(X_fit), len(X_valid))
         watch = timings.Stopwatch()
         with watch("fit"):
-            model = methods.fit(p["method"], X_fit, y_fit, len(classes), settings)
+            model = estimators.make(p["method"], settings).fit(X_fit, y_fit, len(classes))
         with watch("predict"):
-            predicted = methods.predict(model, X_valid)
+            predicted = model.predict(X_valid)
         scores = classification_report(y_valid, predicted, classes)
         metrics = {
             "method": p["method"], "k": p["k"], "metric": p["metric"], "weights": p["weights"],

@@ -47,7 +47,7 @@ def main(argv=None) -> None:
                             download.write_content(Path(staging, name), name, f)
                 except download.FetchError as err:  # named by the output, not the temp folder that staged it
                     raise ValueError(str(err).replace(staging, str(out))) from None
-            message = f"{out}: {len(fetch.FILES)} Fashion-MNIST files, decompressed and verified ({origin})"
+            message = f"{out}: {len(download.FILES)} Fashion-MNIST files, decompressed and verified ({origin})"
     print(message)
 
 

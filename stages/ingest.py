@@ -18,7 +18,6 @@ from fmproto.data import datasets
 from fmproto.pipeline import io
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs
-from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import data as data_params, ingest as ingest_params
 from fmproto.data.summary import class_counts, per_class_samples
 

@@ -12,7 +12,6 @@ import argparse
 
 from fmproto.pipeline import io
 from fmproto.pipeline import guard, inputs
-from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import split as split_params
 from fmproto.data.holdout import drop_for_policy, validation_split
 from fmproto.data.summary import class_counts

@@ -13,7 +13,7 @@ import numpy as np
 
 from fmproto.data import datasets
 from fmproto.representation import transform
-from fmproto.evaluation import fitset, methods, plots
+from fmproto.evaluation import fitset, estimators, plots
 from fmproto.pipeline import model_checks, guard, inputs
 from fmproto.pipeline.settings import method_settings
 from fmproto.evaluation.explanations import MAX_SHOWN, explanation_grid
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> None:
         # A test image's features as evaluate-test saw them; an image file's computed here (the same
         # bytes, PCA apart: its product may sum a lone image's terms in another order).
         query = feats["test"][index][None] if test is not None else transform.transform(image[None], spec, state)
-        model = methods.fit(p["method"], X_fit, y_fit, len(classes), settings)
-        predicted = int(methods.predict(model, query)[0])
+        model = estimators.make(p["method"], settings).fit(X_fit, y_fit, len(classes))
+        predicted = int(model.predict(query)[0])
         shown = min(p["k"], MAX_SHOWN)
         distances, neighbours = kneighbors(query, X_fit, shown, metric=p["metric"])
         sources = rows[neighbours] % len(train["labels"])  # the training image each neighbour is, or was made from

@@ -4,21 +4,21 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.evaluation import methods
 from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import ann as ann_params, evaluate as evaluate_params, kmeans as kmeans_params
 from fmproto.prototypes.kmeans import n_prototypes_per_class
+from fmproto.search import ann
 
 
 def method_settings(params_path: str | Path, classes: list[str],
-                    train_labels: np.ndarray | None = None) -> tuple[dict, methods.Settings]:
-    """The checked ``evaluate`` section, and the ``Settings`` every method reads (kmeans and ann keys too).
+                    train_labels: np.ndarray | None = None) -> tuple[dict, dict[str, dict]]:
+    """The checked ``evaluate`` section, and each method's estimator settings (``estimators.make``'s).
 
     ``kmeans.n_prototypes`` must name only classes of ``classes``, whatever the method. Given
     ``train_labels`` (the training split's labels, what the kmeans stage fits on), its counts are
     checked against each class's images too; counts that do not fit are an error only when
-    ``evaluate.method`` is kmeans: for another method ``settings.n_prototypes`` is then None and
-    ``kmeans_problem`` says why.
+    ``evaluate.method`` is kmeans: for another method kmeans's ``n_prototypes`` is then None and
+    ``kmeans_problem`` says why. The ann method uses ``ann.backend``, as the ann-index stage does.
     """
     p = evaluate_params.read(params_path)
     km = kmeans_params.read(params_path)
@@ -26,12 +26,30 @@ def method_settings(params_path: str | Path, classes: list[str],
     counts, problem = _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)
     if problem is not None and p["method"] == "kmeans":
         raise P.ParamError(problem)
-    settings = methods.Settings(
-        k=p["k"], metric=p["metric"], weights=p["weights"], prototype_metric=km["metric"],
-        n_prototypes=counts, kmeans_seed=km["seed"], kmeans_max_iter=km["max_iter"], kmeans_tol=km["tol"],
-        lvq_epochs=km["lvq_epochs"], lvq_learning_rate=km["lvq_learning_rate"], ann_metric=an["metric"],
-        ann_n_trees=an["n_trees"], ann_search_k=an["search_k"], ann_seed=an["seed"])
+    if p["method"] == "ann" and an["backend"] == "hnswlib":
+        _check_hnswlib(params_path, an["metric"])
+    neighbours = {"k": p["k"], "weights": p["weights"]}
+    settings = {
+        "centroids": {"metric": km["metric"]},
+        "kmeans": {"n_prototypes": counts, "metric": km["metric"], "seed": km["seed"], "max_iter": km["max_iter"],
+                   "tol": km["tol"], "lvq_epochs": km["lvq_epochs"], "lvq_learning_rate": km["lvq_learning_rate"]},
+        "knn": {**neighbours, "metric": p["metric"]},
+        "ann": {**neighbours, "backend": an["backend"], "metric": an["metric"], "seed": an["seed"],
+                "n_trees": an["n_trees"], "search_k": an["search_k"], "hnsw_m": an["hnsw_m"],
+                "hnsw_ef_construction": an["hnsw_ef_construction"], "hnsw_ef": an["hnsw_ef"]},
+    }
     return p, settings
+
+
+def _check_hnswlib(params_path, metric: str) -> None:
+    """ParamError before any work when hnswlib lacks ``metric`` or is not installed."""
+    if metric not in ("euclidean", "angular"):
+        raise P.ParamError(f"{params_path}: ann.metric {metric!r} has no hnswlib space (euclidean, angular); "
+                           "use ann.backend: annoy")
+    try:
+        ann.import_hnswlib()
+    except ValueError as err:  # import_hnswlib's one line: not installed
+        raise P.ParamError(f"{params_path}: ann.backend asks for hnswlib, but {err}") from None
 
 
 def kmeans_problem(params_path: str | Path, classes: list[str], train_labels: np.ndarray) -> str | None:

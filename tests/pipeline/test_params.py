@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import REPO
 from fmproto.search import ann, distances, knn
-from fmproto.evaluation import methods
+from fmproto.evaluation import estimators
 from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import ann as ann_params, dedup as dedup_params, evaluate as evaluate_params
 
@@ -49,7 +49,7 @@ def test_the_known_sections_are_the_ones_read():
 def test_allowed_names_match_the_core():
     assert P.PROTOTYPE_METRICS == distances.METRICS
     assert ann_params.ANN_METRICS == ann.ANN_METRICS
-    assert evaluate_params.METHODS == methods.METHODS
+    assert evaluate_params.METHODS == estimators.METHODS
     assert P.WEIGHTS == knn.WEIGHTS
     assert set(P.KNN_METRICS) <= set(knn.KNN_METRICS)
 

@@ -176,8 +176,6 @@ def fashion_index(fashion_sample):
 
 @pytest.mark.slow
 def test_same_seed_same_index(fashion_sample, fashion_index, tmp_path):
-    from fmproto.pipeline import io
-
     X, X_query, _ = fashion_sample
     again = ann.build_index(X, n_trees=10, seed=42)
     for search_k in (-1, 1000):

@@ -23,8 +23,6 @@ SPEC = {
     "frontier_hnsw_ef": list_of(integer(low=1, high=100_000), max_len=64, unique=True),
     "frontier_recalls": list_of(number(low=0, high=1, open_low=True), max_len=10, unique=True),
 }
-# The keys the final model reads (evaluate-valid, evaluate-test, explain).
-MODEL_KEYS = ("metric", "n_trees", "search_k", "seed")
 
 
 def read(path) -> dict:

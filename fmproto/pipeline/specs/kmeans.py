@@ -13,8 +13,6 @@ SPEC = {
     "lvq_learning_rate": number(low=0, high=10, open_low=True),
     "n_show": integer(low=1, high=50),
 }
-# The keys the final model reads (evaluate-valid, evaluate-test, explain).
-MODEL_KEYS = ("n_prototypes", "max_iter", "tol", "seed", "metric", "lvq_epochs", "lvq_learning_rate")
 
 
 def read(path) -> dict:

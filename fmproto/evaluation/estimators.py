@@ -1,0 +1,113 @@
+"""The four classifiers as estimators, chosen by name, so evaluate-valid, evaluate-test and
+`fmproto explain` fit and predict alike.
+
+Each is a small class: ``fit(X, y, n_classes)`` on float32 rows ``X (n, n_features)`` with labels
+``y (n,)`` returns the fitted estimator; ``predict(X)`` gives labels ``(n_query,)``. The neighbour
+methods also answer ``kneighbors(X, k)`` with ``(distances, indices)`` into the fit rows, nearest first.
+"""
+
+import numpy as np
+
+from fmproto.prototypes.centroids import class_means, nearest_prototype
+from fmproto.prototypes.kmeans import kmeans_per_class
+from fmproto.prototypes.lvq import glvq
+from fmproto.search import ann, knn
+
+
+class NearestCentroid:
+    """One prototype a class, its mean; an image takes the class of the nearest."""
+
+    def __init__(self, metric: str = "mse"):
+        self.metric = metric
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "NearestCentroid":
+        self.prototypes_, self.prototype_labels_ = class_means(X, y, n_classes), np.arange(n_classes)
+        self.n_classes_ = n_classes
+        return self
+
+    def predict(self, X_query: np.ndarray) -> np.ndarray:
+        return nearest_prototype(X_query, self.prototypes_, self.prototype_labels_, self.n_classes_,
+                                 metric=self.metric).labels
+
+
+class KMeansPrototypes(NearestCentroid):
+    """``n_prototypes[c]`` k-means centres for each class ``c`` (one each when None), then optional GLVQ."""
+
+    def __init__(self, n_prototypes: np.ndarray | None = None, metric: str = "mse", seed: int = 0,
+                 max_iter: int = 100, tol: float = 1e-4, lvq_epochs: int = 0, lvq_learning_rate: float = 0.3):
+        super().__init__(metric)
+        self.n_prototypes, self.seed, self.max_iter, self.tol = n_prototypes, seed, max_iter, tol
+        self.lvq_epochs, self.lvq_learning_rate = lvq_epochs, lvq_learning_rate
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "KMeansPrototypes":
+        counts = self.n_prototypes if self.n_prototypes is not None else np.ones(n_classes, np.int64)
+        self.prototypes_, self.prototype_labels_, _ = kmeans_per_class(
+            X, y, counts, seed=self.seed, max_iter=self.max_iter, tol=self.tol)
+        if self.lvq_epochs > 0:
+            self.prototypes_ = glvq(self.prototypes_, self.prototype_labels_, X, y, epochs=self.lvq_epochs,
+                                    learning_rate=self.lvq_learning_rate, seed=self.seed)
+        self.n_classes_ = n_classes
+        return self
+
+
+class _Neighbours:
+    """A vote of the ``k`` nearest fit rows, found by the subclass's ``kneighbors``."""
+
+    def __init__(self, k: int, weights: str):
+        self.k, self.weights = k, weights
+
+    def _fitted(self, y: np.ndarray, n_classes: int) -> None:
+        self.y_, self.n_classes_ = y, n_classes
+
+    def predict(self, X_query: np.ndarray) -> np.ndarray:
+        distances, indices = self.kneighbors(X_query)
+        # An approximate search may return fewer than k items, padded with index -1: no vote for those.
+        labels = np.where(indices >= 0, self.y_[np.maximum(indices, 0)], -1)
+        return knn.vote(labels, distances, self.n_classes_, weights=self.weights)
+
+
+class ExactKNN(_Neighbours):
+    """The ``k`` nearest fit rows of an exact search (``knn.KnnIndex``: the exact float64 neighbours)."""
+
+    def __init__(self, k: int = 5, metric: str = "euclidean", weights: str = "uniform"):
+        super().__init__(k, weights)
+        self.metric = metric
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "ExactKNN":
+        self.index_ = knn.KnnIndex().fit(X, metric=self.metric)  # screened once for every query
+        self._fitted(y, n_classes)
+        return self
+
+    def kneighbors(self, X_query: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.index_.query(X_query, k or self.k)
+
+
+class ApproximateKNN(_Neighbours):
+    """The ``k`` nearest fit rows as an Annoy forest or an hnswlib graph finds them."""
+
+    def __init__(self, k: int = 5, weights: str = "uniform", backend: str = "annoy", metric: str = "euclidean",
+                 seed: int = 42, n_trees: int = 10, search_k: int = -1, hnsw_m: int = 16,
+                 hnsw_ef_construction: int = 200, hnsw_ef: int = 40):
+        super().__init__(k, weights)
+        self.backend, self.metric, self.seed, self.n_trees, self.search_k = backend, metric, seed, n_trees, search_k
+        self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef = hnsw_m, hnsw_ef_construction, hnsw_ef
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "ApproximateKNN":
+        self.index_ = ann.build(X, self.backend, self.metric, self.seed, n_trees=self.n_trees, m=self.hnsw_m,
+                                ef_construction=self.hnsw_ef_construction)
+        self._fitted(y, n_classes)
+        return self
+
+    def kneighbors(self, X_query: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return ann.search(self.index_, X_query, k or self.k, search_k=self.search_k, ef=self.hnsw_ef)
+
+
+ESTIMATORS = {"centroids": NearestCentroid, "kmeans": KMeansPrototypes, "knn": ExactKNN, "ann": ApproximateKNN}
+METHODS: tuple[str, ...] = tuple(ESTIMATORS)
+
+
+def make(method: str, settings: dict[str, dict]):
+    """An unfitted estimator for ``method``, built from ``settings[method]`` (its keyword arguments)."""
+    if method not in ESTIMATORS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    return ESTIMATORS[method](**settings.get(method, {}))
