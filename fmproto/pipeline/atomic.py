@@ -202,32 +202,23 @@ def _check_replaceable(path: Path, removing: bool = False) -> None:
         info = os.lstat(path)
     except FileNotFoundError:
         info = None
+    folder = path.parent
+    problem = None
     if info is not None and not stat.S_ISREG(info.st_mode) and not (removing and stat.S_ISLNK(info.st_mode)):
         problem = errno.EEXIST, f"it is now {kind_of(info.st_mode)}"
-    else:
-        problem = _replace_problem(path, info)
-    if problem is not None:
-        code, why = problem
-        raise OSError(code, f"cannot {'remove' if removing else 'replace'} it: {why}", os.fspath(path))
-
-
-def _replace_problem(path: Path, info: os.stat_result | None) -> tuple[int, str] | None:
-    folder = path.parent
     for what, at in (("the file", path if info is not None and stat.S_ISREG(info.st_mode) else None),
                      (f"its folder {folder}", folder)):
-        flags = _inode_flags(at) if at is not None else 0
-        if flags & _IMMUTABLE:
-            return errno.EPERM, f"{what} is immutable (chattr +i)"
-        if flags & _APPEND_ONLY:
-            return errno.EPERM, f"{what} is append-only (chattr +a)"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return errno.EROFS, f"its folder {folder} is on a read-only file system"
-        return errno.EACCES, f"its folder {folder} is not writable"
-    if info is not None and os.stat(folder).st_mode & stat.S_ISVTX:
+        flags = _inode_flags(at) if at is not None and problem is None else 0
+        if flags & (_IMMUTABLE | _APPEND_ONLY):
+            problem = errno.EPERM, f"{what} is {'immutable (chattr +i)' if flags & _IMMUTABLE else 'append-only (chattr +a)'}"
+    if problem is None and not os.access(folder, os.W_OK | os.X_OK):
+        problem = ((errno.EROFS, f"its folder {folder} is on a read-only file system")
+                   if os.statvfs(folder).f_flag & os.ST_RDONLY else (errno.EACCES, f"its folder {folder} is not writable"))
+    if problem is None and info is not None and os.stat(folder).st_mode & stat.S_ISVTX:
         if os.geteuid() not in (0, info.st_uid, os.stat(folder).st_uid):  # the rule of /tmp
-            return errno.EPERM, f"its folder {folder} is sticky and the file belongs to another user"
-    return None
+            problem = errno.EPERM, f"its folder {folder} is sticky and the file belongs to another user"
+    if problem is not None:
+        raise OSError(problem[0], f"cannot {'remove' if removing else 'replace'} it: {problem[1]}", os.fspath(path))
 
 
 @contextmanager

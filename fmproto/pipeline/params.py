@@ -243,73 +243,66 @@ def check_memory(name: str, value: Any, n_bytes: float, what: str, largest: int 
 # ---------------------------------------------------------------------------------------------------- checkers
 
 
-def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
+def _fail(name: str, must: str, value: Any) -> None:
+    raise ParamError(f"{name} must be {must}; got {_shown(value)}")
+
+
+def _in_range(name: str, value: float, low: float | None, high: float | None) -> float:
     if low is not None and value < low:
-        raise ParamError(f"{name} must be at least {low}; got {_shown(value)}")
+        _fail(name, f"at least {low}", value)
     if high is not None and value > high:
-        raise ParamError(f"{name} must be at most {high}; got {_shown(value)}")
+        _fail(name, f"at most {high}", value)
+    return value
 
 
 def integer(low: int | None = None, high: int | None = None) -> Checker:
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamError(f"{name} must be an integer; got {_shown(value)}")
-        _check_range(name, value, low, high)
-        return value
-
+            _fail(name, "an integer", value)
+        return _in_range(name, value, low, high)
     return check
 
 
 def number(low: float | None = None, high: float | None = None, *, open_low: bool = False,
            open_high: bool = False) -> Checker:
     """A finite int or float within the bounds, as a float (``open_*``: that bound excluded)."""
-
     def check(name: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamError(f"{name} must be a number; got {_shown(value)}")
+            _fail(name, "a number", value)
         if not math.isfinite(value):
-            raise ParamError(f"{name} must be a finite number; got {_shown(value)}")
+            _fail(name, "a finite number", value)
         if open_low and low is not None and value <= low:
-            raise ParamError(f"{name} must be greater than {low}; got {_shown(value)}")
+            _fail(name, f"greater than {low}", value)
         if open_high and high is not None and value >= high:
-            raise ParamError(f"{name} must be less than {high}; got {_shown(value)}")
-        _check_range(name, value, low, high)
-        return float(value)
-
+            _fail(name, f"less than {high}", value)
+        return float(_in_range(name, value, low, high))
     return check
 
 
 def boolean() -> Checker:
-    def check(name: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ParamError(f"{name} must be true or false; got {_shown(value)}")
-        return value
-
-    return check
+    return lambda name, value: value if isinstance(value, bool) else _fail(name, "true or false", value)
 
 
 def one_of(*choices: Any) -> Checker:
     def check(name: str, value: Any) -> Any:
         if isinstance(value, (list, dict)) or value not in choices:
-            raise ParamError(f"{name} must be one of {', '.join(map(repr, choices))}; got {_shown(value)}")
+            _fail(name, f"one of {', '.join(map(repr, choices))}", value)
         return value
-
     return check
 
 
 def text(max_len: int = 4096) -> Checker:
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str) or not value or len(value) > max_len:
-            raise ParamError(f"{name} must be a non-empty string of at most {max_len} characters; got {_shown(value)}")
+            _fail(name, f"a non-empty string of at most {max_len} characters", value)
         return value
-
     return check
 
 
 def list_of(item: Checker, *, min_len: int = 1, max_len: int = 1000, unique: bool = False) -> Checker:
     def check(name: str, value: Any) -> list:
         if not isinstance(value, list) or not min_len <= len(value) <= max_len:
-            raise ParamError(f"{name} must be a list of {min_len} to {max_len} items; got {_shown(value)}")
+            _fail(name, f"a list of {min_len} to {max_len} items", value)
         items = [item(f"{name}[{i}]", v) for i, v in enumerate(value)]
         seen = set()
         for v in items if unique else ():
@@ -317,37 +310,31 @@ def list_of(item: Checker, *, min_len: int = 1, max_len: int = 1000, unique: boo
                 raise ParamError(f"{name} must not repeat items; got {_shown(v)} more than once")
             seen.add(repr(v))
         return items
-
     return check
 
 
 def mapping(value: Checker, max_len: int = 1000, key: Checker | None = None) -> Checker:
     """A mapping of 1 to ``max_len`` string keys (that ``key`` accepts) to values that ``value`` accepts."""
-
     def check(name: str, given: Any) -> dict:
         if not isinstance(given, dict) or not 1 <= len(given) <= max_len:
-            raise ParamError(f"{name} must be a mapping of 1 to {max_len} names; got {_shown(given)}")
+            _fail(name, f"a mapping of 1 to {max_len} names", given)
         for k in given:
             if not isinstance(k, str):
                 raise ParamError(f"{name} must map names (strings) to values; got the key {_shown(k)}")
             if key is not None:
                 key(f"{name} key", k)
         return {k: value(f"{name}.{_name(k)}", v) for k, v in given.items()}
-
     return check
 
 
 def label(max_len: int = 64) -> Checker:
     """A name shown in pictures, tables and log lines: printable (no newline, tab or control character)."""
-
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str) or not value.strip() or len(value) > max_len:
-            raise ParamError(f"{name} must be a name of 1 to {max_len} characters, not blank; got {_shown(value)}")
+            _fail(name, f"a name of 1 to {max_len} characters, not blank", value)
         if not value.isprintable():
-            raise ParamError(f"{name} must be printable text on one line (no newline, tab or other control "
-                             f"character); got {_shown(value)}")
+            _fail(name, "printable text on one line (no newline, tab or other control character)", value)
         return value
-
     return check
 
 
@@ -358,15 +345,13 @@ def optional(inner: Checker) -> Checker:
 
 def either(first: Checker, second: Checker, what: str) -> Checker:
     """A value that ``first`` or ``second`` accepts; ``what`` describes both in the error."""
-
     def check(name: str, value: Any) -> Any:
         for inner in (first, second):
             try:
                 return inner(name, value)
             except ParamError:
                 pass
-        raise ParamError(f"{name} must be {what}; got {_shown(value)}")
-
+        _fail(name, what, value)
     return check
 
 
