@@ -1,8 +1,7 @@
-"""Argument checks the core shares: integers, rows of numbers, and the files a reader opens.
+"""Argument checks the core shares (integers, rows of numbers) and the files a reader opens.
 
-Each core function validates its own arguments with these, so that a bad call fails with one
-``ValueError`` naming the argument and what it should be, not deep inside numpy. A file to read must
-be a regular file: a FIFO, a device, a socket or a folder is named as what it is (``DataError``).
+A bad call fails with one ``ValueError`` naming the argument and what it should be, not deep inside
+numpy. A file to read must be a regular file: anything else is named as what it is (``DataError``).
 """
 
 import os
@@ -13,6 +12,9 @@ from pathlib import Path
 import numpy as np
 
 _LINE_BREAKS = re.compile(r"\s*\n\s*")
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
 
 
 def is_int(value) -> bool:
@@ -30,10 +32,9 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
 
 
 def rows(X, name: str = "X", dtype=None) -> np.ndarray:
-    """``(n, ...)`` numbers as ``(n, n_features)`` rows, finite, or a ``ValueError`` naming ``name``.
+    """``(n, ...)`` finite numbers as ``(n, n_features)`` rows, or a ``ValueError`` naming ``name``.
 
-    No copy unless ``dtype`` asks for a cast (``np.float32`` for a matrix product); integer images
-    (uint8) stay as they are when ``dtype`` is None.
+    No copy unless ``dtype`` asks for a cast; integer images stay as they are when ``dtype`` is None.
     """
     X = np.asarray(X)
     if X.ndim < 2:
@@ -49,32 +50,22 @@ def rows(X, name: str = "X", dtype=None) -> np.ndarray:
 
 
 class DataError(ValueError):
-    """Bad input data. ``str(err)`` is one line naming the file and the problem, e.g.
-    ``'data/raw/train-labels-idx1-ubyte.gz: 59999 labels but 60000 images'``."""
+    """Bad input data; one line naming the file and the problem (``data/x.gz: 59999 labels but 60000 images``)."""
 
 
 def data_error(path, problem: str) -> DataError:
-    """``DataError("<path>: <problem>")`` on one line."""
-    # Library messages can span lines; a stage prints this as one line of its log.
+    """``DataError("<path>: <problem>")``, line breaks in ``problem`` joined: a stage logs one line."""
     return DataError(f"{os.fspath(path)}: {_LINE_BREAKS.sub(' ', str(problem))}")
 
 
-_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
-          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"))
-
-
 def kind_of(mode: int) -> str:
-    """What an ``os.stat`` mode is, with its article: ``"a regular file"``, ``"a FIFO"``, ``"a folder"``..."""
+    """What an ``os.stat`` mode is, with its article: ``"a regular file"``, ``"a FIFO"``..."""
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def path_kind(path) -> str | None:
-    """What is at ``path``, following symbolic links (``kind_of``), or None when nothing is there.
-
-    A symbolic link that leads nowhere is ``"a symbolic link to nothing"``. Other errors (a folder on
-    the way that cannot be searched) raise ``OSError``.
-    """
+    """What is at ``path`` following links (``kind_of``); None when nothing is, ``"a symbolic link to
+    nothing"`` for a dangling link; ``OSError`` for other failures (a folder that cannot be searched)."""
     try:
         return kind_of(os.stat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: a file on the way
@@ -82,10 +73,9 @@ def path_kind(path) -> str | None:
 
 
 def require_file(path) -> Path:
-    """``path`` as a ``Path`` if it is an existing regular file (or a link to one), else a ``DataError``
-    saying what it is: ``file not found``, ``is a FIFO, not a regular file``, ``is a folder, ...``.
+    """``path`` if it is a regular file (or a link to one), else a ``DataError`` saying what it is.
 
-    Anything but a regular file is refused before it is opened: opening a FIFO would wait for a writer.
+    Checked before opening: opening a FIFO would wait for a writer.
     """
     path = Path(path)
     try:

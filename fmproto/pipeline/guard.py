@@ -1,24 +1,13 @@
 """One-line errors and all-or-nothing outputs for every stage script and every ``fmproto`` command.
 
-``stage_errors`` runs the body inside ``fmproto.pipeline.io.transaction``: the outputs are written to temp
-files and replace their targets only when the whole body succeeded, and then all of them or none
-(a target that cannot be replaced puts back those already replaced). So a failure (bad input, a
-bug, Ctrl-C, SIGTERM, a full disk) changes no file that existed before and leaves nothing new
-behind, and cleanup never touches a path this run did not create: not a folder the user named, not
-a file that was there. An existing output path that a new file must not replace (a folder, a
-symbolic link, a FIFO, a device) is refused before any work. An ``OSError`` is reported as
-``path: what went wrong``.
+``stage_errors`` runs the body inside ``atomic.transaction``, so a failure (bad input, a bug, Ctrl-C,
+SIGTERM, a full disk) changes no file that existed and leaves nothing new behind. Under DVC
+(``DVC_STAGE`` set) two more rules hold:
 
-Under DVC (``DVC_STAGE`` set, as DVC sets it for every stage command) two more rules hold:
-
-- The stage does not outlive the ``dvc`` process that runs it (the nearest ``dvc`` among its
-  ancestors): a daemon thread polls that process and, once it is gone, interrupts the stage with
-  SIGTERM, which writes nothing (after ``DVC_EXIT_GRACE`` seconds stuck in native code, the process
-  exits at once, leaving only temp files that the next run removes). The commit checks once more that
-  ``dvc`` is alive.
-- At a successful end, each output folder holds exactly this run's files: files in it that this run
-  did not write are removed with the commit, as DVC would have deleted the folder before running a
-  stage whose outputs were not ``persist``. Run directly, nothing the run did not write is removed.
+- The stage does not outlive the ``dvc`` process running it: a daemon thread polls it and, once it
+  is gone, sends SIGTERM (which writes nothing), then after ``DVC_EXIT_GRACE`` seconds stuck in
+  native code exits at once. The commit checks once more that ``dvc`` is alive.
+- Each output folder then holds exactly this run's files, as if DVC had deleted it before the run.
 """
 
 import os
@@ -29,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from fmproto.pipeline import io
+from fmproto.pipeline import atomic
 
 MAX_MESSAGE = 300  # characters of the one error line
 DVC_POLL_SECONDS = 0.5  # how often the stage looks for its dvc process
@@ -37,67 +26,39 @@ DVC_EXIT_GRACE = 10.0  # seconds a stage stuck in native code gets to stop once 
 _MAX_ANCESTORS = 8  # how far up the process tree the dvc process is looked for
 
 
-class UsageError(ValueError):
-    """A flag that cannot work (an output file path that is an existing folder, a FIFO, a device)."""
-
-
 class DvcExited(KeyboardInterrupt):
-    """The ``dvc`` process running this stage exited: the stage stops and writes nothing.
-
-    A ``KeyboardInterrupt``, so that code catching ``Exception`` lets it through, as it would Ctrl-C.
-    """
+    """The ``dvc`` process running this stage exited; a ``KeyboardInterrupt``, so that code catching
+    ``Exception`` lets it through."""
 
     def __init__(self, pid: int):
         super().__init__(f"stopped: dvc (pid {pid}) exited; no output written")
 
 
-def one_line(err: BaseException) -> str:
+def one_line(err: BaseException | str) -> str:
     """The first line of ``err``'s message, cut to ``MAX_MESSAGE`` characters."""
-    return _cut(str(err))
-
-
-def _cut(text: str) -> str:
-    text = text.strip()
+    text = str(err).strip()
     message = text.splitlines()[0] if text else ""
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
-def describe(err: BaseException) -> str:
-    """The one line a user sees for ``err``; an ``OSError`` that names a file reads ``path: what``.
-
-    ``[Errno 28] No space left on device: 'metrics/ingest.json'`` becomes
-    ``metrics/ingest.json: No space left on device``.
-    """
+def _describe(err: BaseException) -> str:
+    """The line a user sees; an ``OSError`` naming a file reads ``path: No space left on device``."""
     if isinstance(err, OSError) and err.strerror and err.filename is not None:
         where = os.fsdecode(err.filename)
         if err.filename2 is not None:
             where += f" -> {os.fsdecode(err.filename2)}"
-        return _cut(f"{where}: {err.strerror}")
+        return one_line(f"{where}: {err.strerror}")
     return one_line(err) or type(err).__name__
-
-
-def check_outputs(files: Sequence[str | Path] = (), folders: Sequence[str | Path] = ()) -> None:
-    """``UsageError`` for an output that cannot be written as asked (``io.output_problem``).
-
-    An output file must be a new path or a regular file (not a folder, a symbolic link, a FIFO, a
-    socket or a device); an output folder must be a new path or a folder.
-    """
-    for path, folder in [*((p, False) for p in files), *((p, True) for p in folders)]:
-        problem = io.output_problem(path, folder=folder)
-        if problem is not None:
-            raise UsageError(f"{path}: {problem}")
 
 
 @contextmanager
 def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence[str | Path] = ()) -> Iterator[None]:
     """Run a stage or command body: outputs all or nothing, bad input as one line and exit status 1.
 
-    ``files`` and ``folders`` are the outputs named on the command line; they are checked before any
-    work and leftovers of an earlier killed run are removed from them. Expected failures are
-    ``ValueError`` (bad data, bad params, core validation), ``OSError`` (missing or unreadable
-    files, an output that cannot be replaced) and ``MemoryError``; anything else is a bug and keeps
-    its traceback, but still leaves no partial output. Ctrl-C and SIGTERM exit with status 130; the
-    ``dvc`` process running the stage exiting (under DVC), with status 1.
+    ``files`` and ``folders``, the outputs named on the command line, are checked before any work
+    (``atomic.output_problem``) and cleared of an earlier killed run's temp files. ``ValueError``,
+    ``OSError`` and ``MemoryError`` are expected failures; anything else is a bug and keeps its
+    traceback, still writing nothing. Ctrl-C and SIGTERM exit with status 130; dvc gone, with 1.
     """
     under_dvc = bool(os.environ.get("DVC_STAGE"))
     watch = None
@@ -118,10 +79,13 @@ def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence
     try:
         if under_dvc:
             watch = _DvcWatch.find()
-        check_outputs(files, folders)
+        for path, folder in [*((p, False) for p in files), *((p, True) for p in folders)]:
+            problem = atomic.output_problem(path, folder=folder)
+            if problem is not None:
+                raise ValueError(f"{path}: {problem}")
         for path in [*files, *folders]:
-            io.remove_leftovers(path)
-        with io.transaction(before_commit, exact_folders=folders if under_dvc else ()):
+            atomic.remove_leftovers(path)
+        with atomic.transaction(before_commit, exact_folders=folders if under_dvc else ()):
             yield
     except DvcExited as err:
         print(f"{stage}: error: {err}", file=sys.stderr)
@@ -134,7 +98,7 @@ def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence
             if committing:  # the signal waited for the commit to finish
                 what += " after every output was written"
         else:
-            what = describe(err)
+            what = _describe(err)
         print(f"{stage}: error: {what}", file=sys.stderr)
         raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else 1) from None
     finally:
@@ -144,7 +108,7 @@ def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence
 
 
 def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, parent pid, start time in clock ticks) of a process, from ``/proc/PID/stat``; None if gone."""
+    """(state, parent pid, start time in clock ticks) from ``/proc/PID/stat``; None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -155,7 +119,7 @@ def _proc_stat(pid: int) -> tuple[str, int, int] | None:
 
 
 def _is_dvc(pid: int) -> bool:
-    """Whether ``/proc/PID/cmdline`` runs dvc: ``dvc ...``, ``python .../bin/dvc ...`` or ``python -m dvc ...``."""
+    """Whether the process runs ``dvc ...``, ``python .../bin/dvc ...`` or ``python -m dvc ...``."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
@@ -167,10 +131,7 @@ def _is_dvc(pid: int) -> bool:
 class _DvcWatch:
     """The ``dvc`` process above this one, polled from a daemon thread until ``stop``.
 
-    It is known by its pid and its start time, so a pid reused by a new process does not pass for
-    it; a zombie (exited, not yet reaped) counts as gone. Once it is gone the thread sends this
-    process SIGTERM (``stage_errors`` turns that into ``DvcExited``), and if the process is still
-    running ``DVC_EXIT_GRACE`` seconds later (stuck in native code), ends it with ``os._exit(1)``.
+    Known by pid and start time, so a reused pid does not pass for it; a zombie counts as gone.
     """
 
     def __init__(self, pid: int, started: int):
@@ -183,7 +144,6 @@ class _DvcWatch:
 
     @classmethod
     def find(cls) -> "_DvcWatch | None":
-        """Watch the nearest ancestor that is a dvc process; None when there is none (or no ``/proc``)."""
         pid = os.getppid()
         for _ in range(_MAX_ANCESTORS):
             found = _proc_stat(pid) if pid > 1 else None

@@ -1,14 +1,11 @@
 """A stage's inputs that earlier stages wrote, checked before they are trusted.
 
-- Present and of the right kind: a wrong file given for a flag (swapped ``--train`` and ``--split``)
-  is one line naming the file and what is missing, not a ``KeyError`` traceback.
-- Of the expected shapes, read from the ``.npy`` headers before anything is inflated
-  (``fmproto.pipeline.io.array_headers``): a small file that would inflate to gigabytes is refused for the
-  cost of its headers, and every load is bounded by the bytes its checked arrays need.
-- Made from each other: ingest records a ``fingerprint`` of each dataset; split records the
-  training set's; features records the training set's, the test set's and the split's
-  (``provenance``). A reader compares each record with the input it was handed, so features of
-  old images are never shown beside new ones.
+- Present and of the right kind: a wrong file for a flag is one line naming what is missing.
+- Of the expected shapes, read from the ``.npy`` headers (``io.array_headers``) before anything is
+  inflated: every load is bounded by the bytes its checked arrays need.
+- Made from each other: ingest records each dataset's ``fingerprint``, split the training set's,
+  features the training set's, the test set's and the split's (``provenance``); a reader compares
+  each record with the input it was handed, so features of old images never meet new ones.
 """
 
 import hashlib
@@ -22,19 +19,17 @@ from fmproto.pipeline import io
 from fmproto.pipeline import params as P
 
 _KINDS = {"int": np.integer, "uint8": np.uint8, "number": np.number, "str": np.str_, "bool": np.bool_}
-# Ingest writes no more image bytes than this: fmproto.data.datasets.MAX_DATA_BYTES, spelled here so that
-# reading a dataset does not import the parsers (tests/pipeline/test_npz_bounds.py checks they match).
+# fmproto.data.datasets.MAX_DATA_BYTES, spelled here so that reading a dataset imports no parser
+# (tests/pipeline/test_npz_bounds.py checks they match).
 MAX_IMAGE_BYTES = 512 * 1024**2
-# Arrays besides the ones whose shapes are checked (class names, records) may take at most this much.
-_SMALL = 16 * 1024**2
+_SMALL = 16 * 1024**2  # what the arrays besides those whose shapes are checked may take
 _SPLIT_ARRAYS = ("train", "valid", "dropped")
-# What each provenance record names, and how a mismatch reads.
 _RECORDS = {"train": ("training images", "other training images"), "test": ("test images", "other test images"),
-            "split": ("split", "another split")}
+            "split": ("split", "another split")}  # what each provenance record names, and a mismatch
 
 
 class Arrays(dict):
-    """A checked input's arrays by name, with the file they came from (``path``) and their ``fingerprint``."""
+    """A checked input's arrays by name, with its file (``path``) and ``fingerprint``."""
 
     def __init__(self, arrays: dict[str, np.ndarray], path: str | Path, fingerprint: str = "") -> None:
         super().__init__(arrays)
@@ -43,11 +38,7 @@ class Arrays(dict):
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
-    """What a file records of the data it was made from: sha256 (hex) of the arrays' dtypes, shapes and bytes.
-
-    For each array in turn: its dtype string and shape as text (``"|u1(60000, 28, 28);"``), then
-    its bytes in C order. About 0.03 s for the 47 MB of Fashion-MNIST's training images.
-    """
+    """sha256 (hex) of each array's dtype and shape as text (``"|u1(60000, 28, 28);"``), then its C-order bytes."""
     digest = hashlib.sha256()
     for a in arrays:
         a = np.asarray(a, order="C")
@@ -61,19 +52,30 @@ def provenance(**sources: Arrays) -> dict[str, np.ndarray]:
     return {f"{name}_fingerprint": np.array(source.fingerprint) for name, source in sources.items()}
 
 
+def _outside(values: np.ndarray, n: int) -> bool:
+    """Whether a label or index array holds a value outside ``0..n-1``."""
+    return bool(len(values)) and bool(values.min() < 0 or values.max() >= n)
+
+
 def check_indices(path: str | Path, indices: dict[str, np.ndarray], n: int, what: str) -> None:
     """One-line ``DataError`` naming ``path`` when an index array is not 1-D or points outside ``0..n-1``."""
     for name, idx in indices.items():
-        if idx.ndim != 1 or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
+        if idx.ndim != 1 or _outside(idx, n):
             raise io.DataError(f"{path}: {name} indices must be 1-D within 0..{n - 1} ({what}); "
                                f"they are not: is it the split of this dataset?")
 
 
-def load_dataset(path: str | Path) -> Arrays:
-    """An ingested ``.npz`` (images uint8 ``(n, H, W)``, labels ``(n,)`` within the classes, class names), checked.
+def check_classes(path: str | Path, labels: np.ndarray, classes: list[str], where: str) -> None:
+    """One-line ``DataError`` naming ``path`` and the first class with no images among ``labels`` (``where``)."""
+    empty = np.flatnonzero(np.bincount(labels, minlength=len(classes)) == 0)
+    if len(empty):
+        raise io.DataError(f"{path}: class {classes[empty[0]]!r} (label {empty[0]}) has no images {where}")
 
-    Its ``fingerprint`` is computed from the images and labels read; one the file records (ingest
-    writes it) must agree.
+
+def load_dataset(path: str | Path) -> Arrays:
+    """An ingested ``.npz``: images uint8 ``(n, H, W)``, labels ``(n,)`` within the classes, class names.
+
+    Its ``fingerprint`` is that of the images and labels read; the one ingest recorded must agree.
     """
     headers = _headers(path, {"images": "uint8", "labels": "int", "classes": "str"})
     images, labels, classes = (headers[name][0] for name in ("images", "labels", "classes"))
@@ -85,7 +87,7 @@ def load_dataset(path: str | Path) -> Arrays:
                            f"{_bytes(headers, 'images') / 1e9:.1f} GB, more than ingest writes "
                            f"({MAX_IMAGE_BYTES / 1e9:.1f} GB); not loaded")
     data = io.load_arrays(path, max_bytes=_bytes(headers, "images", "labels") + _SMALL)
-    if len(data["labels"]) and (data["labels"].min() < 0 or data["labels"].max() >= len(data["classes"])):
+    if _outside(data["labels"], len(data["classes"])):
         raise io.DataError(f"{path}: labels must lie in 0..{len(data['classes']) - 1} (its classes)")
     bad = [name for name in data["classes"].tolist() if not name or not name.isprintable()]
     if bad:  # a tab or a line break would break tables, plots and log lines
@@ -97,15 +99,8 @@ def load_dataset(path: str | Path) -> Arrays:
     return Arrays(data, path, made)
 
 
-def check_classes(path: str | Path, labels: np.ndarray, classes: list[str], where: str) -> None:
-    """One-line ``DataError`` naming ``path`` and the first class with no images among ``labels`` (``where``)."""
-    empty = np.flatnonzero(np.bincount(labels, minlength=len(classes)) == 0)
-    if len(empty):
-        raise io.DataError(f"{path}: class {classes[empty[0]]!r} (label {empty[0]}) has no images {where}")
-
-
 def load_split(path: str | Path, train: Arrays) -> Arrays:
-    """A split ``.npz`` (train, valid, dropped index arrays), checked: made from ``train`` (``load_dataset``), in range."""
+    """A split ``.npz`` (train, valid, dropped index arrays), made from ``train`` and within it."""
     n = len(train["labels"])
     headers = _headers(path, dict.fromkeys(_SPLIT_ARRAYS, "int"))
     for name in _SPLIT_ARRAYS:
@@ -122,11 +117,7 @@ def load_split(path: str | Path, train: Arrays) -> Arrays:
 
 
 def load_features(path: str | Path, train: Arrays, split: Arrays, test: Arrays | None = None) -> Arrays:
-    """The features stage's ``.npz``, checked: one row per image, made from ``train``, ``split`` and ``test``.
-
-    ``test`` (``load_dataset``) is for readers of the test features; without it their rows are
-    not checked against a dataset.
-    """
+    """The features stage's ``.npz``: a row per image, made from ``train``, ``split`` and (if given) ``test``."""
     n_train = len(train["labels"])
     headers = _headers(path, {"train": "number", "test": "number", "augmented": "number",
                               "augmented_source": "int", "spec_kind": "str", "spec_numbers": "int",
@@ -156,10 +147,7 @@ def load_features(path: str | Path, train: Arrays, split: Arrays, test: Arrays |
 
 
 def _headers(path: str | Path, required: dict[str, str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Every array's shape and dtype from the file's headers; each of ``required`` present and of its kind.
-
-    ``required`` maps an array name to its kind: ``"int"``, ``"uint8"``, ``"number"``, ``"str"`` or ``"bool"``.
-    """
+    """Every array's shape and dtype; each of ``required`` present and of its kind (a ``_KINDS`` key)."""
     headers = io.array_headers(path)
     for name, kind in required.items():
         if name not in headers:

@@ -12,13 +12,11 @@ def check_k(params_path, k: int, n_fit: int, n_queries: int) -> None:
 
 
 def check_confusions(params_path, confusions: list[list[str]] | str, classes: list[str]) -> list[tuple[int, int]] | str:
-    """``evaluate.explain_confusions`` as (true, predicted) label pairs (every name must be a class), or ``"auto"``."""
+    """``evaluate.explain_confusions`` as (true, predicted) label pairs of ``classes``, or ``"auto"``."""
     if confusions == "auto":
         return "auto"
-    pairs = []
-    for true_name, predicted_name in confusions:
-        if true_name not in classes or predicted_name not in classes:
+    for pair in confusions:
+        if not set(pair) <= set(classes):
             raise P.ParamError(f"{params_path}: evaluate.explain_confusions needs [true, predicted] class names "
-                               f"from data.classes; got {[true_name, predicted_name]}")
-        pairs.append((classes.index(true_name), classes.index(predicted_name)))
-    return pairs
+                               f"from data.classes; got {list(pair)}")
+    return [(classes.index(true), classes.index(predicted)) for true, predicted in confusions]

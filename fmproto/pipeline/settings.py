@@ -9,40 +9,35 @@ from fmproto.pipeline.specs import ann as ann_params, evaluate as evaluate_param
 from fmproto.prototypes.kmeans import n_prototypes_per_class
 from fmproto.search import ann
 
+_KMEANS = ("metric", "seed", "max_iter", "tol", "lvq_epochs", "lvq_learning_rate")
+_ANN = ("backend", "metric", "seed", "n_trees", "search_k", "hnsw_m", "hnsw_ef_construction", "hnsw_ef")
+
 
 def method_settings(params_path: str | Path, classes: list[str],
                     train_labels: np.ndarray | None = None) -> tuple[dict, dict[str, dict]]:
-    """The checked ``evaluate`` section, and each method's estimator settings (``estimators.make``'s).
+    """The checked ``evaluate`` section, and each method's settings for ``estimators.make``.
 
-    ``kmeans.n_prototypes`` must name only classes of ``classes``, whatever the method. Given
-    ``train_labels`` (the training split's labels, what the kmeans stage fits on), its counts are
-    checked against each class's images too; counts that do not fit are an error only when
-    ``evaluate.method`` is kmeans: for another method kmeans's ``n_prototypes`` is then None and
-    ``kmeans_problem`` says why. The ann method uses ``ann.backend``, as the ann-index stage does.
+    ``kmeans.n_prototypes`` must name only ``classes``. Given ``train_labels`` (what kmeans fits on),
+    counts that do not fit its classes are an error when ``evaluate.method`` is kmeans; for another
+    method kmeans's ``n_prototypes`` is then None (``kmeans_problem`` says why). ANN uses ``ann.backend``.
     """
-    p = evaluate_params.read(params_path)
-    km = kmeans_params.read(params_path)
-    an = ann_params.read(params_path)
+    p, km, an = evaluate_params.read(params_path), kmeans_params.read(params_path), ann_params.read(params_path)
     counts, problem = _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)
     if problem is not None and p["method"] == "kmeans":
         raise P.ParamError(problem)
     if p["method"] == "ann" and an["backend"] == "hnswlib":
         _check_hnswlib(params_path, an["metric"])
     neighbours = {"k": p["k"], "weights": p["weights"]}
-    settings = {
+    return p, {
         "centroids": {"metric": km["metric"]},
-        "kmeans": {"n_prototypes": counts, "metric": km["metric"], "seed": km["seed"], "max_iter": km["max_iter"],
-                   "tol": km["tol"], "lvq_epochs": km["lvq_epochs"], "lvq_learning_rate": km["lvq_learning_rate"]},
+        "kmeans": {"n_prototypes": counts, **{key: km[key] for key in _KMEANS}},
         "knn": {**neighbours, "metric": p["metric"]},
-        "ann": {**neighbours, "backend": an["backend"], "metric": an["metric"], "seed": an["seed"],
-                "n_trees": an["n_trees"], "search_k": an["search_k"], "hnsw_m": an["hnsw_m"],
-                "hnsw_ef_construction": an["hnsw_ef_construction"], "hnsw_ef": an["hnsw_ef"]},
+        "ann": {**neighbours, **{key: an[key] for key in _ANN}},
     }
-    return p, settings
 
 
 def _check_hnswlib(params_path, metric: str) -> None:
-    """ParamError before any work when hnswlib lacks ``metric`` or is not installed."""
+    """``ParamError`` before any work when hnswlib lacks ``metric`` or is not installed."""
     if metric not in ("euclidean", "angular"):
         raise P.ParamError(f"{params_path}: ann.metric {metric!r} has no hnswlib space (euclidean, angular); "
                            "use ann.backend: annoy")
@@ -53,16 +48,12 @@ def _check_hnswlib(params_path, metric: str) -> None:
 
 
 def kmeans_problem(params_path: str | Path, classes: list[str], train_labels: np.ndarray) -> str | None:
-    """Why kmeans cannot be fitted with ``kmeans.n_prototypes`` on the training split (one line), or None.
-
-    Raises ``ParamError`` for a spec that names an unknown class, as ``method_settings`` does.
-    """
-    km = kmeans_params.read(params_path)
-    return _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)[1]
+    """Why kmeans cannot be fitted with ``kmeans.n_prototypes`` on ``train_labels`` (one line), or None."""
+    return _prototype_counts(params_path, kmeans_params.read(params_path)["n_prototypes"], classes, train_labels)[1]
 
 
 def _prototype_counts(params_path, spec, classes, train_labels) -> tuple[np.ndarray | None, str | None]:
-    """The counts, or None and why they do not fit ``train_labels``; ``ParamError`` for a malformed spec."""
+    """The counts, or None and why they do not fit ``train_labels``; ``ParamError`` for an unknown class."""
     try:
         counts = n_prototypes_per_class(spec, classes)
     except ValueError as err:  # an unknown class name: a typo, whatever the data

@@ -1,36 +1,29 @@
 """Seconds and queries per second: figures that change from run to run, kept out of git and dvc.lock.
 
-A stage writes them to ``--timings`` (``timings/<stage>.json`` in ``dvc.yaml``), a file that no
-stage declares as an output: declared, its hash in ``dvc.lock`` would change on every rerun of an
-unchanged commit. ``fmproto report`` and ``make timings`` show them.
+A stage writes them to ``--timings`` (``timings/<stage>.json``), which no stage declares as an output:
+declared, its hash in ``dvc.lock`` would change on every rerun. ``fmproto report`` shows them.
 """
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from fmproto.pipeline import io
 
 
 class Stopwatch:
-    """Named laps in seconds: ``with watch("fit"): ...`` adds the block's wall time to ``watch.seconds["fit"]``."""
+    """Named laps: ``with watch("fit"): ...`` adds the block's wall time to ``watch.seconds["fit"]``."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
+    @contextmanager
     def __call__(self, name: str):
-        return _Lap(self, name)
-
-
-class _Lap:
-    def __init__(self, watch: Stopwatch, name: str) -> None:
-        self.watch, self.name = watch, name
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.watch.seconds[self.name] = self.watch.seconds.get(self.name, 0.0) + time.perf_counter() - self.start
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def write(path: str | Path | None, figures: dict) -> None:

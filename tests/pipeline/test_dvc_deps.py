@@ -116,8 +116,8 @@ def test_the_committed_lock_matches_the_code():
 
 # What every stage may depend on: plumbing that changes rarely (reading params, checking files,
 # writing outputs all or nothing). Anything else is a dep only of the stages that use it.
-PLUMBING = {"fmproto/pipeline/checks.py", "fmproto/pipeline/guard.py", "fmproto/pipeline/io.py",
-            "fmproto/pipeline/params.py"}
+PLUMBING = {"fmproto/pipeline/atomic.py", "fmproto/pipeline/checks.py", "fmproto/pipeline/guard.py",
+            "fmproto/pipeline/io.py", "fmproto/pipeline/params.py"}
 
 
 def params_sections(stage: dict) -> set[str]:

@@ -11,5 +11,4 @@ SPEC = {
 
 
 def read(path) -> dict:
-    """The checked ``data`` section of the params file at ``path`` (one-line ``ParamError`` otherwise)."""
     return read_params("data", SPEC, path)

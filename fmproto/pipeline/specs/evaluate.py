@@ -18,5 +18,4 @@ SPEC = {
 
 
 def read(path) -> dict:
-    """The checked ``evaluate`` section of the params file at ``path`` (one-line ``ParamError`` otherwise)."""
     return read_params("evaluate", SPEC, path)

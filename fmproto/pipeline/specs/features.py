@@ -20,5 +20,4 @@ SPEC = {
 
 
 def read(path) -> dict:
-    """The checked ``features`` section of the params file at ``path`` (one-line ``ParamError`` otherwise)."""
     return read_params("features", SPEC, path)

@@ -16,5 +16,4 @@ SPEC = {
 
 
 def read(path) -> dict:
-    """The checked ``kmeans`` section of the params file at ``path`` (one-line ``ParamError`` otherwise)."""
     return read_params("kmeans", SPEC, path)

@@ -13,5 +13,4 @@ SPEC = {
 
 
 def read(path) -> dict:
-    """The checked ``knn_scaling`` section of the params file at ``path`` (one-line ``ParamError`` otherwise)."""
     return read_params("knn_scaling", SPEC, path)
