@@ -9,12 +9,9 @@ Near duplicates are pairs whose root-mean-square pixel difference is below a thr
 the exact-search engine's radius query (``fmproto.search.knn.KnnIndex.radius_pairs``): a certified
 float32 screen on a projection, then float64 distances (exact integers for 8-bit pixels).
 
-Both searches keep at most ``max_pairs`` pairs (the first by ``(i, j)`` for exact duplicates, the
-closest for near ones) and say whether more existed, so any threshold and any data set run in
-bounded memory.
-
-Pairs are index pairs ``(i, j)``: within one set ``i < j``; between sets ``i`` indexes the first
-set and ``j`` the second. Every pair of images in an exact-duplicate group is reported once.
+Both keep at most ``max_pairs`` pairs (the first by ``(i, j)`` for exact duplicates, the closest for
+near ones) and say whether more existed. Pairs ``(i, j)``: within one set ``i < j``; between sets
+``i`` indexes the first set and ``j`` the second.
 """
 
 import math
