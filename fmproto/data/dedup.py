@@ -6,19 +6,12 @@ give equal fingerprints) rules out almost every image at once; the few images sh
 are grouped by their full bytes with ``np.unique``, so no collision can make two images twins.
 
 Near duplicates are pairs whose root-mean-square pixel difference is below a threshold, found by
-exact search. Each tile of pairs is screened first by a lower bound of the distance from a
-projection onto the top principal components (``fmproto.search.projection``: a float32 product of 34
-columns instead of one a pixel, rounding included in the bound); the pairs it cannot rule out are
-measured exactly (float64, exact integers for 8-bit pixels). A tile whose pairs it cannot narrow
-(a threshold near every distance) takes the full float32 product instead, candidates within a
-rigorous bound on its rounding then being measured exactly.
+the exact-search engine's radius query (``fmproto.search.knn.KnnIndex.radius_pairs``): a certified
+float32 screen on a projection, then float64 distances (exact integers for 8-bit pixels).
 
-Both searches keep at most ``max_pairs`` pairs (the first by ``(i, j)`` for exact duplicates, the
-closest for near ones) and say whether more existed, so any threshold and any data set run in
-bounded memory.
-
-Pairs are index pairs ``(i, j)``: within one set ``i < j``; between sets ``i`` indexes the first
-set and ``j`` the second. Every pair of images in an exact-duplicate group is reported once.
+Both keep at most ``max_pairs`` pairs (the first by ``(i, j)`` for exact duplicates, the closest for
+near ones) and say whether more existed. Pairs ``(i, j)``: within one set ``i < j``; between sets
+``i`` indexes the first set and ``j`` the second.
 """
 
 import math
@@ -27,15 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fmproto.search import projection
 from fmproto.pipeline.checks import check_int, rows as checked_rows
-from fmproto.search.distances import squared_norms
+from fmproto.search.knn import KnnIndex
 
 SETS: tuple[str, ...] = ("train", "test", "train_test")
 # The two sets each pair's i and j index, by the ``sets`` name of the pair.
 _SIDES = {"train": ("train", "train"), "test": ("test", "test"), "train_test": ("train", "test")}
 
-_UNIT = 2.0**-24  # float32 unit roundoff
 # Pairs measured exactly at once: 4096, or fewer for large images, so that the (pairs, pixels) float64
 # differences and the gathered rows of both sides (10 bytes a pixel) stay within 32 MB (4096 pairs of
 # 28x28 images); at least one pair, so no image is too large to measure.
@@ -45,15 +36,9 @@ _EXACT_BYTES = _EXACT_BATCH * 784 * 10
 _FINGERPRINT_BATCH = 4096
 # Peak bytes a row of find_all's table takes while it is built and sorted (measured about 500).
 _TABLE_ROW_BYTES = 512
-# Principal components of the screening projection; images with fewer than four times as many
-# pixels take the full product only (the projection would not save enough to pay for itself). Near
-# duplicates are far nearer than most pairs, so a coarse bound rules almost all out: find_all on
-# Fashion-MNIST at threshold 10 took 3.6 s with 32 components, 4.1 s with 64, 5.9 s with 128 and
-# 4.5 s with 16 (17.6 s with the full product alone).
+# Principal components of the screen: near duplicates are far nearer than most pairs, so a coarse
+# bound rules almost all out (find_all on Fashion-MNIST: 3.6 s with 32, 4.1 s with 64, 5.9 s with 128).
 _COMPONENTS = 32
-# A tile whose screen leaves more pairs than this many a row of the tile takes the full product
-# (measuring a pair exactly costs about as much as 40 pairs of the full float32 product).
-_SCREEN_PAIRS_PER_ROW = 8
 
 
 @dataclass
@@ -178,228 +163,45 @@ def near_duplicates(
 ) -> Pairs:
     """The closest pairs of images within ``threshold`` in RMS pixel difference, identical pairs excluded.
 
-    The RMS pixel difference of images ``a`` and ``b`` with ``p`` pixels is
-    ``sqrt(sum((a - b)**2) / p)``, in the pixels' own units (grey levels for uint8 images).
+    The RMS pixel difference of images ``a`` and ``b`` of ``p`` pixels is ``sqrt(sum((a - b)**2) / p)``.
 
     Parameters
     ----------
     images : ndarray of shape (n, ...)
-    threshold : float
-        Pairs with ``0 < distance < threshold`` qualify; finite and >= 0.
+    threshold : float, finite and >= 0
+        Pairs with ``0 < distance < threshold`` qualify.
     others : ndarray of shape (m, ...), optional
         When given, only cross pairs ``(i in images, j in others)``.
     chunk : int
-        Tile side of the distance blocks; ``tile_bytes(chunk, p)`` bounds the memory of one tile.
+        Tile side: the float32 score block of a query chunk holds at most ``chunk**2`` pairs.
     max_pairs : int
-        At most this many qualifying pairs are kept: the closest, ties broken by the lower ``i``,
-        then the lower ``j``. Memory is then bounded by ``chunk**2`` and ``max_pairs`` for any
-        threshold (at 255 every pair of 8-bit images qualifies).
+        At most this many pairs are kept: the closest, ties to the lower ``i``, then ``j``.
 
     Returns
     -------
-    Pairs sorted by ``(i, j)`` with their exact (float64) distances, ``capped`` True when more than
-    ``max_pairs`` pairs qualified. The pairs are those of an exact float64 computation over all
-    pairs, whatever ``chunk``.
-
-    Notes
-    -----
-    The limit is the threshold, and once ``max_pairs + 1`` pairs are kept, the farthest of them.
-    Images of at least ``4 * _COMPONENTS`` pixels are first embedded by ``fmproto.search.projection``
-    (fitted on ``images``; about ``4 * _COMPONENTS + 28`` bytes an image), and each tile is screened
-    by the projection's certified lower bound: a pair whose bound exceeds the limit can neither
-    qualify nor enter the kept set, ties included. When few pairs a row remain
-    (``_SCREEN_PAIRS_PER_ROW``) they are measured exactly and merged; otherwise, and for smaller
-    images, the tile takes the full float32 product. Its block passes a pair on when it is within
-    the rounding bound of the limit. A tile with more such pairs passes on only those within twice
-    the bound of its ``(max_pairs + 1)``-th smallest float32 value: any pair farther is beaten by
-    that many pairs of the tile. The passed pairs are measured exactly and merged into the kept set.
+    Pairs sorted by ``(i, j)`` with their float64 distances, ``capped`` True when more than
+    ``max_pairs`` qualified: those of an exact float64 computation over all pairs, whatever ``chunk``.
+    The search is ``KnnIndex.radius_pairs`` fitted on ``others`` (or ``images``) with ``_COMPONENTS``.
     """
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
     A, B = _pair_rows(images, others)
     within = others is None
+    groups = _content_groups(A) * 2 if within else _content_groups(A, B)
+    empty = Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
+    if not len(A) or not len(B) or threshold == 0:
+        return empty
     n_pixels = A.shape[1]
-    k = max_pairs + 1  # one pair beyond the cap tells whether it was hit
-    if within:
-        (group_a,) = _content_groups(A)
-        group_b, a2_all = group_a, _float32_norms(A, chunk)
-        b2_all = a2_all
-    else:
-        group_a, group_b = _content_groups(A, B)
-        a2_all, b2_all = _float32_norms(A, chunk), _float32_norms(B, chunk)
-    limit = threshold**2 * n_pixels  # exact sum of squared differences must be below this
-    kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
-    screened = n_pixels >= 4 * _COMPONENTS and len(A) and len(B)
-    if screened:
-        fitted = projection.fit(A, _COMPONENTS)
-        embedded_a = projection.embed(fitted, A)
-        embedded_b = embedded_a if within else projection.embed(fitted, B)
-
-    for a_start in range(0, len(A), chunk):
-        Xa = None  # float32 rows of the tile, made when a tile takes the full product
-        a2 = a2_all[a_start : a_start + chunk]
-        if screened:
-            Q = projection.query_matrix(embedded_a[a_start : a_start + chunk])
-        # Within one set only tiles on or above the diagonal are needed (pairs i < j).
-        for b_start in range(a_start if within else 0, len(B), chunk):
-            diagonal = within and b_start == a_start
-            tile_a, tile_b = group_a[a_start : a_start + chunk], group_b[b_start : b_start + chunk]
-            if screened:
-                done, kept = _screened_tile(Q, embedded_a, embedded_b, fitted, (a_start, b_start), (tile_a, tile_b),
-                                            A, B, diagonal, limit, kept, k, threshold)
-                if done:
-                    continue
-            Xa = A[a_start : a_start + chunk].astype(np.float32) if Xa is None else Xa  # (tile_a, p)
-            Xb = Xa if diagonal else B[b_start : b_start + chunk].astype(np.float32)  # (tile_b, p)
-            b2 = b2_all[b_start : b_start + chunk]
-            d2 = Xa @ Xb.T  # (tile_a, tile_b), float32 squared distances
-            d2 *= -2.0
-            d2 += a2[:, None]
-            d2 += b2[None, :]
-            if diagonal:
-                np.putmask(d2, np.tri(len(d2), dtype=bool), np.inf)  # j <= i
-            _exclude_twins(d2, tile_a, tile_b)
-            slack = _rounding_error(a2.max(), b2.max(), n_pixels)
-            kept = _merge_tile(d2, (a_start, b_start), A, B, limit, slack, kept, k, threshold)
-
-    i, j, distance = kept
-    capped = len(i) > max_pairs
-    if capped:
-        order = np.lexsort((j, i, distance))[:max_pairs]
-        i, j, distance = i[order], j[order], distance[order]
+    index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
+    rows = max(1, chunk * chunk // len(B))  # the score block: at most chunk**2 pairs
+    i, j, d2, capped = index.radius_pairs(A, threshold**2 * n_pixels, max_pairs=max_pairs, exclude=groups,
+                                          upper=within, chunk=rows)
+    distance = np.sqrt(d2 / n_pixels)
+    good = (distance > 0) & (distance < threshold)
+    i, j, distance = i[good], j[good], distance[good]
     order = np.lexsort((j, i))
     return Pairs(i=i[order], j=j[order], distance=distance[order], capped=capped)
-
-
-def _screened_tile(Q, embedded_a, embedded_b, fitted, starts, groups, A, B, diagonal, limit, kept, k, threshold):
-    """One tile by the projection's lower bound: ``(True, kept)`` with its qualifying pairs merged, or
-    ``(False, kept)`` unchanged when it leaves too many pairs (the caller then takes the full product).
-
-    A pair whose float32 score is above ``projection.score_limits`` of the current limit (the
-    threshold, or the farthest kept pair once ``k`` are kept) is farther than that limit: it can
-    neither qualify nor enter the ``k`` closest, ties included.
-    """
-    a_start, b_start = starts
-    rows_b = slice(b_start, b_start + len(groups[1]))
-    screen = projection.screen_matrix(embedded_b[rows_b], np.arange(len(groups[1])))
-    S = projection.scores(Q, screen.W)  # (tile_a, tile_b) float32
-    if diagonal:
-        np.putmask(S, np.tri(len(S), dtype=bool), np.inf)  # j <= i
-    _exclude_twins(S, *groups)
-    bound = np.full(len(S), _kept_limit(kept, k, limit, A.shape[1]))
-    limits = projection.score_limits(bound, embedded_a[a_start : a_start + len(S)], screen, fitted)
-    # Rows whose least score passes first (one reading pass), then their candidates.
-    rows = np.flatnonzero(S.min(axis=1) <= limits)
-    mask = S[rows] <= limits[rows, None]
-    del S
-    n_candidates = np.count_nonzero(mask)
-    if n_candidates > _SCREEN_PAIRS_PER_ROW * max(len(limits), k):
-        return False, kept
-    for lines, cols in _candidate_batches(mask, n_candidates, budget=max(k, mask.shape[1])):
-        i, j = rows[lines] + a_start, cols + b_start
-        distance = exact_rms_distances(A, B, i, j)
-        good = (distance > 0) & (distance < threshold)
-        kept = _closest(kept, (i[good], j[good], distance[good]), k)
-    return True, kept
-
-
-def _merge_tile(d2, starts, A, B, limit, slack, kept, k, threshold):
-    """``kept`` merged with the qualifying pairs of one tile's float32 block ``d2``: the ``k`` closest.
-
-    ``kept`` is ``(i, j, distance)``; excluded entries of ``d2`` are inf; ``limit`` is the exact sum
-    of squares to stay below, ``slack`` the bound on the float32 rounding of ``d2``.
-    """
-    n_pixels = A.shape[1]
-    cut = _float32_cut(_kept_limit(kept, k, limit, n_pixels) + slack)
-    mask = d2 <= cut  # (tile_a, tile_b)
-    n_candidates = np.count_nonzero(mask)
-    if n_candidates > k:
-        # A pair more than 2 slack past the k-th smallest value is beaten by k pairs of this tile.
-        values = d2[mask]
-        values.partition(k - 1)
-        cut = min(cut, _float32_cut(float(values[k - 1]) + 2 * slack))
-        del values
-        np.less_equal(d2, cut, out=mask)
-        n_candidates = np.count_nonzero(mask)
-    for rows, cols in _candidate_batches(mask, n_candidates, budget=max(k, d2.shape[1])):
-        cut = min(cut, _float32_cut(_kept_limit(kept, k, limit, n_pixels) + slack))
-        closer = d2[rows, cols] <= cut  # the kept set may have tightened the limit since
-        i, j = rows[closer] + starts[0], cols[closer] + starts[1]
-        distance = exact_rms_distances(A, B, i, j)
-        good = (distance > 0) & (distance < threshold)
-        kept = _closest(kept, (i[good], j[good], distance[good]), k)
-    return kept
-
-
-def _candidate_batches(mask, n_candidates, budget):
-    """``(rows, cols)`` of ``mask``'s True entries, row-major, in batches of whole rows of about ``budget``.
-
-    One batch when they are few (the usual case); heavy ties then stay in bounded memory.
-    """
-    if n_candidates <= budget:
-        if n_candidates:
-            yield np.divmod(np.flatnonzero(mask), mask.shape[1])  # flatnonzero: far faster than nonzero
-        return
-    ends = np.cumsum(np.count_nonzero(mask, axis=1))  # candidates up to and including each row
-    row = 0
-    while row < len(mask):
-        done = ends[row - 1] if row else 0
-        stop = max(row + 1, int(np.searchsorted(ends, done + budget, side="right")))
-        rows, cols = np.divmod(np.flatnonzero(mask[row:stop]), mask.shape[1])
-        yield rows + row, cols
-        row = stop
-
-
-def _kept_limit(kept, k, limit, n_pixels) -> float:
-    """The exact sum of squares a new pair must not exceed: ``limit``, or the farthest kept once ``k`` are."""
-    if len(kept[0]) < k:
-        return limit
-    return min(limit, float(kept[2].max()) ** 2 * n_pixels * (1 + 4 * np.finfo(np.float64).eps))
-
-
-def _closest(kept, new, k):
-    """The ``k`` closest of two ``(i, j, distance)`` sets by ``(distance, i, j)``."""
-    i, j, distance = (np.concatenate([a, b]) for a, b in zip(kept, new))
-    if len(i) > k:
-        order = np.lexsort((j, i, distance))[:k]
-        i, j, distance = i[order], j[order], distance[order]
-    return i, j, distance
-
-
-def _exclude_twins(d2, group_a, group_b) -> None:
-    """Set ``d2`` to inf in place where row and column images are identical (same content group)."""
-    twin_a, twin_b = group_a >= 0, group_b >= 0
-    if twin_a.any() and twin_b.any():
-        same = group_a[:, None] == group_b[None, :]  # -1 == -1 is excluded next
-        same &= twin_a[:, None]
-        np.putmask(d2, same, np.inf)
-
-
-def _rounding_error(a2_max: float, b2_max: float, n_pixels: int) -> float:
-    """Bound on ``|float32 d2 - exact d2|`` for rows of squared norms at most ``a2_max`` and ``b2_max``.
-
-    ``d2 = |a|^2 + |b|^2 - 2 a.b`` sums products of magnitude at most ``(|a| + |b|)^2`` in all;
-    Higham's gamma_n bounds the error of sums of n products in any order (blocked BLAS included).
-    The 8 extra terms cover the two additions, and the factor 2 the float32 norms themselves.
-    """
-    n = n_pixels + 8
-    if n * _UNIT >= 0.5:
-        return math.inf
-    gamma = 2.0 * n * _UNIT / (1 - n * _UNIT)
-    return gamma * (math.sqrt(a2_max) + math.sqrt(b2_max)) ** 2
-
-
-def _float32_cut(value: float) -> np.float32:
-    """``value`` as float32, rounded up, so float32 comparisons keep all that float64 would."""
-    return np.nextafter(np.float32(value), np.float32(np.inf))
-
-
-def _float32_norms(rows: np.ndarray, chunk: int) -> np.ndarray:
-    """Squared norms ``(n,)`` of float32 ``rows``, converted a chunk at a time."""
-    return np.concatenate([np.empty(0, np.float32)] + [
-        squared_norms(rows[start : start + chunk].astype(np.float32)) for start in range(0, len(rows), chunk)
-    ])
 
 
 def exact_rms_distances(images: np.ndarray, others: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -79,7 +79,7 @@ class ExactKNN(_Neighbours):
         return self
 
     def kneighbors(self, X_query: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self.index_.query(X_query, k or self.k)
+        return self.index_.kneighbors(X_query, k or self.k)
 
 
 class ApproximateKNN(_Neighbours):

@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from fmproto.search.rounding import float32_product_error
+
 Metric = Literal["sqeuclidean", "euclidean", "mse", "cosine", "manhattan"]
 METRICS: tuple[str, ...] = ("sqeuclidean", "euclidean", "mse", "cosine", "manhattan")
 
@@ -28,7 +30,6 @@ _MANHATTAN_BLOCK_ELEMENTS = 1 << 24
 _EXACT_BLOCK_ELEMENTS = 1 << 16
 # exact_distances broadcasts each row of Y against its pairs when it has at least this many on average.
 _GROUP_MIN = 16
-_UNIT = 2.0**-24  # float32 unit round-off
 
 
 def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> None:
@@ -363,7 +364,7 @@ def screening_error(
     The float64 side errs by about 1e-13 relative, well inside the slack of ``g``.
     """
     check_metric(metric, EXACT_METRICS)
-    g = _error_factor(X.shape[1])
+    g = float32_product_error(X.shape[1])
     if metric == "sqeuclidean":
         x_sq = squared_norms(X) if X_sq_norms is None else np.asarray(X_sq_norms)
         y_sq = squared_norms(Y) if Y_sq_norms is None else np.asarray(Y_sq_norms)
@@ -371,9 +372,3 @@ def screening_error(
     if metric == "cosine":
         return g, 0.0
     return 0.0, g
-
-
-def _error_factor(n_features: int) -> float:
-    """Bound on float32 rounding relative to the magnitudes summed: gamma_n with slack (see ``fmproto.search.knn``)."""
-    n = n_features + 8
-    return 2.0 * n * _UNIT / (1 - n * _UNIT)

@@ -515,7 +515,7 @@ def _projection_peak(n_pixels: int) -> int:
     X = np.random.default_rng(0).integers(0, 256, size=(8192, n_pixels), dtype=np.uint8)
     tracemalloc.start()
     try:
-        projection.fit(X, 128)  # knn's components; dedup's 32 take less
+        projection.Projection(128).fit(X)  # knn's components; dedup's 32 take less
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -19,13 +19,10 @@ def _brute_pairs(a, b, threshold, within):
     return found
 
 
-@pytest.fixture(params=["full", "screened"])
-def screening(request, monkeypatch):
-    """Run a test twice: tiles by the full float32 product, and screened by the projection's bound
-    first (one component, so that these few-pixel images take that path too)."""
-    if request.param == "screened":
-        monkeypatch.setattr(dedup, "_COMPONENTS", 1)
-    return request.param
+@pytest.fixture
+def screening():
+    """The one engine: few-pixel images take its full screen (every dimension), 784 pixels a projection."""
+    return "engine"
 
 
 @pytest.fixture(scope="module")
@@ -361,25 +358,6 @@ def test_table_bytes_covers_a_full_table(labelled):
 
 
 # ------------------------------------------------------------------------------------ screened tiles
-
-
-def test_the_screen_takes_selective_tiles_and_leaves_the_rest(constructed, monkeypatch):
-    train, test = constructed
-    monkeypatch.setattr(dedup, "_COMPONENTS", 1)
-    outcomes = []
-    screened_tile = dedup._screened_tile
-
-    def spy(*args):
-        done, kept = screened_tile(*args)
-        outcomes.append(done)
-        return done, kept
-
-    monkeypatch.setattr(dedup, "_screened_tile", spy)
-    dedup.near_duplicates(train, 2.0, test, chunk=16)
-    assert outcomes and all(outcomes)  # a selective threshold: every tile measured from the screen alone
-    outcomes.clear()
-    dedup.near_duplicates(train, 255.0, test, max_pairs=5)
-    assert outcomes == [False]  # all 900 pairs qualify: the full product takes the tile
 
 
 def _exact_pairs(a, b, threshold, within):

@@ -77,7 +77,7 @@ def _brute(D, k, metric="sqeuclidean"):
 def _check(X_query, X_train, k, metric, D=None, components=8, chunk=1024):
     D = _distances(X_query, X_train, metric) if D is None else D
     expected_d, expected_i = _brute(D, k, metric)
-    distances, indices = knn.KnnIndex(components).fit(X_train, metric).query(X_query, k, chunk=chunk)
+    distances, indices = knn.KnnIndex(components).fit(X_train, metric).kneighbors(X_query, k, chunk=chunk)
     np.testing.assert_array_equal(indices, expected_i)
     # Rounded once to float32 (squares of 1e20 overflow to inf, of 1e-20 are subnormal, as expected).
     with np.errstate(over="ignore"):
@@ -105,27 +105,17 @@ def fashion_products(fashion_rows):
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_fashion_neighbours_equal_brute_force(fashion_rows, fashion_products, metric, monkeypatch):
+def test_fashion_neighbours_equal_brute_force(fashion_rows, fashion_products, metric):
     X_train, X_query = fashion_rows
     D = _integer_distances(fashion_products, metric)
     expected_d, expected_i = _brute(D, 10, metric)
-    measured = []
-    measure = knn.KnnIndex._measure
-
-    def spy(self, queries, rows, cols):
-        measured.append(cols.size)
-        return measure(self, queries, rows, cols)
-
-    monkeypatch.setattr(knn.KnnIndex, "_measure", spy)
     index = knn.KnnIndex().fit(X_train, metric)
-    distances, indices = index.query(X_query, 10)
+    distances, indices = index.kneighbors(X_query, 10)
     np.testing.assert_array_equal(indices, expected_i)  # every row, every place
     np.testing.assert_array_equal(distances, expected_d.astype(np.float32))  # the same float64 values
-    # The bound does the work: a few hundred rows measured a query, not 20,000.
-    assert sum(measured) / len(X_query) < 0.03 * len(X_train)
     if metric == "euclidean":  # squared: the same neighbours, and the squares of the same float64 values
         index.metric = "sqeuclidean"
-        distances, indices = index.query(X_query, 10)
+        distances, indices = index.kneighbors(X_query, 10)
         np.testing.assert_array_equal(indices, expected_i)
         np.testing.assert_array_equal(distances, (expected_d**2).astype(np.float32))
 
@@ -224,10 +214,9 @@ def test_rows_that_differ_only_outside_the_projection(metric):
 
 def test_few_features_keep_the_full_screen():
     X_query, X_train = _levels(2000, 50, 12, 4, seed=13)
-    assert knn.KnnIndex(components=8).fit(X_train).mode == "screen"  # 12 < 2 * 8: no projection
     for metric in SCREEN_METRICS:
         _check(X_query, X_train, 9, metric, components=8, chunk=11)
-    np.testing.assert_array_equal(projection.fit(X_train, 128).basis, np.eye(12))  # all kept: the identity
+    np.testing.assert_array_equal(projection.Projection(128).fit(X_train).basis, np.eye(12))  # all kept: the identity
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # squares of 1e20 in float32: inf
@@ -237,13 +226,10 @@ def test_full_screen_leaves_extreme_magnitudes_to_a_scaled_projection(metric):
     # training rows like that are projected (every dimension, scaled) instead, and so are query rows.
     for name in ("tiny", "huge", "mixed_magnitudes"):
         X_query, X_train = _adversarial(name)
-        assert knn.KnnIndex(components=128).fit(X_train, metric).mode == "projected"
         _check(X_query, X_train, 5, metric, components=128, chunk=7)
     rng = np.random.default_rng(23)
     X_train = rng.normal(size=(500, 24))
     X_query = rng.normal(size=(10, 24)) * np.logspace(-30, 30, 10)[:, None]
-    index = knn.KnnIndex(components=128).fit(X_train, metric)
-    assert index.mode == "screen"
     _check(X_query, X_train, 5, metric, components=128, chunk=3)
 
 
@@ -295,11 +281,11 @@ def test_a_screen_rounded_otherwise_changes_nothing(fashion_rows, metric, monkey
         X_train[copies] = X_query[row]
         X_train[copies, 200 + 10 * np.arange(40)] ^= np.eye(40, dtype=np.uint8)
     index = knn.KnnIndex().fit(X_train, metric)
-    reference = index.query(X_query, 35)
+    reference = index.kneighbors(X_query, 35)
     assert reference[1][0].tolist() == list(range(35)) or metric == "cosine"
     screen, moved = _other_rounding(projection.scores, seed=15)
     monkeypatch.setattr(projection, "scores", screen)
-    other = index.query(X_query, 35)
+    other = index.kneighbors(X_query, 35)
     assert moved[0] > 0  # the float32 ranking did change which rows are measured first
     np.testing.assert_array_equal(other[1], reference[1])
     np.testing.assert_array_equal(other[0], reference[0])
@@ -312,7 +298,7 @@ from fmproto.search import knn
 data = np.load(sys.argv[1])
 out = {}
 for metric in ("euclidean", "cosine"):
-    d, i = knn.KnnIndex().fit(data["X_train"], metric).query(data["X_query"], 10)
+    d, i = knn.KnnIndex().fit(data["X_train"], metric).kneighbors(data["X_query"], 10)
     out[metric] = [hashlib.sha256(d.tobytes()).hexdigest(), hashlib.sha256(i.tobytes()).hexdigest()]
 print(json.dumps(out))
 """
@@ -345,39 +331,24 @@ def test_index_and_full_screen_agree_bit_for_bit(metric):
     X_query = rng.normal(size=(50, 40)) @ rng.normal(size=(40, 40))
     X_query[0] = X_train[3]
     full = knn.kneighbors(X_query, X_train, 25, metric=metric)  # 50 queries: no index
-    indexed = knn.KnnIndex(components=6).fit(X_train, metric).query(X_query, 25, chunk=19)
+    indexed = knn.KnnIndex(components=6).fit(X_train, metric).kneighbors(X_query, 25, chunk=19)
     np.testing.assert_array_equal(indexed[1], full[1])
     np.testing.assert_array_equal(indexed[0], full[0])
 
 
-def test_kneighbors_fits_an_index_when_it_pays(monkeypatch):
-    assert knn._index_pays(700, 784, "euclidean") and not knn._index_pays(500, 784, "euclidean")
-    assert not knn._index_pays(10**6, 784, "manhattan")
-    assert not knn._index_pays(10**6, 128, "cosine")  # n_features <= m: nothing to save
-    X_query, X_train = _levels(3000, 2000, 300, 6, seed=17)
-    fitted = []
-    fit = knn.KnnIndex.fit
-
-    def spy(self, X, metric):
-        fitted.append(self.components)
-        return fit(self, X, metric)
-
-    monkeypatch.setattr(knn.KnnIndex, "fit", spy)
+@pytest.mark.parametrize("n_queries", [500, 700])  # on either side of where the projection pays
+def test_kneighbors_equals_both_settings_of_the_index(n_queries):
+    X_query, X_train = _levels(3000, n_queries, 300, 6, seed=17)
     result = knn.kneighbors(X_query, X_train, 4, metric="cosine")
-    assert fitted[0] == knn.COMPONENTS  # (random levels: rows the bound cannot narrow go to a full index)
-    monkeypatch.setattr(knn, "_index_pays", lambda *args: False)
-    fitted.clear()
-    expected = knn.kneighbors(X_query, X_train, 4, metric="cosine")
-    assert fitted == [300]  # every dimension kept
-    np.testing.assert_array_equal(result[1], expected[1])
-    np.testing.assert_array_equal(result[0], expected[0])
+    for components in (knn.COMPONENTS, 300):
+        expected = knn.KnnIndex(components).fit(X_train, "cosine").kneighbors(X_query, 4)
+        np.testing.assert_array_equal(result[1], expected[1])
+        np.testing.assert_array_equal(result[0], expected[0])
 
 
-def test_small_screen_budget_bounds_the_block(monkeypatch):
+def test_small_chunks_bound_the_block(monkeypatch):
     X_query, X_train = _levels(3000, 80, 20, 5, seed=18)
-    reference = knn.KnnIndex(5).fit(X_train).query(X_query, 6)
-    monkeypatch.setattr(knn, "_SCREEN_BYTES", 4 * 3008 * 3)  # three query rows a block
-    monkeypatch.setattr(knn, "_CANDIDATE_BUDGET", 64)  # candidates collected a few rows at a time
+    reference = knn.KnnIndex(5).fit(X_train).kneighbors(X_query, 6)
     blocks = []
     scores = projection.scores
 
@@ -386,27 +357,22 @@ def test_small_screen_budget_bounds_the_block(monkeypatch):
         return scores(Q, W, out)
 
     monkeypatch.setattr(projection, "scores", spy)
-    result = knn.KnnIndex(5).fit(X_train).query(X_query, 6)
+    result = knn.KnnIndex(5).fit(X_train).kneighbors(X_query, 6, chunk=3)
     assert max(blocks) == 3
     np.testing.assert_array_equal(result[1], reference[1])
     np.testing.assert_array_equal(result[0], reference[0])
 
 
-def test_rows_the_bound_cannot_narrow_without_a_full_index(monkeypatch):
-    # Uniform noise: most rows have candidates everywhere. With no memory for an index keeping every
-    # dimension, they measure all their candidates; the neighbours are the same.
+@pytest.mark.parametrize("chunk", [16, 1024])
+def test_rows_the_bound_cannot_narrow(chunk):
+    # Uniform noise: most rows have candidates everywhere, measured or handed to the full screen.
     X_query, X_train = _adversarial("uniform_noise")
-    reference = knn.KnnIndex(6).fit(X_train).query(X_query, 7)
-    monkeypatch.setattr(knn, "_FULL_SCREEN_BYTES", 0)
-    monkeypatch.setattr(knn.KnnIndex, "_full_index", lambda self: pytest.fail("no full index may be built"))
-    result = knn.KnnIndex(6).fit(X_train).query(X_query, 7, chunk=16)
-    np.testing.assert_array_equal(result[1], reference[1])
-    np.testing.assert_array_equal(result[0], reference[0])
+    _check(X_query, X_train, 7, "euclidean", components=6, chunk=chunk)
 
 
 def test_manhattan_index_screens_in_full():
     X_query, X_train = _levels(1000, 30, 10, 4, seed=19)
-    result = knn.KnnIndex().fit(X_train, "manhattan").query(X_query, 5, chunk=7)
+    result = knn.KnnIndex().fit(X_train, "manhattan").kneighbors(X_query, 5, chunk=7)
     expected = knn.kneighbors(X_query, X_train, 5, metric="manhattan")
     np.testing.assert_array_equal(result[1], expected[1])
     np.testing.assert_array_equal(result[0], expected[0])
@@ -415,10 +381,10 @@ def test_manhattan_index_screens_in_full():
 def test_images_and_no_queries():
     X_query, X_train = _levels(2500, 12, 12, 4, seed=20)
     index = knn.KnnIndex(4).fit(X_train.reshape(2500, 3, 4))
-    flat = index.query(X_query, 3)
-    shaped = index.query(X_query.reshape(12, 3, 4), 3)
+    flat = index.kneighbors(X_query, 3)
+    shaped = index.kneighbors(X_query.reshape(12, 3, 4), 3)
     np.testing.assert_array_equal(flat[1], shaped[1])
-    distances, indices = index.query(X_query[:0], 3)
+    distances, indices = index.kneighbors(X_query[:0], 3)
     assert distances.shape == (0, 3) and indices.shape == (0, 3)
 
 
@@ -430,8 +396,8 @@ def test_the_bound_holds_for_every_pair():
     # different sizes; and rows scoring above score_limits are farther than the bound given.
     rng = np.random.default_rng(21)
     X = rng.normal(size=(600, 30)) @ rng.normal(size=(30, 30)) * np.logspace(-3, 3, 600)[:, None]
-    fitted = projection.fit(X[:400], 5)
-    emb = projection.embed(fitted, X)
+    fitted = projection.Projection(5).fit(X[:400])
+    emb = fitted.embed(X)
     f = emb.coords.astype(np.float64) / fitted.scale
     delta = emb.delta / fitted.scale
     D = _distances(X, X, "sqeuclidean")
@@ -439,17 +405,17 @@ def test_the_bound_holds_for_every_pair():
     lower = np.maximum(F - delta[:, None] - delta[None, :], 0) ** 2 * (1 - fitted.orthogonality)
     assert np.all(lower <= D)
     assert np.mean(lower > 0.5 * D) > 0.5  # and it is not vacuous
-    screen = projection.screen_matrix(emb[:400], np.arange(400))
+    screen = fitted.screen(emb[:400], np.arange(400))
     query = emb[400:]
     bound = np.quantile(D[400:, :400], 0.1, axis=1)
-    S = projection.scores(projection.query_matrix(query), screen.W)
-    limits = projection.score_limits(bound, query, screen, fitted)
+    S = projection.scores(query.query_matrix(), screen.W)
+    limits = fitted.limits(bound, query, screen)
     assert np.all(D[400:, :400][S > limits[:, None]] > bound.repeat(400).reshape(200, 400)[S > limits[:, None]])
 
 
 def test_fit_is_deterministic_and_orthonormal():
     X_query, X_train = _levels(5000, 1, 50, 256, seed=22)
-    first, second = projection.fit(X_train, 10), projection.fit(X_train, 10)
+    first, second = projection.Projection(10).fit(X_train), projection.Projection(10).fit(X_train)
     np.testing.assert_array_equal(first.basis, second.basis)
     assert first.basis.shape == (50, 10) and first.orthogonality < 1e-10
     np.testing.assert_allclose(first.basis.T @ first.basis, np.eye(10), atol=1e-12)
@@ -463,12 +429,12 @@ FITTED = knn.KnnIndex().fit(np.ones((3, 2)))
     "call, match",
     [
         (lambda: knn.KnnIndex(0), r"components must be an integer >= 1; got 0"),
-        (lambda: knn.KnnIndex().query(np.ones((2, 3)), 1), r"the index is not fitted"),
+        (lambda: knn.KnnIndex().kneighbors(np.ones((2, 3)), 1), r"the index is not fitted"),
         (lambda: knn.KnnIndex().fit(np.ones((3, 2)), "mse"), r"metric must be one of .*got 'mse'"),
         (lambda: knn.KnnIndex().fit(np.ones((0, 2))), r"X_train must have at least one row; got 0"),
-        (lambda: FITTED.query(np.ones((2, 3)), 1), r"X_query has 3 features but X_train has 2"),
-        (lambda: FITTED.query(np.ones((2, 2)), 4), r"k must be an integer in 1\.\.3.*got 4"),
-        (lambda: FITTED.query(np.ones((2, 2)), 1, chunk=0), r"chunk must be an integer >= 1; got 0"),
+        (lambda: FITTED.kneighbors(np.ones((2, 3)), 1), r"X_query has 3 features but X_train has 2"),
+        (lambda: FITTED.kneighbors(np.ones((2, 2)), 4), r"k must be an integer in 1\.\.3.*got 4"),
+        (lambda: FITTED.kneighbors(np.ones((2, 2)), 1, chunk=0), r"chunk must be an integer >= 1; got 0"),
         (lambda: knn.KnnIndex().fit(np.array([[np.inf, 0.0]])), r"X_train must be finite"),
     ],
 )

@@ -1,0 +1,394 @@
+"""The exact-search engine: fit once on training rows, then the k nearest or every pair within a radius.
+
+For euclidean, sqeuclidean and cosine, rows are embedded by a ``projection.Projection`` (the top
+principal components and the norm of the rest, or every dimension: the full screen) whose float32
+product scores every training row with a certified lower bound of its distance. Rows the bound
+cannot rule out are measured (a float32 product a pair, with a rigorous error bound), and those that
+can still count get the float64 distance of a naive search, sorted by (distance, index). So results
+are those of an exact float64 search, ties to the lower training index, whatever the BLAS, chunk or
+thread count. Manhattan has no product form: it takes a plain float64 search of its own.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fmproto.pipeline.checks import check_int, rows as checked_rows
+from fmproto.search.distances import check_metric
+from fmproto.search import projection
+from fmproto.search.projection import Projection
+from fmproto.search.screening import Queries, checked_query, best_columns, closest, kept_bound, exact, finish, integers, leaf_order
+from fmproto.search.rounding import U32, U64, gamma
+
+KNN_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine", "manhattan")
+
+# Principal components of the screen. On Fashion-MNIST (60,000 x 784, k=5) a query measures about
+# 150 rows with 128, 100 with 160, 260 with 96; from 96 to 160 the times were within noise.
+COMPONENTS = 128
+# Rows measured first, the best by the bound: their k-th distance decides what the bound must rule
+# out. With every dimension kept the bound is nearly the distance, and k + _MARGIN suffice.
+_INIT = 32
+_MARGIN = 8
+# Columns are selected through the minima of groups of this many near training rows (``_leaf_order``),
+# so a query's candidates fall in few groups.
+_GROUP = 16
+# Bytes of one query chunk's float32 score block: the chunk shrinks for large training sets.
+_SCREEN_BYTES = 1 << 28
+# (query, column) entries examined at once when collecting candidates: about 100 MB of indices.
+_CANDIDATE_BUDGET = 1 << 22
+# Float64 elements of gathered training rows measured at once: 16 MB.
+_MEASURE_ELEMENTS = 1 << 21
+# Query rows with more candidates than 1/8 of the training rows go, when a chunk has more than two
+# training sets' worth, to the same engine keeping every dimension (a float32 copy: at most 1 GB).
+_FULL_SCREEN = 8
+_FULL_SCREEN_BYTES = 1 << 30
+# Threads sharing a chunk's rows, each on one BLAS thread.
+_WORKERS = max(1, min(64, os.cpu_count() or 1))
+
+
+class KnnIndex:
+    """Exact search over fixed training rows: ``fit`` once, then ``kneighbors`` or ``radius_pairs``.
+
+    Parameters
+    ----------
+    components : int >= 1
+        Principal components of the screen. With fewer than ``2 * components`` features the index
+        keeps every dimension (the full screen: the bound is nearly the distance).
+
+    Notes
+    -----
+    ``fit`` keeps a reference to the training rows (do not change them). For each query row: (1) the product scores
+    every training row with a lower bound; (2) the ``_INIT`` best are measured, and their k-th
+    distance plus its error bound is ``D``; (3) every row whose score is within
+    ``Projection.limits`` of ``D`` is measured too; (4) the measured rows within ``D`` up to their
+    error get the naive float64 distance and are sorted by (distance, index). A row left out in (3)
+    is farther than ``D >=`` the k-th distance, so it cannot enter, not even as a tie.
+    """
+
+    def __init__(self, components: int = COMPONENTS):
+        self.components = check_int(components, "components", low=1)
+        self.metric = None
+
+    def fit(self, X_train: np.ndarray, metric: str = "euclidean") -> "KnnIndex":
+        """Fit on ``X_train (n_train, n_features)`` (or images ``(n_train, H, W)``), finite; returns self."""
+        check_metric(metric, KNN_METRICS)
+        X = checked_rows(X_train, "X_train")
+        if len(X) == 0:
+            raise ValueError("X_train must have at least one row; got 0")
+        self.metric, self.X_train, self._full_index = metric, X, None
+        if metric == "manhattan":
+            return self
+        n, n_features = X.shape
+        m = self.components if n_features >= 2 * self.components else n_features
+        self.projection = Projection(m, normalize=metric == "cosine").fit(X)
+        self.full = self.projection.n_components >= n_features
+        self.group = _GROUP if n >= 64 * _GROUP else 1
+        embedding = self.projection.embed(X)
+        # Column j + n_groups * t of the screen holds the t-th row of leaf j: near rows share a group.
+        n_groups = -(-n // self.group)
+        self.rows_at = np.full(n_groups * self.group, -1, dtype=np.int64)  # training row of each column
+        position = np.arange(n)
+        self.rows_at[position // self.group + n_groups * (position % self.group)] = leaf_order(embedding.coords,
+                                                                                              self.group)
+        self.screen = self.projection.screen(embedding, self.rows_at)
+        self.sq_norms = embedding.row_sq_norms  # float64 |x|^2: exact for integers
+        self.norms = np.sqrt(self.sq_norms)
+        self.integral, self.largest = integers(X)
+        return self
+
+    def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """``distances (n_queries, k)`` float32 and ``indices (n_queries, k)`` int64, as ``kneighbors`` gives them.
+
+        ``chunk``: query rows screened at once, at most; results do not depend on it.
+        """
+        X_query = self._checked(X_query, k, chunk)
+        k = int(k)
+        distances = np.empty((len(X_query), k), dtype=np.float32)
+        indices = np.empty((len(X_query), k), dtype=np.int64)
+        if self.metric == "manhattan":
+            for start in range(0, len(X_query), chunk):
+                rows = slice(start, start + chunk)
+                distances[rows], indices[rows] = self._plain(X_query[rows], k)
+            return distances, indices
+        chunk, block = self._block(chunk, len(X_query))
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            for start in range(0, len(X_query), chunk):
+                rows = slice(start, start + chunk)
+                distances[rows], indices[rows] = self._query_chunk(X_query[rows], k, block, pool)
+        return distances, indices
+
+    def radius_pairs(self, X_query: np.ndarray, radius: float, *, max_pairs: int, exclude=None,
+                     upper: bool = False, chunk: int = 1024):
+        """Pairs ``(i, j)`` with naive float64 distance ``d(X_query[i], X_train[j]) < radius``: the closest.
+
+        Parameters
+        ----------
+        X_query : ndarray of shape (n_queries, n_features) or images
+        radius : float, in the metric's units (sqeuclidean: squared)
+        max_pairs : int >= 1
+            At most this many pairs are kept, the closest by ``(d, i, j)``.
+        exclude : (groups_query, groups_train), int arrays, optional
+            Pairs of equal groups ``>= 0`` are left out (identical images, say).
+        upper : bool
+            ``X_query`` are the fitted rows: only pairs with ``j > i``.
+        chunk : int >= 1
+            Query rows screened at once, at most.
+
+        Returns ``i, j`` (n_pairs,) int64 sorted by ``(d, i, j)``, ``d`` (n_pairs,) float64 (the metric's
+        distances) and ``capped``, True when more than ``max_pairs`` pairs qualified.
+        """
+        if self.metric in (None, "manhattan"):
+            raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
+                             f"got {self.metric!r}")
+        X_query = self._checked(X_query, None, chunk)
+        k = check_int(max_pairs, "max_pairs", low=1) + 1  # one beyond the cap tells whether it was hit
+        n_features = self.X_train.shape[1]
+        limit = float(radius) ** 2 if self.metric == "euclidean" else float(radius)  # naive units
+        kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+        chunk, block = self._block(chunk, len(X_query))
+        for start in range(0, len(X_query), chunk):
+            Xc = X_query[start : start + chunk]
+            embedding = self.projection.embed(Xc)
+            S = projection.scores(embedding.query_matrix(), self.screen.W, out=block[: len(Xc)])
+            queries = Queries.of(Xc, self)
+            bound = np.full(len(Xc), kept_bound(kept, k, limit))
+            limits = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
+            for q, cols in self._candidates(S, self._minima(S), limits, budget=max(k, len(self.rows_at))):
+                keep = cols > q + start if upper else np.ones(len(q), bool)
+                if exclude is not None:
+                    gq, gt = exclude[0][q + start], exclude[1][cols]
+                    keep &= (gq != gt) | (gq < 0)
+                for rows, cols_in, _ in self._within(queries, q[keep], cols[keep], bound):
+                    d = self._naive(queries, rows, cols_in)
+                    good = d < limit
+                    kept = closest(kept, (rows[good] + start, cols_in[good], d[good]), k)
+                if len(kept[0]) >= k:  # tighter now: later candidates are screened against it
+                    bound[:] = kept_bound(kept, k, limit)
+                    limits[:] = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
+        i, j, d = kept
+        capped = len(i) > k - 1
+        i, j, d = i[: k - 1], j[: k - 1], d[: k - 1]
+        return i, j, (np.sqrt(d) if self.metric == "euclidean" else d), capped
+
+    def _checked(self, X_query, k, chunk) -> np.ndarray:
+        if self.metric is None:
+            raise ValueError("the index is not fitted: call fit(X_train, metric) first")
+        return checked_query(X_query, self.X_train.shape, k, chunk)
+
+    def _block(self, chunk: int, n_queries: int) -> tuple[int, np.ndarray]:
+        """The chunk, shrunk so that its score block stays within ``_SCREEN_BYTES``, and that block."""
+        width = len(self.screen.W)
+        chunk = max(1, min(int(chunk), _SCREEN_BYTES // (4 * width)))
+        return chunk, np.empty((min(chunk, n_queries), width), dtype=np.float32)
+
+    def _minima(self, S: np.ndarray) -> np.ndarray:  # (n_rows, n_groups)
+        n_groups = S.shape[1] // self.group
+        return S if self.group == 1 else S.reshape(len(S), self.group, n_groups).min(axis=1)
+
+    def _query_chunk(self, Xc: np.ndarray, k: int, block: np.ndarray, pool) -> tuple[np.ndarray, np.ndarray]:
+        """``kneighbors`` of one chunk, its rows shared between the ``pool``'s threads.
+
+        Each thread scores its rows on one BLAS thread, then selects and measures (numpy releases
+        the GIL): BLAS's own threads would spin through the selection. Rows do not depend on it.
+        """
+        n_rows = len(Xc)
+        n_parts = min(_WORKERS, max(1, n_rows // 64))
+        bounds = np.linspace(0, n_rows, n_parts + 1).astype(int)
+        parts = [slice(first, stop) for first, stop in zip(bounds[:-1], bounds[1:])]
+
+        def work(part: slice):
+            embedding = self.projection.embed(Xc[part])
+            S = projection.scores(embedding.query_matrix(), self.screen.W, out=block[part])
+            return *self._rows(S, Queries.of(Xc[part], self), embedding, k), embedding.row_sq_norms
+
+        with threadpool_limits(1, user_api="blas") if n_parts > 1 else nullcontext():
+            done = list(pool.map(work, parts)) if n_parts > 1 else [work(parts[0])]
+        distances, indices, hand_over, row_sq_norms = (np.concatenate(arrays) for arrays in zip(*done))
+        distances = finish(distances, self.metric)
+        if hand_over.any():
+            if self._full_index is None:
+                self._full_index = KnnIndex(self.X_train.shape[1]).fit(self.X_train, self.metric)
+            distances[hand_over], indices[hand_over] = self._full_index.kneighbors(Xc[hand_over], k)
+        if self.metric == "cosine":
+            zero = row_sq_norms == 0  # at distance 1 from every training row: the first k, by the tie rule
+            distances[zero], indices[zero] = 1.0, np.arange(k)
+        return distances, indices
+
+    def _rows(self, S, queries: "Queries", embedding, k: int):
+        """Steps (1) to (4) for rows with scores ``S (n_rows, n_padded)`` (changed in place).
+
+        Returns float64 distances and indices ``(n_rows, k)``, and the rows left to the full index.
+        """
+        n_rows = len(S)
+        n_train, n_features = self.X_train.shape
+        minima = self._minima(S)
+        # (1)-(2): the best rows by the bound, measured; D bounds the k-th distance from above.
+        n_init = min(n_train, k + _MARGIN if self.full else max(k + _MARGIN, _INIT))
+        init = best_columns(S, n_init, self.group, minima)[0]
+        measured = self.rows_at[init]  # every column chosen scores below the padding
+        d, e = self._measure(queries, slice(None), measured)
+        D = np.partition(d + e, k - 1, axis=1)[:, k - 1]
+        keep = d - e <= D[:, None]
+        found = [(np.nonzero(keep)[0], measured[keep], d[keep])]
+        # (3): every other row the bound does not rule out; rows with too many go to the full index.
+        limits = self.projection.limits(self._bound_sq(D, n_features), embedding, self.screen)
+        if self.metric == "cosine":
+            limits[queries.sq == 0] = -np.inf  # a zero row is at distance 1 from all: set by the caller
+        np.put_along_axis(S, init, np.nan, axis=1)  # measured already: NaN passes no comparison
+        heavy = {}  # rows with more than n_train / _FULL_SCREEN candidates: their number
+        for q, cols in self._candidates(S, minima, limits):
+            counts = np.bincount(q, minlength=n_rows)
+            big = counts > (n_train if self.full else n_train // _FULL_SCREEN)
+            heavy.update((int(row), int(counts[row])) for row in np.flatnonzero(big))
+            light = ~big[q]
+            found += self._within(queries, q[light], cols[light], D)
+        hand_over = np.zeros(n_rows, dtype=bool)
+        if sum(heavy.values()) > 2 * n_train and not self.full and 4 * n_train * (n_features + 2) <= _FULL_SCREEN_BYTES:
+            hand_over[list(heavy)] = True  # worth a full product: more than 80 rows' worth of measuring
+        elif heavy:  # a few: measured like the others
+            only = np.full(n_rows, -np.inf, dtype=np.float32)
+            only[list(heavy)] = limits[list(heavy)]
+            for q, cols in self._candidates(S, minima, only):
+                found += self._within(queries, q, cols, D)
+        # (4): naive float64 distances of the rows within D, sorted by (distance, index) in each row.
+        distances = np.zeros((n_rows, k), dtype=np.float64)
+        indices = np.zeros((n_rows, k), dtype=np.int64)
+        rows, cols, d = (np.concatenate(parts) for parts in zip(*found))
+        mine = ~hand_over[rows]
+        rows, cols = rows[mine], cols[mine]
+        d = self._naive(queries, rows, cols)
+        order = np.lexsort((cols, d, rows))
+        kept = np.flatnonzero(~hand_over)
+        take = order[np.searchsorted(rows[order], kept)[:, None] + np.arange(k)]  # each has k: those that set D
+        distances[kept], indices[kept] = d[take], cols[take]
+        return distances, indices, hand_over
+
+    def _bound_sq(self, D: np.ndarray, n_features: int) -> np.ndarray:
+        """Squared distance in the projection's space beyond which a row's naive distance exceeds ``D``.
+
+        The naive distance is within gamma_(n+8) of the exact one: relative for squared euclidean,
+        absolute for cosine, whose rows the projection sees as unit rows (``1 - cos = |u_a - u_b|^2 / 2``).
+        """
+        g = gamma(n_features + 8)
+        if self.metric == "cosine":
+            return 2.0 * (D + g)
+        return np.maximum(D, 0.0) / (1 - g)
+
+    def _plain(self, Xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Manhattan: float64 L1 distances of every pair, the ``k`` best kept block by block."""
+        n_train, n_features = self.X_train.shape
+        A = Xc.astype(np.float64)
+        step = max(1, min(n_train, _MEASURE_ELEMENTS // n_features))  # training rows at once
+        best_d, best_i = np.empty((len(A), 0)), np.empty((len(A), 0), dtype=np.int64)
+        for c in range(0, n_train, step):
+            B = self.X_train[c : c + step].astype(np.float64)
+            d = np.empty((len(A), len(B)))
+            for r in range(len(A)):
+                diff = B - A[r]
+                d[r] = np.abs(diff, out=diff).sum(axis=1)
+            d = np.concatenate([best_d, d], axis=1)
+            i = np.concatenate([best_i, np.broadcast_to(np.arange(c, c + len(B)), (len(A), len(B)))], axis=1)
+            order = np.argsort(d, axis=1, kind="stable")[:, :k]  # stable: the lower index first on ties
+            best_d, best_i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+        return best_d.astype(np.float32), best_i
+
+    def _measure(self, queries: "Queries", rows, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances of query rows ``rows`` (a slice or indices) to training rows ``cols (r, c)``, and error bounds.
+
+        Squared euclidean ``|a|^2 + |b|^2 - 2 a.b`` or cosine ``1 - a.b / (|a| |b|)`` in float64,
+        from a float32 product a pair (einsum: no BLAS, whose threads wait on a busy core; the
+        training rows are cast in small buffers, twice as fast as a float copy of them).
+        ``e (r, c)`` bounds the distance to the naive float64 one: gamma_(d+3) in float32 on
+        ``|a| |b|`` (the rows' rounding to float32 included), gamma_(d+8) in float64 on the rest.
+        """
+        A32 = (queries.A if queries.A32 is None else queries.A32)[rows]  # float64: no float32 bound applies
+        a_sq = queries.sq[rows]
+        n_rows, width = cols.shape
+        n_features = A32.shape[1]
+        d = np.empty((n_rows, width), dtype=np.float64)
+        step = max(1, _MEASURE_ELEMENTS // max(1, width * n_features))
+        part = max(1, _MEASURE_ELEMENTS // n_features)
+        for r in range(0, n_rows, step):
+            for c in range(0, width, part):
+                B = self.X_train[cols[r : r + step, c : c + part]]  # (step, part, n_features), its own dtype
+                d[r : r + step, c : c + part] = np.einsum("rcd,rd->rc", B, A32[r : r + step])
+        g64 = (n_features + 8) * U64 / (1 - (n_features + 8) * U64)
+        unit = U32 if queries.A32 is not None else U64
+        g32 = 1.01 * (n_features + 3) * unit / (1 - (n_features + 3) * unit)
+        tiny = 4 * (n_features + 3) * 2.0**-149  # float32 subnormals: an absolute error an operation
+        a_norm, b_norm = np.sqrt(a_sq)[:, None], self.norms[cols]
+        if self.metric == "cosine":
+            norms = a_norm * b_norm
+            cos = np.divide(d, norms, out=np.zeros_like(d), where=norms > 0)  # zero rows: distance 1
+            e = g32 + 4 * g64 + np.divide(tiny, norms, out=np.full_like(d, np.inf), where=norms > 0)
+            return 1.0 - cos, np.where(norms > 0, e, 0.0)
+        d *= -2.0
+        d += a_sq[:, None]
+        d += self.sq_norms[cols]
+        return d, 2 * g32 * a_norm * b_norm + 2 * g64 * (a_norm + b_norm) ** 2 + 2 * tiny
+
+    def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET):
+        """``(query rows, training rows)`` pairs, sorted by query row: the training rows whose score is at
+        most the query row's limit.
+
+        Columns are found through the group minima: a group whose minimum is above the limit holds
+        no candidate. Rows are worked through in parts of about ``budget`` entries, never split;
+        ``limits`` is read again for each part, so a caller may tighten it in between.
+        """
+        n_rows, n_groups = minima.shape
+        selected = minima <= limits[:, None]  # (n_rows, n_groups)
+        ends = np.cumsum(np.count_nonzero(selected, axis=1)) * self.group
+        first = 0
+        while first < n_rows:
+            done = ends[first - 1] if first else 0
+            stop = max(first + 1, int(np.searchsorted(ends, done + budget, side="right")))
+            q, g = np.divmod(np.flatnonzero(selected[first:stop]), n_groups)
+            q += first
+            cols = g[:, None] + n_groups * np.arange(self.group)  # (n_selected, group)
+            keep = S[q[:, None], cols] <= limits[q][:, None]
+            q, rows = np.broadcast_to(q[:, None], cols.shape)[keep], self.rows_at[cols[keep]]
+            real = rows >= 0  # not padding
+            yield q[real], rows[real]
+            first = stop
+
+    def _within(self, queries: "Queries", q: np.ndarray, cols: np.ndarray, D: np.ndarray) -> list:
+        """Measure the pairs ``(q, cols)`` (sorted by ``q``); ``[(rows, cols, distances)]`` of those within ``D[q]``.
+
+        Rows are measured together in buckets of equal padded width (multiples of 16), a few numpy
+        calls a bucket rather than a row; padding repeats a row's last column and is dropped.
+        """
+        counts = np.bincount(q, minlength=len(D)) if len(q) else np.zeros(len(D), dtype=np.int64)
+        rows = np.flatnonzero(counts)
+        starts = np.cumsum(counts) - counts
+        widths = -(-counts[rows] // 16) * 16
+        found = []
+        for width in np.unique(widths):
+            R = rows[widths == width]
+            position = np.arange(width)
+            P = cols[starts[R][:, None] + np.minimum(position, counts[R][:, None] - 1)]  # (len(R), width)
+            d, e = self._measure(queries, R, P)
+            keep = (position < counts[R][:, None]) & (d - e <= D[R][:, None])
+            found.append((R[np.nonzero(keep)[0]], P[keep], d[keep]))
+        return found
+
+    def _naive(self, queries: "Queries", rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The naive search's float64 distances of the pairs ``(rows, cols)``: the manhattan re-rank's.
+
+        Integer rows (``queries.exact``) take ``|a|^2 + |b|^2 - 2 a.b`` in float64, exact in any
+        order of summation, as are the differences the naive search squares and sums.
+        """
+        out = np.empty(len(rows), dtype=np.float64)
+        step = max(1, _MEASURE_ELEMENTS // queries.A.shape[1])
+        for start in range(0, len(rows), step):
+            r, c = rows[start : start + step], cols[start : start + step]
+            if queries.exact:
+                dot = np.einsum("pd,pd->p", self.X_train[c], queries.A[r])  # the training rows cast to float64
+                out[start : start + step] = queries.sq[r] + self.sq_norms[c] - 2 * dot
+            else:
+                a = queries.A[r][:, None, :]  # (pairs, 1, n_features)
+                b = self.X_train[c].astype(np.float64)[:, None, :]
+                out[start : start + step] = exact(a, b, self.metric)[:, 0]
+        return out

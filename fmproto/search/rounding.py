@@ -1,0 +1,31 @@
+"""Rigorous bounds on floating-point rounding, the one place the exact searches take them from.
+
+Higham's ``gamma_n = n u / (1 - n u)`` bounds the relative rounding of a sum of ``n`` products in
+any order, so any BLAS blocking, FMA or thread count is covered.
+"""
+
+import numpy as np
+
+U32 = 2.0**-24  # float32 unit round-off
+U64 = 2.0**-53  # float64 unit round-off
+# Float32 subnormal spacing: the absolute error one float32 operation can add beyond the relative one.
+TINY32 = 2.0**-149
+
+
+def gamma(n: int, unit: float = U64) -> float:
+    """Higham's gamma_n for the unit round-off ``unit``; inf when ``n * unit >= 1``."""
+    return n * unit / (1 - n * unit) if n * unit < 1 else np.inf
+
+
+def float32_product_error(n_features: int) -> float:
+    """Relative bound on a float32 matrix product over ``n_features``, with its float32 norms.
+
+    ``2 gamma_(n+8)`` in float32: the 8 extra terms and the factor 2 cover the norms added to the
+    product, a division by them (cosine) and the rounding of float64 inputs to float32.
+    """
+    return 2.0 * gamma(n_features + 8, U32)
+
+
+def round_up32(value) -> np.ndarray:
+    """``value`` as float32, rounded up, so float32 comparisons keep all that float64 would."""
+    return np.nextafter(np.asarray(value, dtype=np.float64).astype(np.float32), np.float32(np.inf))

@@ -1,0 +1,156 @@
+"""Helpers of the exact-search engine (``fmproto.search.engine``): query rows as measured, the
+training rows' leaf order, column selection through group minima, and float64 distances."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmproto.pipeline.checks import check_int, is_int, rows as checked_rows
+
+# Float64 elements checked at once for integer entries: 16 MB.
+_MEASURE_ELEMENTS = 1 << 21
+
+
+@dataclass
+class Queries:
+    """A chunk of query rows as ``KnnIndex`` measures them.
+
+    ``A`` (n, n_features) float64, ``A32`` the same rounded to float32 (None when a float32
+    product could overflow: then products are float64), ``sq`` their float64 squared norms.
+    ``exact``: the naive squared euclidean distances are those of float64 products (integer rows
+    whose sums stay below 2^53, so every sum is exact).
+    """
+
+    A: np.ndarray
+    A32: np.ndarray | None
+    sq: np.ndarray
+    exact: bool
+
+    @classmethod
+    def of(cls, Xc: np.ndarray, index) -> "Queries":
+        A = Xc.astype(np.float64)
+        largest = _largest(A)
+        exact = (index.metric != "cosine" and index.integral and _integral(A)
+                 and A.shape[1] * (index.largest + largest) ** 2 < 2.0**53)
+        small = A.shape[1] * max(largest, 1.0) * max(index.largest, 1.0) < 2.0**100  # float32 max: 2^128
+        return cls(A=A, A32=A.astype(np.float32) if small else None, sq=np.einsum("ij,ij->i", A, A), exact=exact)
+
+
+def leaf_order(F: np.ndarray, size: int) -> np.ndarray:
+    """Rows of ``F (n, width)`` ordered so that each run of ``size`` (the last maybe shorter) holds near rows.
+
+    A k-d split, level by level: every node of ``size * c`` rows is split at ``size * (c // 2)``
+    along one of the 8 widest coordinates in turn (the same for all nodes of a level), until nodes
+    hold ``size`` rows. Deterministic: ties are ordered by row.
+    """
+    n = len(F)
+    order = np.arange(n)
+    if size <= 1 or n <= size:
+        return order
+    widest = np.argsort(-F.var(axis=0), kind="stable")[:8]
+    start = np.zeros(n, dtype=np.int64)  # first position of each position's node
+    length = np.full(n, n, dtype=np.int64)  # its length
+    level = 0
+    while length.max() > size:
+        values = F[order, widest[level % len(widest)]].astype(np.float64)
+        low, high = float(values.min()), float(values.max())
+        # One stable sort by (node, value): nodes are runs of positions, so node + value in [0, 1).
+        key = start + (values - low) / (high - low + 1.0) if high > low else start.astype(np.float64)
+        order = order[np.argsort(key, kind="stable")]
+        half = size * (-(-length // size) // 2)
+        position = np.arange(n)
+        right = (position - start >= half) & (length > size)
+        start = np.where(right, start + half, start)
+        length = np.where(length > size, np.where(right, length - half, half), length)
+        level += 1
+    return order
+
+
+def integers(X: np.ndarray) -> tuple[bool, float]:
+    """Whether every entry of rows ``X`` is an integer, and the largest absolute entry."""
+    largest = max(abs(float(X.max())), abs(float(X.min()))) if X.size else 0.0
+    if np.issubdtype(X.dtype, np.integer):
+        return True, largest
+    step = max(1, _MEASURE_ELEMENTS // max(1, X.shape[1]))
+    return all(_integral(X[start : start + step]) for start in range(0, len(X), step)), largest
+
+
+def _integral(Y: np.ndarray) -> bool:
+    """Whether every entry of float ``Y`` is an integer."""
+    return bool(np.array_equal(Y, np.rint(Y)))
+
+
+def _largest(Y: np.ndarray) -> float:
+    """The largest absolute entry of ``Y`` (0 for none)."""
+    return max(abs(float(Y.max())), abs(float(Y.min()))) if Y.size else 0.0
+
+
+def best_columns(S: np.ndarray, n_candidates: int, group: int,
+                  minima: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the ``n_candidates`` lowest scores of each row, and the highest score among them.
+
+    Every column not returned scores at least the returned highest (``boundary``). ``minima``, the
+    group minima of ``S`` (n_rows, width // group), saves computing them again.
+    """
+    n_rows, width = S.shape
+    n_groups = width // group
+    if n_groups <= n_candidates or group == 1:
+        cols = np.argpartition(S, n_candidates - 1, axis=1)[:, :n_candidates] if n_candidates < width else \
+            np.broadcast_to(np.arange(width), (n_rows, width))
+        return cols, np.take_along_axis(S, cols, axis=1).max(axis=1)
+    # The n_candidates lowest of a row lie in the n_candidates groups with the lowest minima: any
+    # other group's entries are >= the n_candidates-th lowest minimum, and the chosen groups already
+    # hold n_candidates entries <= it. Group j is the strided set of columns j, j + n_groups, ...:
+    # its minimum is then an elementwise minimum of contiguous slices, one fast pass over S.
+    if minima is None:
+        minima = S.reshape(n_rows, group, n_groups).min(axis=1)  # (n_rows, n_groups)
+    groups = np.argpartition(minima, n_candidates - 1, axis=1)[:, :n_candidates]
+    cols = (groups[:, :, None] + n_groups * np.arange(group)).reshape(n_rows, -1)  # (n_rows, n_candidates * group)
+    values = np.take_along_axis(S, cols, axis=1)
+    best = np.argpartition(values, n_candidates - 1, axis=1)[:, :n_candidates]
+    return np.take_along_axis(cols, best, axis=1), np.take_along_axis(values, best, axis=1).max(axis=1)
+
+
+def exact(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 distances between ``a (rows, 1, n_features)`` and ``b (rows, cols, n_features)``."""
+    if metric == "cosine":
+        dot = np.einsum("rkd,rkd->rk", np.broadcast_to(a, b.shape), b)
+        norms = np.sqrt(np.einsum("rkd,rkd->rk", a, a)) * np.sqrt(np.einsum("rkd,rkd->rk", b, b))
+        cos = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)  # zero rows: distance 1
+        return np.clip(1.0 - cos, 0.0, 2.0)
+    b -= a  # the difference form: no cancellation, exact on integer pixels
+    if metric == "manhattan":
+        return np.abs(b, out=b).sum(axis=2)
+    return np.einsum("rkd,rkd->rk", b, b)
+
+
+def finish(distances: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 exact values to the returned float32 distances (euclidean takes the root)."""
+    if metric == "euclidean":
+        distances = np.sqrt(distances)
+    return distances.astype(np.float32)
+
+
+
+def kept_bound(kept, k: int, limit: float) -> float:
+    """The naive distance a new pair must not exceed: ``limit``, or the farthest kept once ``k`` are (ties may enter)."""
+    return limit if len(kept[0]) < k else min(limit, float(kept[2][k - 1]))
+
+
+def closest(kept, new, k: int):
+    """The ``k`` closest of two ``(i, j, d)`` sets, sorted by ``(d, i, j)``."""
+    i, j, d = (np.concatenate([a, b]) for a, b in zip(kept, new))
+    order = np.lexsort((j, i, d))[:k]
+    return i[order], j[order], d[order]
+
+
+def checked_query(X_query, train_shape: tuple[int, int], k, chunk) -> np.ndarray:
+    """``X_query`` as rows that fit training rows of ``train_shape``, with ``k`` and ``chunk`` checked."""
+    X_query = checked_rows(X_query, "X_query")
+    n_train, n_features = train_shape
+    if X_query.shape[1] != n_features:
+        raise ValueError(f"X_query has {X_query.shape[1]} features but X_train has {n_features}")
+    if k is not None and (not is_int(k) or not 1 <= k <= n_train):
+        raise ValueError(f"k must be an integer in 1..{n_train} (the training rows); got {k!r}")
+    check_int(chunk, "chunk", low=1)
+    return X_query
