@@ -20,10 +20,10 @@ resident memory is ``getrusage(RUSAGE_SELF).ru_maxrss``: interpreter, numpy, the
   unlike the ANN queries. It works through the training rows in blocks of 4,096 and the queries in
   chunks whose score block is at most 256 MB, so its peak grows with the rows it holds, not faster. A second, untimed call at k=10 gives the
   reference for the ANN recall.
-- ``annoy``: ``fmproto.search.ann.build_index`` (10 trees, seed 42, one build thread), then ``query`` with
+- ``annoy``: ``fmproto.search.ann.build`` (10 trees, seed 42, one build thread), then ``query`` with
   search_k 2,000 and k=10 (one query thread).
-- ``hnswlib``: ``fmproto.search.ann.build_hnsw_index`` (M 16, ef_construction 200, seed 42, a build thread
-  per core: with one, the 1.2M build did not finish in 5 minutes), then ``query_hnsw`` with ef 40
+- ``hnswlib``: ``fmproto.search.ann.build`` (M 16, ef_construction 200, seed 42, a build thread
+  per core: with one, the 1.2M build did not finish in 5 minutes), then ``query`` with ef 40
   and k=10 (one query thread).
 
 recall@10 is ``fmproto.search.ann.recall_at_k`` against the exact k=10 distances (none when the exact run
@@ -100,16 +100,10 @@ def part(args) -> dict:
         return {"build_seconds": None, "query_seconds": seconds, "recall": None, "peak_mb": peak()}
     exact = np.load(args.exact) if Path(args.exact).exists() else None  # None: the exact run did not finish
     start = time.perf_counter()
-    if args.part == "annoy":
-        index = ann.build_index(X, n_trees=10, seed=42)
-    else:
-        index = ann.build_hnsw_index(X, m=16, ef_construction=200, seed=42, threads=os.cpu_count() or 1)
+    index = ann.build(X, args.part, seed=42, n_trees=10, m=16, ef_construction=200, threads=os.cpu_count() or 1)
     build_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    if args.part == "annoy":
-        distances, _ = ann.query(index, X_query, K_RECALL, search_k=2000)
-    else:
-        distances, _ = ann.query_hnsw(index, X_query, K_RECALL, ef=40)
+    distances, _ = ann.query(index, X_query, K_RECALL, search_k=2000, ef=40)
     seconds = time.perf_counter() - start
     return {"build_seconds": build_seconds, "query_seconds": seconds,
             "recall": None if exact is None else ann.recall_at_k(distances, exact), "peak_mb": peak()}

@@ -22,7 +22,8 @@ OVERRIDES = {
     "centroids": {"n_show": 4},
     "kmeans": {"n_prototypes": {"ring": 3}, "n_show": 4},
     "knn_scaling": {"ks": [1, 3], "repeats": 2},
-    "ann": {"ks": [1, 3, 5], "search_k": 200, "recall_k": 5, "search_k_sweep": [10, 50, 200], "sweep_queries": 60},
+    "ann": {"ks": [1, 3, 5], "search_k": 200, "recall_k": 5},
+    "ann_frontier": {"search_k": [10, 50, 200], "queries": 60},
     "evaluate": {"n_explain": 2},  # explain_confusions stays auto: any class names work
 }
 

@@ -99,7 +99,7 @@ class ApproximateKNN(_Neighbours):
         return self
 
     def kneighbors(self, X_query: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return ann.search(self.index_, X_query, k or self.k, search_k=self.search_k, ef=self.hnsw_ef)
+        return ann.query(self.index_, X_query, k or self.k, search_k=self.search_k, ef=self.hnsw_ef)
 
 
 ESTIMATORS = {"centroids": NearestCentroid, "kmeans": KMeansPrototypes, "knn": ExactKNN, "ann": ApproximateKNN}

@@ -13,24 +13,26 @@ from fmproto.prototypes.kmeans import rows_by_class
 CLASSES = ["a", "b", "c"]
 
 
-def test_accuracy_by_k_votes_the_first_k_and_masks_missing_neighbours():
+def test_scores_by_k_vote_the_first_k_and_mask_missing_neighbours():
     y_train = np.array([0, 1, 1, 2, 2])
     indices = np.array([[1, 2, 0], [3, -1, -1], [0, 4, 3]])  # row 1: Annoy found a single item
     distances = np.array([[1.0, 2.0, 3.0], [1.0, np.inf, np.inf], [1.0, 2.0, 2.5]], dtype=np.float32)
     exact = np.array([[1.0, 2.0, 3.0], [1.0, 1.5, 2.0], [1.0, 2.0, 2.0]])
     y_valid = np.array([1, 2, 2])
-    by_k = ann_eval.accuracy_by_k(distances, indices, exact, y_train, y_valid, 3, [1, 3], "uniform")
+    scores = ann_eval.scores_by_k(distances, indices, exact, y_train, y_valid, 3, [1, 3], 2, "uniform")
+    by_k = scores["by_k"]
     # k=1: labels 1, 2, 0 -> 2 of 3 right; k=3: [1,1,0] -> 1, [2] -> 2, [0,2,2] -> 2: all right
     assert by_k["1"]["accuracy"] == round(2 / 3, 5) and by_k["3"]["accuracy"] == 1.0
     assert by_k["3"]["recall"] == round(ann.recall_at_k(distances, exact), 5) == round(6 / 9, 5)  # 3 + 1 + 2 hits
-    assert ann_eval.best_k(by_k) == 3
-    assert ann_eval.best_k({"5": {"accuracy": 0.9}, "1": {"accuracy": 0.9}}) == 1  # ties: the smaller k
+    assert scores["recall_at_k"] == {"k": 2, "recall": round(5 / 6, 5)}  # row 1 misses its second
+    assert scores["best_k"] == 3 and scores["valid_accuracy_best_k"] == 1.0
 
 
-def test_exact_distances_in_annoy_units():
-    cosine = np.array([0.0, 0.5, 2.0])
-    np.testing.assert_allclose(ann_eval.exact_in_annoy_units(cosine, "angular"), np.sqrt(2 * cosine))
-    assert ann_eval.exact_in_annoy_units(cosine, "euclidean") is cosine
+def test_scores_by_k_break_ties_to_the_smaller_k():
+    y_train, y_valid = np.array([0, 0, 1]), np.array([0])
+    indices, distances = np.array([[0, 1, 2]]), np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    scores = ann_eval.scores_by_k(distances, indices, distances, y_train, y_valid, 2, [3, 1], 1, "uniform")
+    assert list(scores["by_k"]) == ["3", "1"] and scores["best_k"] == 1  # both right: the smaller k
 
 
 def test_classification_report_against_scikit_learn():

@@ -162,3 +162,21 @@ def test_a_kmeans_spec_edit_reruns_only_its_readers(repo):
     readers = {name for name, stage in STAGES.items() if "kmeans" in params_sections(stage)}
     assert set(status) == readers
     assert {"kmeans", "evaluate-valid", "evaluate-test"} == readers
+
+
+def test_the_frontier_is_no_dep_of_the_index():
+    index = STAGES["ann-index"]
+    assert "ann_frontier" not in params_sections(index)
+    assert not any("frontier" in dep for dep in index["deps"])
+
+
+@pytest.mark.e2e
+def test_an_ann_frontier_param_edit_reruns_only_the_frontier(repo):
+    """The real `dvc status` after a frontier setting changes: models/ann.ann stays up to date."""
+    from repos import BIN, run
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["ann_frontier"]["recalls"] = [0.9]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = yaml.safe_load(run([BIN / "dvc", "status", "--json"], repo).stdout or "{}")
+    assert set(status) == {"ann-frontier"}

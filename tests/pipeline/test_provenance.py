@@ -17,7 +17,7 @@ from conftest import synthetic_dataset
 from fmproto.pipeline import io
 from fmproto.pipeline import inputs
 from fmproto.cli import main as cli
-from stages import ann_index, centroids, evaluate_test, evaluate_valid, features, ingest, kmeans, knn_scaling, split
+from stages import ann_frontier, ann_index, centroids, evaluate_test, evaluate_valid, features, ingest, kmeans, knn_scaling, split
 from test_stage_inputs import assert_one_line_failure, evaluate_valid_args, run_stage, workspace, write_params  # noqa: F401
 
 RERUN = "(run dvc repro)"
@@ -76,7 +76,9 @@ def reader_args(stage, ws: Path, out: Path) -> list:
         return [*common, "--test", ws / "test.npz", "--features", ws / "features.npz", "--metrics", out / "t.json",
                 "--plots", out / "plots", "--figures", out / "figs"]
     if stage is ann_index:
-        return [*common, "--index", out / "a.ann", "--metrics", out / "a.json", "--plots", out / "plots"]
+        return [*common, "--index", out / "a.ann", "--metrics", out / "a.json", "--plots", out / "by_k.csv"]
+    if stage is ann_frontier:
+        return [*common, "--recall-search-k", out / "s.csv", "--recall-ef", out / "e.csv"]
     if stage is knn_scaling:
         return [*common, "--metrics", out / "s.json", "--rows", out / "rows.csv", "--figures", out / "figs"]
     return [*common, "--model", out / "m.npz", "--metrics", out / "m.json", "--plots", out / "plots", "--figures", out / "figs"]
@@ -105,7 +107,7 @@ def test_each_stage_records_what_it_was_made_from(workspace):
     assert {name: str(arrays["features"][f"{name}_fingerprint"]) for name in made} == made
 
 
-@pytest.mark.parametrize("stage", [centroids, kmeans, knn_scaling, ann_index, features, evaluate_valid,
+@pytest.mark.parametrize("stage", [centroids, kmeans, knn_scaling, ann_index, ann_frontier, features, evaluate_valid,
                                    evaluate_test, cli])
 def test_a_split_of_other_training_images_is_refused_by_every_reader(stale, tmp_path, capsys, stage):
     code, err = run_stage(stage, reader_args(stage, stale, tmp_path / "out"), capsys)

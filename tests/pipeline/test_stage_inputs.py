@@ -24,7 +24,8 @@ def write_params(path: Path, data_dir: Path, **changes) -> Path:
     params["ingest"].update(n_samples=8, per_class=3)
     params["kmeans"].update(n_prototypes=2, n_show=4)
     params["knn_scaling"].update(ks=[1, 3], repeats=2)
-    params["ann"].update(ks=[1, 3], search_k=100, recall_k=3, search_k_sweep=[10, 100], sweep_queries=20)
+    params["ann"].update(ks=[1, 3], search_k=100, recall_k=3)
+    params["ann_frontier"].update(search_k=[10, 100], queries=20)
     params["evaluate"].update(n_explain=2, explain_confusions=[["circle", "square"]])
     for dotted, value in changes.items():
         section, key = dotted.split("__")
@@ -130,7 +131,7 @@ def test_ann_ks_beyond_the_training_split(workspace, tmp_path, capsys):
     params = write_params(tmp_path / "params.yaml", workspace / "raw", ann__ks=[1, 1000])
     code, err = run_stage(ann_index, ["--params", params, "--train", workspace / "train.npz", "--split",
                                       workspace / "split.npz", "--index", out / "a.ann", "--metrics", out / "a.json",
-                                      "--plots", out / "plots"], capsys)
+                                      "--plots", out / "by_k.csv"], capsys)
     assert_one_line_failure(code, err, "ann.ks and ann.recall_k must not exceed the 480 training images")
 
 

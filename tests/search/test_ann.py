@@ -1,4 +1,4 @@
-"""Annoy wrapper: hand-checked toy cases, padding, validation, seeded builds and recall on real data."""
+"""ann.build/query with Annoy: hand-checked toy cases, padding, validation, seeded builds and recall on real data."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ LINE = np.array([[0, 0], [1, 0], [2, 0], [3, 0], [10, 0]], dtype=np.float32)
 
 @pytest.fixture(scope="module")
 def line_index():
-    return ann.build_index(LINE, n_trees=3, seed=0)
+    return ann.build(LINE, n_trees=3, seed=0)
 
 
 # ---------------------------------------------------------------- recall_at_k, by hand
@@ -65,7 +65,7 @@ def test_small_search_k_pads_with_valid_rows():
     # In 2-D Annoy's leaves hold a handful of items, so gathering 1 candidate stops at one leaf.
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 2))
-    index = ann.build_index(X, n_trees=5, seed=0)
+    index = ann.build(X, n_trees=5, seed=0)
     distances, indices = ann.query(index, rng.normal(size=(50, 2)), k=10, search_k=1)
     missing = indices == -1
     assert missing.any() and not missing.all()
@@ -85,7 +85,7 @@ def test_metrics_match_exact_distances_on_a_single_leaf(metric, reference):
     # 30 items in 40-D fit in one leaf, so Annoy ranks all of them: its answer is exact.
     rng = np.random.default_rng(1)
     X, X_query = rng.uniform(0, 255, size=(30, 40)), rng.uniform(0, 255, size=(4, 40))
-    distances, indices = ann.query(ann.build_index(X, metric=metric, n_trees=2), X_query, k=5, search_k=1000)
+    distances, indices = ann.query(ann.build(X, metric=metric, n_trees=2), X_query, k=5, search_k=1000)
     D = pairwise_distances(X_query, X, reference)
     if metric == "angular":
         D = np.sqrt(2 * D)  # Annoy's angular distance is sqrt(2 - 2 cos) = sqrt(2 * cosine distance)
@@ -100,16 +100,16 @@ def test_metrics_match_exact_distances_on_a_single_leaf(metric, reference):
     "call, match",
     [
         (
-            lambda: ann.build_index(LINE, metric="cosine"),
+            lambda: ann.build(LINE, metric="cosine"),
             r"metric must be one of 'euclidean', 'angular', 'manhattan'; got 'cosine'",
         ),
-        (lambda: ann.build_index(LINE[:, 0]), r"X must have shape \(n, n_features\) .*got shape \(5,\)"),
-        (lambda: ann.build_index(LINE[:0]), r"X must have at least one row; got 0"),
-        (lambda: ann.build_index(np.array([[0.0, np.nan]])), r"X must be finite"),
-        (lambda: ann.build_index(LINE, n_trees=0), r"n_trees must be an integer >= 1; got 0"),
-        (lambda: ann.build_index(LINE, n_trees=2.5), r"n_trees must be an integer >= 1; got 2.5"),
-        (lambda: ann.build_index(LINE, seed=-1), r"seed must be an integer in 0..2147483647; got -1"),
-        (lambda: ann.build_index(LINE, seed=2**31), r"seed must be an integer in 0..2147483647; got 2147483648"),
+        (lambda: ann.build(LINE[:, 0]), r"X must have shape \(n, n_features\) .*got shape \(5,\)"),
+        (lambda: ann.build(LINE[:0]), r"X must have at least one row; got 0"),
+        (lambda: ann.build(np.array([[0.0, np.nan]])), r"X must be finite"),
+        (lambda: ann.build(LINE, n_trees=0), r"n_trees must be an integer >= 1; got 0"),
+        (lambda: ann.build(LINE, n_trees=2.5), r"n_trees must be an integer >= 1; got 2.5"),
+        (lambda: ann.build(LINE, seed=-1), r"seed must be an integer in 0..2147483647; got -1"),
+        (lambda: ann.build(LINE, seed=2**31), r"seed must be an integer in 0..2147483647; got 2147483648"),
     ],
 )
 def test_build_validation(call, match):
@@ -171,16 +171,16 @@ def fashion_sample(fashion_train, fashion_test):
 
 @pytest.fixture(scope="module")
 def fashion_index(fashion_sample):
-    return ann.build_index(fashion_sample[0], n_trees=10, seed=42)
+    return ann.build(fashion_sample[0], n_trees=10, seed=42)
 
 
 @pytest.mark.slow
 def test_same_seed_same_index(fashion_sample, fashion_index, tmp_path):
     X, X_query, _ = fashion_sample
-    again = ann.build_index(X, n_trees=10, seed=42)
+    again = ann.build(X, n_trees=10, seed=42)
     for search_k in (-1, 1000):
-        first = ann.query(fashion_index, X_query, 10, search_k)
-        second = ann.query(again, X_query, 10, search_k)
+        first = ann.query(fashion_index, X_query, 10, search_k=search_k)
+        second = ann.query(again, X_query, 10, search_k=search_k)
         np.testing.assert_array_equal(first[1], second[1])
         np.testing.assert_array_equal(first[0], second[0])  # bit for bit, distances too
     ann_files.save_index(fashion_index, tmp_path / "a.ann")
@@ -191,7 +191,7 @@ def test_same_seed_same_index(fashion_sample, fashion_index, tmp_path):
 @pytest.mark.slow
 def test_other_seed_other_trees(fashion_sample, fashion_index):
     X, X_query, _ = fashion_sample
-    other = ann.build_index(X, n_trees=10, seed=7)
+    other = ann.build(X, n_trees=10, seed=7)
     _, indices = ann.query(fashion_index, X_query, 10)
     _, other_indices = ann.query(other, X_query, 10)
     assert (indices != other_indices).any(axis=1).mean() > 0.05  # measured: about a third of the rows differ
@@ -213,6 +213,6 @@ def test_recall_against_exact_search(fashion_sample, fashion_index, search_k, fl
     # Measured on this sample: 0.947 (search_k=-1, i.e. 100) and 0.986 (2000); seeds 1..3 and other
     # samples gave 0.935..0.958 and 0.981..0.989.
     _, X_query, exact = fashion_sample
-    distances, indices = ann.query(fashion_index, X_query, 10, search_k)
+    distances, indices = ann.query(fashion_index, X_query, 10, search_k=search_k)
     assert (indices >= 0).all()
     assert ann.recall_at_k(distances, exact) >= floor

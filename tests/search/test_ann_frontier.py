@@ -1,5 +1,5 @@
 """The ANN frontier and the hnswlib backend: recall against a naive float64 search, the cheapest setting by
-hand, hnswlib's determinism, and the ann-index stage's params errors. No test reads a clock's real value."""
+hand, hnswlib's determinism, the ann-index and ann-frontier stages' errors and outputs. No test reads a clock."""
 
 import itertools
 import json
@@ -16,7 +16,7 @@ from fmproto.pipeline import io
 from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import ann as ann_params
 from fmproto.pipeline.inputs import fingerprint
-from stages import ann_index
+from stages import ann_frontier, ann_index
 
 hnswlib = pytest.importorskip("hnswlib")
 
@@ -156,17 +156,16 @@ MADE_UP = [
 
 
 @pytest.mark.parametrize("recall, backend, expected", [
-    (0.95, None, 5),  # hnswlib M16 ef20: the fastest of all that reach 0.95
     (0.95, "annoy", 1),  # 1,500/s beats 1,200/s; 0.90 at 3,000/s does not reach
+    (0.95, "hnswlib", 5),
     (0.99, "annoy", 3),
     (0.99, "hnswlib", 6),  # exactly 0.99 reaches; the equal rate at 0.992 comes later, so the earlier wins
     (0.90, "annoy", 0),
-    (0.999, None, None),  # nothing reaches it
-    (0.5, "faiss", None),  # no such backend on this frontier
+    (0.999, "hnswlib", None),  # nothing reaches it
 ])
 def test_cheapest_by_hand(recall, backend, expected):
-    found = ann_eval.cheapest(MADE_UP, recall, backend)
-    assert found is (None if expected is None else MADE_UP[expected])
+    found = ann_eval.crossover(MADE_UP, 0.0, [recall])[str(recall)][backend]
+    assert found == (None if expected is None else {**MADE_UP[expected], "beats_exact": True})
 
 
 def test_crossover_by_hand():
@@ -184,12 +183,12 @@ def test_crossover_by_hand():
 
 
 def test_hnswlib_same_seed_same_results_and_bytes(tmp_path):
-    first = ann.build_hnsw_index(X_TRAIN, m=8, ef_construction=40, seed=11)
-    second = ann.build_hnsw_index(X_TRAIN, m=8, ef_construction=40, seed=11)
-    a, b = ann.query_hnsw(first, X_QUERY, 10, ef=12), ann.query_hnsw(second, X_QUERY, 10, ef=12)
+    first = ann.build(X_TRAIN, "hnswlib", m=8, ef_construction=40, seed=11)
+    second = ann.build(X_TRAIN, "hnswlib", m=8, ef_construction=40, seed=11)
+    a, b = ann.query(first, X_QUERY, 10, ef=12), ann.query(second, X_QUERY, 10, ef=12)
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_array_equal(a[0], b[0])
-    for name, index in (("a.idx", first), ("b.idx", second), ("c.idx", ann.build_hnsw_index(X_TRAIN, m=8, ef_construction=40, seed=12))):
+    for name, index in (("a.idx", first), ("b.idx", second), ("c.idx", ann.build(X_TRAIN, "hnswlib", m=8, ef_construction=40, seed=12))):
         index.save_index(str(tmp_path / name))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.idx", "b.idx", "c.idx"]  # no suffix added
     assert (tmp_path / "a.idx").read_bytes() == (tmp_path / "b.idx").read_bytes()
@@ -198,8 +197,8 @@ def test_hnswlib_same_seed_same_results_and_bytes(tmp_path):
 
 @pytest.mark.parametrize("metric", ["euclidean", "angular"])
 def test_hnswlib_recall_and_distances_against_exact(metric):
-    index = ann.build_hnsw_index(X_TRAIN, metric=metric, m=12, ef_construction=100, seed=0)
-    distances, indices = ann.query_hnsw(index, X_QUERY, 10, ef=50)
+    index = ann.build(X_TRAIN, "hnswlib", metric=metric, m=12, ef_construction=100, seed=0)
+    distances, indices = ann.query(index, X_QUERY, 10, ef=50)
     assert distances.dtype == np.float32 and indices.dtype == np.int64
     D = naive_distances(X_QUERY, X_TRAIN, metric)
     # The distances are the true ones of the returned items, in Annoy's units, ascending.
@@ -210,38 +209,47 @@ def test_hnswlib_recall_and_distances_against_exact(metric):
 
 
 def test_hnswlib_built_by_two_threads_holds_every_row():
-    index = ann.build_hnsw_index(X_TRAIN, m=12, ef_construction=100, seed=0, threads=2)
-    distances, indices = ann.query_hnsw(index, X_TRAIN, 1, ef=50)
+    index = ann.build(X_TRAIN, "hnswlib", m=12, ef_construction=100, seed=0, threads=2)
+    distances, indices = ann.query(index, X_TRAIN, 1, ef=50)
     assert index.get_current_count() == len(X_TRAIN)
     np.testing.assert_array_equal(distances[:, 0], 0)  # each row finds itself (or an exact duplicate)
     np.testing.assert_array_equal(X_TRAIN[indices[:, 0]], X_TRAIN)
 
 
 def test_hnswlib_on_the_line_ties_by_id():
-    index = ann.build_hnsw_index(LINE, m=4, ef_construction=10, seed=0)
-    distances, indices = ann.query_hnsw(index, np.array([[1.5, 0], [9, 0]]), k=4, ef=10)
+    index = ann.build(LINE, "hnswlib", m=4, ef_construction=10, seed=0)
+    distances, indices = ann.query(index, np.array([[1.5, 0], [9, 0]]), k=4, ef=10)
     np.testing.assert_array_equal(indices, [[1, 2, 0, 3], [4, 3, 2, 1]])  # 1, 2 at 0.5 and 0, 3 at 1.5: lower id first
     np.testing.assert_allclose(distances, [[0.5, 0.5, 1.5, 1.5], [1, 6, 7, 8]], rtol=1e-6)
 
 
-def test_build_and_search_dispatch():
-    index = ann.build(LINE, "hnswlib", m=4, ef_construction=10)
-    assert ann.backend_of(index) == "hnswlib" and ann.backend_of(ann.build(LINE, "annoy", n_trees=2)) == "annoy"
-    np.testing.assert_array_equal(ann.search(index, LINE[:1], 2, ef=5)[1], [[0, 1]])
+@pytest.mark.parametrize("backend, knobs", [("annoy", {"n_trees": 2}), ("hnswlib", {"m": 4, "ef_construction": 10})])
+def test_one_api_for_both_backends(backend, knobs):
+    index = ann.build(LINE, backend, **knobs)
+    distances, indices = ann.query(index, LINE[:1], 2, search_k=100, ef=5)
+    np.testing.assert_array_equal(indices, [[0, 1]])
+    np.testing.assert_array_equal(distances, np.float32([[0, 1]]))
     with pytest.raises(ValueError, match=r"backend must be one of 'annoy', 'hnswlib'; got 'faiss'"):
         ann.build(LINE, "faiss")
 
 
+def test_hnswlib_problem_names_what_is_missing(monkeypatch):
+    assert ann.hnswlib_problem("euclidean") is None
+    assert ann.hnswlib_problem("manhattan") == "metric 'manhattan' has no hnswlib space (euclidean, angular)"
+    monkeypatch.setitem(__import__("sys").modules, "hnswlib", None)
+    assert ann.hnswlib_problem("angular").startswith("hnswlib is not installed")
+
+
 @pytest.mark.parametrize("call, match", [
-    (lambda: ann.build_hnsw_index(LINE, metric="manhattan"), r"metric must be one of 'euclidean', 'angular'; got 'manhattan'"),
-    (lambda: ann.build_hnsw_index(LINE, m=1), r"m must be an integer >= 2; got 1"),
-    (lambda: ann.build_hnsw_index(LINE, ef_construction=0), r"ef_construction must be an integer >= 1; got 0"),
-    (lambda: ann.build_hnsw_index(LINE, seed=-1), r"seed must be an integer in 0..2147483647; got -1"),
-    (lambda: ann.build_hnsw_index(LINE[:0]), r"X must have at least one row; got 0"),
-    (lambda: ann.build_hnsw_index(LINE, threads=0), r"threads must be an integer in 1..256; got 0"),
-    (lambda: ann.query_hnsw(ann.build_hnsw_index(LINE), LINE, k=6), r"k must be an integer in 1..5 \(the items in the index\); got 6"),
-    (lambda: ann.query_hnsw(ann.build_hnsw_index(LINE), LINE, k=2, ef=0), r"ef must be an integer >= 1; got 0"),
-    (lambda: ann.query_hnsw(ann.build_hnsw_index(LINE), np.zeros((1, 3)), k=2), r"X_query has 3 features but the index has 2"),
+    (lambda: ann.build(LINE, "hnswlib", metric="manhattan"), r"metric must be one of 'euclidean', 'angular'; got 'manhattan'"),
+    (lambda: ann.build(LINE, "hnswlib", m=1), r"m must be an integer >= 2; got 1"),
+    (lambda: ann.build(LINE, "hnswlib", ef_construction=0), r"ef_construction must be an integer >= 1; got 0"),
+    (lambda: ann.build(LINE, "hnswlib", seed=-1), r"seed must be an integer in 0..2147483647; got -1"),
+    (lambda: ann.build(LINE[:0], "hnswlib"), r"X must have at least one row; got 0"),
+    (lambda: ann.build(LINE, "hnswlib", threads=0), r"threads must be an integer in 1..256; got 0"),
+    (lambda: ann.query(ann.build(LINE, "hnswlib"), LINE, k=6), r"k must be an integer in 1..5 \(the items in the index\); got 6"),
+    (lambda: ann.query(ann.build(LINE, "hnswlib"), LINE, k=2, ef=0), r"ef must be an integer >= 1; got 0"),
+    (lambda: ann.query(ann.build(LINE, "hnswlib"), np.zeros((1, 3)), k=2), r"X_query has 3 features but the index has 2"),
 ])
 def test_hnswlib_validation(call, match):
     with pytest.raises(ValueError, match=match):
@@ -251,7 +259,7 @@ def test_hnswlib_validation(call, match):
 def test_missing_hnswlib_is_one_line(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "hnswlib", None)  # import hnswlib now raises ImportError
     with pytest.raises(ValueError, match=r"^hnswlib is not installed; install the optional extra: pip install -e '\.\[hnsw\]'"):
-        ann.build_hnsw_index(LINE)
+        ann.build(LINE, "hnswlib")
 
 
 def test_params_backends_match_the_core():
@@ -261,14 +269,14 @@ def test_params_backends_match_the_core():
         ann_params.SPEC["backend"]("ann.backend", "faiss")
 
 
-# ---------------------------------------------------------------- the stage: params errors and a small run
+# ---------------------------------------------------------------- the stages: params errors and a small run
 
 
-def write_params(path: Path, **changes) -> Path:
+def write_params(path: Path, frontier=None, **changes) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["ann"].update(ks=[1, 3], search_k=100, recall_k=3, search_k_sweep=[10, 100], sweep_queries=20,
-                         frontier_n_trees=[2, 4], frontier_hnsw_m=[4], frontier_hnsw_ef=[5, 20], hnsw_ef_construction=20)
-    params["ann"].update(changes)
+    params["ann"].update({"ks": [1, 3], "search_k": 100, "recall_k": 3, "hnsw_ef_construction": 20, **changes})
+    params["ann_frontier"].update({"search_k": [10, 100], "queries": 20, "n_trees": [2, 4], "hnsw_m": [4],
+                                   "hnsw_ef": [5, 20], **(frontier or {})})
     path.write_text(yaml.safe_dump(params))
     return path
 
@@ -287,61 +295,89 @@ def inputs(tmp_path_factory):
     return root
 
 
-def run_stage(inputs, params, out, capsys):
-    args = ["--params", params, "--train", inputs / "train.npz", "--split", inputs / "split.npz",
-            "--index", out / "ann.idx", "--metrics", out / "ann.json", "--plots", out / "plots",
-            "--timings", out / "t" / "ann-index.json", "--frontier", out / "t" / "frontier.json",
-            "--frontier-figure", out / "t" / "frontier.png"]
+def run_stage(stage, inputs, params, out, capsys):
+    args = ["--params", params, "--train", inputs / "train.npz", "--split", inputs / "split.npz"]
+    if stage is ann_index:
+        args += ["--index", out / "ann.idx", "--metrics", out / "ann.json", "--plots", out / "plots" / "accuracy_by_k.csv",
+                 "--timings", out / "t" / "ann-index.json"]
+    else:
+        args += ["--recall-search-k", out / "plots" / "recall_vs_search_k.csv", "--recall-ef", out / "plots" / "recall_vs_ef.csv",
+                 "--frontier", out / "t" / "frontier.json", "--figure", out / "t" / "frontier.png"]
     try:
-        ann_index.main([str(a) for a in args])
+        stage.main([str(a) for a in args])
         code = 0
     except SystemExit as exit_:
         code = exit_.code
     return code, capsys.readouterr()
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"backend": "faiss"}, "ann.backend must be one of 'annoy', 'hnswlib'; got 'faiss'"),
-    ({"hnsw_m": 1}, "ann.hnsw_m must be at least 2; got 1"),
-    ({"hnsw_m": 10_000}, "ann.hnsw_m must be at most 256; got 10000"),
-    ({"hnsw_ef": 0}, "ann.hnsw_ef must be at least 1; got 0"),
-    ({"hnsw_ef_construction": 10**6}, "ann.hnsw_ef_construction must be at most 10000"),
-    ({"frontier_hnsw_m": [16, 1]}, "ann.frontier_hnsw_m[1] must be at least 2; got 1"),
-    ({"frontier_n_trees": [5, 5]}, "ann.frontier_n_trees must not repeat items"),
-    ({"frontier_hnsw_ef": []}, "ann.frontier_hnsw_ef must be a list of 1 to 64 items"),
-    ({"frontier_recalls": [0.95, 1.5]}, "ann.frontier_recalls[1] must be at most 1; got 1.5"),
-    ({"frontier_recalls": [float("nan")]}, "ann.frontier_recalls[0] must be a finite number; got nan"),
-    ({"frontier_recalls": [0]}, "ann.frontier_recalls[0] must be greater than 0; got 0"),
-    ({"backend": "hnswlib", "metric": "manhattan"}, "ann.metric 'manhattan' has no hnswlib space (euclidean, angular)"),
-    ({"metric": "manhattan"}, "ann.metric 'manhattan' has no hnswlib space"),  # the frontier's hnswlib part
+@pytest.mark.parametrize("stage, changes, frontier, fragment", [
+    (ann_index, {"backend": "faiss"}, {}, "ann.backend must be one of 'annoy', 'hnswlib'; got 'faiss'"),
+    (ann_index, {"hnsw_m": 1}, {}, "ann.hnsw_m must be at least 2; got 1"),
+    (ann_index, {"hnsw_m": 10_000}, {}, "ann.hnsw_m must be at most 256; got 10000"),
+    (ann_index, {"hnsw_ef": 0}, {}, "ann.hnsw_ef must be at least 1; got 0"),
+    (ann_index, {"hnsw_ef_construction": 10**6}, {}, "ann.hnsw_ef_construction must be at most 10000"),
+    (ann_index, {"backend": "hnswlib", "metric": "manhattan"}, {},
+     "ann.backend asks for hnswlib, but metric 'manhattan' has no hnswlib space (euclidean, angular)"),
+    (ann_frontier, {"hnsw_ef_construction": 10**6}, {}, "ann.hnsw_ef_construction must be at most 10000"),
+    (ann_frontier, {}, {"hnsw_m": [16, 1]}, "ann_frontier.hnsw_m[1] must be at least 2; got 1"),
+    (ann_frontier, {}, {"n_trees": [5, 5]}, "ann_frontier.n_trees must not repeat items"),
+    (ann_frontier, {}, {"hnsw_ef": []}, "ann_frontier.hnsw_ef must be a list of 1 to 64 items"),
+    (ann_frontier, {}, {"recalls": [0.95, 1.5]}, "ann_frontier.recalls[1] must be at most 1; got 1.5"),
+    (ann_frontier, {}, {"recalls": [float("nan")]}, "ann_frontier.recalls[0] must be a finite number; got nan"),
+    (ann_frontier, {}, {"recalls": [0]}, "ann_frontier.recalls[0] must be greater than 0; got 0"),
+    (ann_frontier, {}, {"frontier_recalls": [0.9]}, "unknown param ann_frontier.frontier_recalls"),
+    (ann_frontier, {"metric": "manhattan"}, {}, "ann_frontier.hnsw_m asks for hnswlib (set it to [] to leave it out), "
+                                                "but metric 'manhattan' has no hnswlib space"),
 ])
-def test_stage_params_errors_are_one_line(inputs, tmp_path, capsys, changes, fragment):
-    params = write_params(tmp_path / "params.yaml", **changes)
-    code, captured = run_stage(inputs, params, tmp_path / "out", capsys)
+def test_stage_params_errors_are_one_line(inputs, tmp_path, capsys, stage, changes, frontier, fragment):
+    params = write_params(tmp_path / "params.yaml", frontier, **changes)
+    code, captured = run_stage(stage, inputs, params, tmp_path / "out", capsys)
+    name = "ann-index" if stage is ann_index else "ann-frontier"
     err = captured.err
-    assert code == 1 and err.startswith(f"ann-index: error: {params}: ") and fragment in err, err
+    assert code == 1 and err.startswith(f"{name}: error: {params}: ") and fragment in err, err
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
-def test_stage_says_when_hnswlib_is_missing(inputs, tmp_path, capsys, monkeypatch):
+def test_stages_say_when_hnswlib_is_missing(inputs, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "hnswlib", None)
-    code, captured = run_stage(inputs, write_params(tmp_path / "params.yaml"), tmp_path / "out", capsys)
-    assert code == 1 and "ann.backend or ann.frontier_hnsw_m asks for hnswlib, but hnswlib is not installed" in captured.err
+    code, captured = run_stage(ann_index, inputs, write_params(tmp_path / "p.yaml", backend="hnswlib"), tmp_path / "out", capsys)
+    assert code == 1 and "ann.backend asks for hnswlib, but hnswlib is not installed" in captured.err
+    code, captured = run_stage(ann_frontier, inputs, write_params(tmp_path / "p.yaml"), tmp_path / "out", capsys)
+    assert code == 1 and "ann_frontier.hnsw_m asks for hnswlib (set it to [] to leave it out), but hnswlib is not" in captured.err
     # Annoy alone needs no hnswlib.
-    code, _ = run_stage(inputs, write_params(tmp_path / "params.yaml", frontier_hnsw_m=[]), tmp_path / "out", capsys)
-    assert code == 0 and (tmp_path / "out" / "plots" / "recall_vs_ef.csv").read_text() == "series,ef,recall\n"
+    params = write_params(tmp_path / "p.yaml", {"hnsw_m": []})
+    assert run_stage(ann_index, inputs, params, tmp_path / "out", capsys)[0] == 0
+    assert run_stage(ann_frontier, inputs, params, tmp_path / "out", capsys)[0] == 0
+    assert (tmp_path / "out" / "plots" / "recall_vs_ef.csv").read_text() == "series,ef,recall\n"
 
 
 @pytest.mark.parametrize("backend", ["annoy", "hnswlib"])
-def test_stage_writes_the_frontier(inputs, tmp_path, capsys, backend):
+def test_index_stage_writes_its_metrics_and_index(inputs, tmp_path, capsys, backend):
     out = tmp_path / "out"
-    code, captured = run_stage(inputs, write_params(tmp_path / "params.yaml", backend=backend), out, capsys)
+    code, captured = run_stage(ann_index, inputs, write_params(tmp_path / "params.yaml", backend=backend), out, capsys)
     assert code == 0, captured.err
     metrics = io.read_json(out / "ann.json")
-    assert metrics["backend"] == backend and metrics["recall_at_k"]["k"] == 3
+    assert metrics["backend"] == backend and metrics["recall_at_k"]["k"] == 3 and list(metrics["by_k"]) == ["1", "3"]
     assert ("n_trees" in metrics) == (backend == "annoy") and ("M" in metrics) == (backend == "hnswlib")
+    by_k = io.read_csv(out / "plots" / "accuracy_by_k.csv")
+    assert by_k["accuracy"].tolist() == [v["accuracy"] for v in metrics["by_k"].values()]
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["accuracy_by_k.csv"]
+    assert json.loads((out / "t" / "ann-index.json").read_text())["queries_per_second"] > 0
+    if backend == "hnswlib":  # the saved index is hnswlib's file and loads as such
+        index = hnswlib.Index(space="l2", dim=36)
+        index.load_index(str(out / "ann.idx"))
+        assert index.get_current_count() == 90
+    else:
+        assert ann_files.load_annoy_index(out / "ann.idx", 36, "euclidean").get_n_items() == 90
+
+
+def test_frontier_stage_writes_the_frontier(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, captured = run_stage(ann_frontier, inputs, write_params(tmp_path / "params.yaml"), out, capsys)
+    assert code == 0, captured.err
     frontier = json.loads((out / "t" / "frontier.json").read_text())
-    assert len(frontier["frontier"]) == 2 * 2 + 1 * 2 and frontier["n_queries"] == 20
+    assert len(frontier["frontier"]) == 2 * 2 + 1 * 2 and frontier["n_queries"] == 20 and frontier["k"] == 3
     assert frontier["exact_queries_per_second"] > 0 and set(frontier["cheapest"]) == {"0.95", "0.99"}
     # The versioned CSVs hold the frontier's recalls and nothing that changes run to run.
     annoy_csv = io.read_csv(out / "plots" / "recall_vs_search_k.csv")
@@ -349,9 +385,4 @@ def test_stage_writes_the_frontier(inputs, tmp_path, capsys, backend):
     assert annoy_csv["recall"].tolist() == [p["recall"] for p in frontier["frontier"] if p["backend"] == "annoy"]
     assert io.read_csv(out / "plots" / "recall_vs_ef.csv")["series"].tolist() == ["M=4", "M=4"]
     assert (out / "t" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
-    if backend == "hnswlib":  # the saved index is hnswlib's file and loads as such
-        index = hnswlib.Index(space="l2", dim=36)
-        index.load_index(str(out / "ann.idx"))
-        assert index.get_current_count() == 90
-    else:
-        assert ann_files.load_annoy_index(out / "ann.idx", 36, "euclidean").get_n_items() == 90
+    assert not (out / "ann.idx").exists() and "cheapest reaching recall 0.95: annoy" in captured.out

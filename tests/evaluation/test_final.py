@@ -1,0 +1,44 @@
+"""fmproto.evaluation.final: every method scored as its estimator alone scores it, and the explanations figure."""
+
+import numpy as np
+
+from fmproto.evaluation import estimators, final, scores
+from fmproto.evaluation.explanations import top_confusions
+
+CLASSES = ["a", "b", "c"]
+_rng = np.random.default_rng(0)
+Y = np.arange(90) % 3
+X = (_rng.normal(size=(90, 4)) + 3 * Y[:, None]).astype(np.float32)
+SETTINGS = {"knn": {"k": 3}, "ann": {"k": 3, "n_trees": 2, "search_k": 100}}
+
+
+def test_score_methods_matches_each_estimator_and_skips():
+    fit_sets = {m: (X[:60], Y[:60], np.arange(60)) for m in estimators.METHODS}
+    summary, predictions, seconds = final.score_methods(fit_sets, X[60:], Y[60:], CLASSES, SETTINGS, skip=["kmeans"],
+                                                        clock=iter(range(100)).__next__)
+    assert summary["kmeans"] is None and "kmeans" not in predictions and list(summary) == list(estimators.METHODS)
+    for method in ("centroids", "knn", "ann"):
+        expected = estimators.make(method, SETTINGS).fit(X[:60], Y[:60], 3).predict(X[60:])
+        np.testing.assert_array_equal(predictions[method], expected)
+        report = scores.classification_report(Y[60:], expected, CLASSES)
+        assert summary[method] == {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+        assert seconds[method] == 1  # one tick of the fake clock for fit and predict
+
+
+def test_explanations_figure_draws_the_picked_images(tmp_path):
+    images = np.zeros((90, 2, 2), np.uint8)
+    feats = {"train": X[:60], "test": X[60:], "augmented": np.zeros((0, 4), np.float32),
+             "augmented_source": np.zeros(0, np.int64), "spec_kind": np.array("raw"),
+             "spec_numbers": np.array([4, 9, 0, 0]), "augment_flags": np.array([False, False])}
+    train = {"images": images[:60], "labels": Y[:60], "classes": np.array(CLASSES)}
+    test = {"images": images[60:], "labels": Y[60:]}
+    split = {"train": np.arange(40), "valid": np.arange(40, 60)}
+    y_pred = np.roll(Y[60:], 1)  # every test image wrong
+    figure = final.explanations_figure("knn", SETTINGS, train, test, feats, split, y_pred, (X[:60], Y[:60], np.arange(60)),
+                                       k=2, metric="euclidean", n_random=3, confusions="auto", seed=0)
+    valid_pred = estimators.make("knn", SETTINGS).fit(X[:40], Y[:40], 3).predict(X[40:60])
+    auto = top_confusions(scores.confusion_matrix(Y[40:60], valid_pred, 3), 2)
+    occurring = [(t, f) for t, f in auto if np.any((Y[60:] == t) & (y_pred == f))]
+    rows = [ax.get_title() for ax in figure.axes[::3]]
+    assert len(figure.axes) == 3 * (len(occurring) + 3)  # the auto confusions first, then three random; 2 neighbours each
+    assert all(title.startswith("#") for title in rows) and figure.axes[1].get_title().startswith("train #")
