@@ -25,8 +25,8 @@ def method_settings(params_path: str | Path, classes: list[str],
     counts, problem = _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)
     if problem is not None and p["method"] == "kmeans":
         raise P.ParamError(problem)
-    if p["method"] == "ann" and an["backend"] == "hnswlib":
-        _check_hnswlib(params_path, an["metric"])
+    if p["method"] == "ann" and an["backend"] == "hnswlib" and (why := ann.hnswlib_problem(an["metric"])):
+        raise P.ParamError(f"{params_path}: ann.backend asks for hnswlib, but {why}")
     neighbours = {"k": p["k"], "weights": p["weights"]}
     return p, {
         "centroids": {"metric": km["metric"]},
@@ -34,17 +34,6 @@ def method_settings(params_path: str | Path, classes: list[str],
         "knn": {**neighbours, "metric": p["metric"]},
         "ann": {**neighbours, **{key: an[key] for key in _ANN}},
     }
-
-
-def _check_hnswlib(params_path, metric: str) -> None:
-    """``ParamError`` before any work when hnswlib lacks ``metric`` or is not installed."""
-    if metric not in ("euclidean", "angular"):
-        raise P.ParamError(f"{params_path}: ann.metric {metric!r} has no hnswlib space (euclidean, angular); "
-                           "use ann.backend: annoy")
-    try:
-        ann.import_hnswlib()
-    except ValueError as err:  # import_hnswlib's one line: not installed
-        raise P.ParamError(f"{params_path}: ann.backend asks for hnswlib, but {err}") from None
 
 
 def kmeans_problem(params_path: str | Path, classes: list[str], train_labels: np.ndarray) -> str | None:

@@ -81,5 +81,5 @@ def test_the_final_model_honours_ann_backend(tmp_path):
 def test_hnswlib_without_its_metric_is_one_line(tmp_path):
     path = write_params(tmp_path, **{"evaluate.method": "ann", "ann.backend": "hnswlib", "ann.metric": "manhattan",
                                      "data.classes": ["a", "b", "c"], "kmeans.n_prototypes": 2})
-    with pytest.raises(P.ParamError, match="ann.metric 'manhattan' has no hnswlib space"):
+    with pytest.raises(P.ParamError, match="ann.backend asks for hnswlib, but metric 'manhattan' has no hnswlib space"):
         method_settings(path, ["a", "b", "c"])
