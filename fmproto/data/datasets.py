@@ -13,6 +13,7 @@ import os
 import re
 import struct
 import zlib
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -47,51 +48,35 @@ _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 _QUOTE = 80  # characters of offending content quoted in a message
 
 
-class _Source:
-    """A file read in bounded pieces, gunzipped on the fly when its content starts ``1f 8b``."""
+@contextmanager
+def _open(path: PathLike):
+    """``(file, gz)``: ``path`` gunzipped on the fly when its content starts ``1f 8b`` (GzipFile
+    inflates only what each read asks for); a read error inside becomes one ``DataError``."""
+    _require_file(path)  # a FIFO is named, not opened: it would wait for a writer
+    try:
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == _GZIP_MAGIC
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw) if gz else nullcontext(raw) as f:
+                yield f, gz
+    except _GZIP_ERRORS as err:  # gzip.BadGzipFile is an OSError: caught first
+        raise _error(path, f"corrupt or truncated gzip ({_cut(str(err))})") from None
+    except OSError as err:
+        raise _error(path, f"cannot read ({err.strerror or err})") from None
 
-    def __init__(self, path: PathLike):
-        self.path = _require_file(path)  # a FIFO is named, not opened: it would wait for a writer
-        try:
-            self._raw = open(path, "rb")
-        except OSError as err:
-            raise _error(path, f"cannot read ({err.strerror or err})") from None
-        try:
-            self.gz = self._raw.read(2) == _GZIP_MAGIC
-            self._raw.seek(0)
-            self.size = os.fstat(self._raw.fileno()).st_size  # as stored
-        except OSError as err:
-            self._raw.close()
-            raise _error(path, f"cannot read ({err.strerror or err})") from None
-        # GzipFile inflates only what each read asks for, and reads concatenated members.
-        self._file = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gz else self._raw
 
-    def __enter__(self) -> "_Source":
-        return self
+def _fill(f, out: np.ndarray) -> int:
+    """Read into the uint8 array ``out``, ``CHUNK_BYTES`` at a time; return how many bytes it got."""
+    view, got = memoryview(out).cast("B"), 0
+    while got < len(view) and (n := f.readinto(view[got: got + CHUNK_BYTES])):
+        got += n
+    return got
 
-    def __exit__(self, *exc) -> None:
-        self._file.close()
-        self._raw.close()
 
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes after gunzip; fewer only at the end of the file."""
-        out = np.empty(n, np.uint8)
-        return out[: self.fill(out)].tobytes()
-
-    def fill(self, out: np.ndarray) -> int:
-        """Read into the uint8 array ``out``; return how many bytes it got (fewer at the end)."""
-        view, got = memoryview(out).cast("B"), 0
-        while got < len(view):
-            try:
-                n = self._file.readinto(view[got: got + CHUNK_BYTES])
-            except _GZIP_ERRORS as err:  # gzip.BadGzipFile is an OSError: caught first
-                raise _error(self.path, f"corrupt or truncated gzip ({_cut(str(err))})") from None
-            except OSError as err:
-                raise _error(self.path, f"cannot read ({err.strerror or err})") from None
-            if not n:
-                break
-            got += n
-        return got
+def _read(f, n: int) -> bytes:
+    """Up to ``n`` bytes; fewer only at the end of the file."""
+    out = np.empty(n, np.uint8)
+    return out[: _fill(f, out)].tobytes()
 
 
 def _cut(text: str) -> str:
@@ -120,8 +105,8 @@ def read_idx(path: PathLike) -> np.ndarray:
     type, a zero dimension, a payload shorter or longer than declared, or one over
     ``MAX_DATA_BYTES`` (refused from the header; a gzip is inflated at most one byte past it).
     """
-    with _Source(path) as src:
-        return _idx_payload(src, _idx_header(src))
+    with _open(path) as (f, gz):
+        return _idx_payload(path, f, gz, _idx_header(path, f, gz))
 
 
 def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -131,12 +116,12 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
     ``read_idx`` refuses, images not 3-D or over ``MAX_IMAGE_PIXELS`` pixels, labels not 1-D,
     counts that disagree (named on the labels), or both over ``MAX_DATA_BYTES`` together.
     """
-    with _Source(images_path) as images_src, _Source(labels_path) as labels_src:
-        image_dims, label_dims = _idx_header(images_src), None
+    with _open(images_path) as (images_file, images_gz), _open(labels_path) as (labels_file, labels_gz):
+        image_dims = _idx_header(images_path, images_file, images_gz)
         if len(image_dims) != 3:
             raise _error(images_path, f"images must be 3-D (n, H, W) idx3 data; got {len(image_dims)}-D "
                          f"{_shape_text(image_dims)}")
-        label_dims = _idx_header(labels_src)
+        label_dims = _idx_header(labels_path, labels_file, labels_gz)
         if len(label_dims) != 1:
             raise _error(labels_path, f"labels must be 1-D (n,) idx1 data; got {len(label_dims)}-D "
                          f"{_shape_text(label_dims)}")
@@ -148,8 +133,8 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
         if n_bytes > MAX_DATA_BYTES:
             raise _error(images_path, f"{n} images of {_shape_text(image_dims[1:])} and their int64 labels "
                          f"need {n_bytes:,} bytes, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
-        images = _idx_payload(images_src, image_dims)
-        labels = _idx_payload(labels_src, label_dims)
+        images = _idx_payload(images_path, images_file, images_gz, image_dims)
+        labels = _idx_payload(labels_path, labels_file, labels_gz, label_dims)
     return images, labels.astype(np.int64)
 
 
@@ -161,11 +146,11 @@ def _check_image_pixels(path: PathLike, shape: tuple[int, ...]) -> None:
                      "limit (MAX_IMAGE_PIXELS)")
 
 
-def _idx_header(src: _Source) -> tuple[int, ...]:
-    """The checked dimensions; leaves ``src`` at the first data byte."""
-    path, magic = src.path, src.read(4)
+def _idx_header(path: PathLike, f, gz: bool) -> tuple[int, ...]:
+    """The checked dimensions; leaves ``f`` at the first data byte."""
+    magic = _read(f, 4)
     if not magic:
-        raise _error(path, "empty file (after gunzip)" if src.gz else "empty file")
+        raise _error(path, "empty file (after gunzip)" if gz else "empty file")
     if len(magic) < 4:
         raise _error(path, f"{len(magic)} bytes is too short for an IDX header (4 bytes of magic)")
     if magic[:2] != b"\x00\x00":
@@ -175,7 +160,7 @@ def _idx_header(src: _Source) -> tuple[int, ...]:
         raise _error(path, f"unsupported IDX type code 0x{type_code:02X} (only 0x08, unsigned byte, is supported)")
     if ndim == 0:
         raise _error(path, "IDX header declares 0 dimensions")
-    raw_dims = src.read(4 * ndim)
+    raw_dims = _read(f, 4 * ndim)
     if len(raw_dims) < 4 * ndim:
         raise _error(path, f"truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} bytes, "
                      f"file has {4 + len(raw_dims)}")
@@ -190,19 +175,19 @@ def _idx_header(src: _Source) -> tuple[int, ...]:
     return dims
 
 
-def _idx_payload(src: _Source, dims: tuple[int, ...]) -> np.ndarray:
+def _idx_payload(path: PathLike, f, gz: bool, dims: tuple[int, ...]) -> np.ndarray:
     """The ``prod(dims)`` bytes after the header, shaped ``dims``; nothing may follow them."""
-    path, expected, shape = src.path, math.prod(dims), _shape_text(dims)
-    actual = src.size - 4 - 4 * len(dims)
-    if not src.gz and actual < expected:  # a plain file's size is known before allocating
+    expected, shape = math.prod(dims), _shape_text(dims)
+    actual = -1 if gz else os.fstat(f.fileno()).st_size - 4 - 4 * len(dims)  # a plain file's, before allocating
+    if 0 <= actual < expected:
         raise _error(path, f"truncated: dimensions {shape} need {expected} data bytes, file has {actual}")
-    if not src.gz and actual > expected:
+    if actual > expected:
         raise _error(path, f"{actual - expected} trailing bytes after the {expected} data bytes of dimensions {shape}")
     data = np.empty(expected, dtype=np.uint8)  # pages are taken as written: a truncated gzip costs what it held
-    got = src.fill(data)
+    got = _fill(f, data)
     if got < expected:
         raise _error(path, f"truncated: dimensions {shape} need {expected} data bytes, file has {got}")
-    if src.read(1):  # the rest is never inflated
+    if _read(f, 1):  # the rest is never inflated
         raise _error(path, f"trailing bytes after the {expected} data bytes of dimensions {shape} "
                      "(not inflated further)")
     return data.reshape(dims)
@@ -230,8 +215,9 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
     Raises ``DataError`` naming the file and, for a bad row, the 1-based row, its file line and
     the column; ``ValueError`` for an ``image_shape`` that is not two positive ints.
     """
-    with _Source(path) as src:
-        names, rest = _csv_header(src)
+    path = _require_file(path)
+    with _open(path) as (f, _):
+        names, rest = _csv_header(path, f)
         n_pixels = len(names) - 1
         if image_shape is None:
             side = math.isqrt(n_pixels)
@@ -244,7 +230,7 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
                 raise _error(path, f"image_shape {_shape_text(shape)} needs {math.prod(shape)} pixel columns "
                              f"but the header has {n_pixels}")
         _check_image_pixels(path, shape)
-        labels, pixels = _csv_rows(src, rest, names)
+        labels, pixels = _csv_rows(path, f, rest, names)
     return pixels.reshape(len(pixels), *shape), labels
 
 
@@ -255,7 +241,7 @@ def _check_image_shape(image_shape) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _csv_header(src: _Source) -> tuple[list[str], bytes]:
+def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
     """The checked column names and the bytes read past the header line.
 
     Own code, not pandas: ``pd.read_csv(nrows=0)`` on a 21 MB header of 3 million columns was still
@@ -263,46 +249,46 @@ def _csv_header(src: _Source) -> tuple[list[str], bytes]:
     """
     line, n_commas = bytearray(), 0
     while True:
-        piece = src.read(1 << 16)
+        piece = _read(f, 1 << 16)
         end = piece.find(b"\n")
         new = piece if end < 0 else piece[:end]
         cell_start = line.rfind(b",") + 1  # the name that continues into this piece
         line += new
         n_commas += new.count(b",")
         if n_commas + 1 > MAX_CSV_COLUMNS:
-            raise _error(src.path, f"header has more than {MAX_CSV_COLUMNS:,} columns (MAX_CSV_COLUMNS); "
+            raise _error(path, f"header has more than {MAX_CSV_COLUMNS:,} columns (MAX_CSV_COLUMNS); "
                          f"starts {_quote(bytes(line[:_QUOTE]))}")
         longest = max(bytes(line[cell_start:]).split(b","), key=len)
         if len(longest) > MAX_HEADER_CELL_CHARS:
             column = line.count(b",", 0, line.find(longest, cell_start)) + 1
-            raise _error(src.path, f"header column {column} is longer than {MAX_HEADER_CELL_CHARS} characters: "
+            raise _error(path, f"header column {column} is longer than {MAX_HEADER_CELL_CHARS} characters: "
                          f"{_quote(longest)}")
         if end >= 0 or not piece:
             break
     rest = piece[end + 1:] if end >= 0 else b""
     line = bytes(line).removeprefix(b"\xef\xbb\xbf").removesuffix(b"\r")
     if not line.strip():
-        if end < 0 or not (rest or src.read(1)):
-            raise _error(src.path, "empty file")
-        raise _error(src.path, "line 1 is blank; expected the header 'label,pixel1,...,pixelN'")
+        if end < 0 or not (rest or _read(f, 1)):
+            raise _error(path, "empty file")
+        raise _error(path, "line 1 is blank; expected the header 'label,pixel1,...,pixelN'")
     try:
         names = [cell.strip().strip('"') for cell in line.decode("utf-8").split(",")]
     except UnicodeDecodeError:
-        raise _error(src.path, "not a text CSV file (invalid UTF-8)") from None
+        raise _error(path, "not a text CSV file (invalid UTF-8)") from None
     if re.fullmatch(r"[+-]?\d+", names[0]):
-        raise _error(src.path, f"missing header: line 1 starts with the number {names[0]}; "
+        raise _error(path, f"missing header: line 1 starts with the number {names[0]}; "
                      "expected 'label,pixel1,...,pixelN'")
     if len(names) < 2:
-        raise _error(src.path, f"header {_quote(line.decode())} has no pixel columns; "
+        raise _error(path, f"header {_quote(line.decode())} has no pixel columns; "
                      "expected 'label,pixel1,...,pixelN'")
     for column, (name, want) in enumerate(zip(names, ["label"] + [f"pixel{j}" for j in range(1, len(names))]), 1):
         if name != want:
-            raise _error(src.path, f"header column {column} is {_quote(name)}, expected {want!r} "
+            raise _error(path, f"header column {column} is {_quote(name)}, expected {want!r} "
                          "(layout 'label,pixel1,...,pixelN')")
     return names, rest
 
 
-def _csv_rows(src: _Source, rest: bytes, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Labels ``(n,)`` int64 and pixels ``(n, N)`` uint8 of the data lines, read ``CHUNK_BYTES`` at a time.
 
     Each piece's complete lines go to ``_csv_block``; the incomplete last one is carried over, and
@@ -313,26 +299,26 @@ def _csv_rows(src: _Source, rest: bytes, names: list[str]) -> tuple[np.ndarray, 
     row_bytes = len(names) - 1 + 8  # uint8 pixels and an int64 label
     labels, pixels, n_rows, carry = [], [], 0, rest
     while True:
-        piece = src.read(CHUNK_BYTES)
+        piece = _read(f, CHUNK_BYTES)
         buf = carry + piece
         cut = buf.rfind(b"\n") + 1 if piece else len(buf)
         block, carry = buf[:cut], buf[cut:]
         if block:
             if not block.endswith(b"\n"):  # the last line of a file without a final line end
                 block += b"\n"
-            block_labels, block_pixels = _csv_block(src.path, block, names, n_rows, max_line)
+            block_labels, block_pixels = _csv_block(path, block, names, n_rows, max_line)
             labels.append(block_labels)
             pixels.append(block_pixels)
             n_rows += len(block_labels)
             if n_rows * row_bytes > MAX_DATA_BYTES:
-                raise _error(src.path, f"rows 1 to {n_rows} take {n_rows * row_bytes:,} bytes as images and "
+                raise _error(path, f"rows 1 to {n_rows} take {n_rows * row_bytes:,} bytes as images and "
                              f"int64 labels, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
         if len(carry) >= max_line:  # with its line end, longer than max_line
-            raise _csv_row_error(src.path, n_rows + 1, _csv_line_problem(names, carry, max_line))
+            raise _csv_row_error(path, n_rows + 1, _csv_line_problem(names, carry, max_line))
         if not piece:
             break
     if not n_rows:
-        raise _error(src.path, "header but no data rows")
+        raise _error(path, "header but no data rows")
     return _stack(labels), _stack(pixels)
 
 

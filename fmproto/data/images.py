@@ -1,8 +1,5 @@
-"""One image to classify, for ``fmproto explain``: a PNG or a ``.npy`` array of the dataset's size.
-
-Apart from the dataset readers so that a change here never reruns ingest. The size is checked from
-the file's header (a PNG's IHDR chunk, a ``.npy`` header) before anything is decoded.
-"""
+"""The image ``fmproto explain`` classifies: a PNG or a ``.npy`` array, its size checked from its
+header (IHDR chunk, ``.npy`` header) before anything is decoded. Not a dep of ingest."""
 
 import os
 import struct
@@ -20,27 +17,12 @@ _PNG_SLACK = 1 << 20
 
 
 def read_image_file(path: str | os.PathLike, image_shape: tuple[int, int]) -> np.ndarray:
-    """Read one image to classify: a PNG or a ``.npy`` array.
+    """Read an image to classify, ``(H, W)`` uint8, from a ``.png`` or ``.npy`` file (suffix in any case).
 
-    PNGs are read with ``matplotlib.image.imread``; colour becomes grey with the ITU-R 601 luma
-    weights (as PIL's ``"L"`` mode), alpha composites over black, the Fashion-MNIST background.
-    ``.npy`` arrays must hold whole numbers in 0..255.
-
-    Parameters
-    ----------
-    path : str or PathLike, ending ``.png`` or ``.npy`` (any case)
-    image_shape : (H, W), the dataset's image size; the file must match it
-
-    Returns
-    -------
-    ndarray of shape (H, W), uint8
-
-    Raises
-    ------
-    DataError
-        Naming the file: missing, another type, another size, unreadable, or values outside 0..255.
-    ValueError
-        ``image_shape`` is not two positive ints.
+    PNG colour becomes grey with the ITU-R 601 luma weights (as PIL's ``"L"`` mode) and alpha
+    composites over black, the Fashion-MNIST background; ``.npy`` values must be whole numbers in
+    0..255. Raises ``DataError`` naming the file (missing, another type or size than
+    ``image_shape`` (H, W), unreadable, values out of range), ``ValueError`` for a bad ``image_shape``.
     """
     path = require_file(path)
     shape = tuple(image_shape)
@@ -102,9 +84,8 @@ def _npy_shape(path: Path) -> tuple[int, ...]:
             version = np.lib.format.read_magic(f)
             if version not in ((1, 0), (2, 0)):
                 raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)(f)
     except (ValueError, TypeError, OSError, EOFError) as err:  # numpy raises these for a bad header
         raise _error(path, f"not a readable .npy file ({_cut(str(err))})") from None
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
