@@ -1,9 +1,8 @@
-"""Dataset readers: IDX files and Kaggle-layout CSVs, plain or gzipped, and the folder that holds them.
+"""Dataset readers: IDX files and Kaggle-layout CSVs, plain or gzipped, and the folder holding them.
 
-Every bad input raises one ``DataError`` line naming the file (and, in a CSV, the row and column)
-and quoting at most 80 characters of it. Files are read in pieces of ``CHUNK_BYTES`` and what a
-header declares is checked before anything is allocated for it, so hostile input (a gzip bomb, a
-20 MB line) costs little more than a well-formed file of the declared size.
+Bad input raises one ``DataError`` line naming the file (in a CSV also the row and column), quoting
+at most 80 characters of it. Files are read ``CHUNK_BYTES`` at a time and what a header declares is
+checked before allocating, so a gzip bomb or a 20 MB line costs little more than a valid file.
 """
 
 import gzip
@@ -205,30 +204,22 @@ _CELL_BYTES[list(b"0123456789+- \t,\r\n")] = True
 def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 from a Kaggle-layout CSV, plain or gzipped.
 
-    The header is ``label,pixel1,...,pixelN`` (a byte-order mark, spaces and double quotes around
-    names allowed). Each row is N + 1 integer literals (spaces, an optional sign, decimal digits),
-    pixels in 0..255, labels of at most 18 digits; ``1.0``, ``1e2``, ``0x1F``, ``nan``, quoted or
-    empty cells are refused. Lines end ``\\n`` or ``\\r\\n``. ``image_shape`` (H, W) is needed
-    when N is not a square. A header over ``MAX_CSV_COLUMNS`` columns, or a line over
-    ``MAX_CELL_CHARS`` characters a column, is refused as soon as that much is read.
-
-    Raises ``DataError`` naming the file and, for a bad row, the 1-based row, its file line and
-    the column; ``ValueError`` for an ``image_shape`` that is not two positive ints.
+    Header ``label,pixel1,...,pixelN`` (a byte-order mark, spaces and double quotes around names
+    allowed); each row N + 1 integer literals (spaces, an optional sign, digits): pixels in 0..255,
+    labels of at most 18 digits; ``1.0``, ``1e2``, ``0x1F``, ``nan``, quoted or empty cells are
+    refused. Lines end ``\\n`` or ``\\r\\n``. ``image_shape`` (H, W) is needed when N is not a square.
+    Raises ``DataError`` naming the file and, for a bad row, its 1-based row, line and column.
     """
     path = _require_file(path)
     with _open(path) as (f, _):
         names, rest = _csv_header(path, f)
-        n_pixels = len(names) - 1
-        if image_shape is None:
-            side = math.isqrt(n_pixels)
-            if side * side != n_pixels:
-                raise _error(path, f"{n_pixels} pixel columns is not a square number; give image_shape (height, width)")
-            shape = side, side
-        else:
-            shape = _check_image_shape(image_shape)
-            if math.prod(shape) != n_pixels:
-                raise _error(path, f"image_shape {_shape_text(shape)} needs {math.prod(shape)} pixel columns "
-                             f"but the header has {n_pixels}")
+        n_pixels, side = len(names) - 1, math.isqrt(len(names) - 1)
+        if image_shape is None and side * side != n_pixels:
+            raise _error(path, f"{n_pixels} pixel columns is not a square number; give image_shape (height, width)")
+        shape = (side, side) if image_shape is None else _check_image_shape(image_shape)
+        if math.prod(shape) != n_pixels:
+            raise _error(path, f"image_shape {_shape_text(shape)} needs {math.prod(shape)} pixel columns "
+                         f"but the header has {n_pixels}")
         _check_image_pixels(path, shape)
         labels, pixels = _csv_rows(path, f, rest, names)
     return pixels.reshape(len(pixels), *shape), labels
@@ -314,22 +305,12 @@ def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray,
                 raise _error(path, f"rows 1 to {n_rows} take {n_rows * row_bytes:,} bytes as images and "
                              f"int64 labels, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
         if len(carry) >= max_line:  # with its line end, longer than max_line
-            raise _csv_row_error(path, n_rows + 1, _csv_line_problem(names, carry, max_line))
+            raise _csv_line_error(path, n_rows + 1, names, carry, max_line)
         if not piece:
             break
     if not n_rows:
         raise _error(path, "header but no data rows")
-    return _stack(labels), _stack(pixels)
-
-
-def _stack(parts: list[np.ndarray]) -> np.ndarray:
-    """``np.concatenate(parts)``, freeing each part once copied: the peak is the result and one part."""
-    out, start = np.empty((sum(map(len, parts)), *parts[0].shape[1:]), dtype=parts[0].dtype), 0
-    for i, part in enumerate(parts):
-        out[start: start + len(part)] = part
-        start += len(part)
-        parts[i] = None
-    return out
+    return np.concatenate(labels), np.concatenate(pixels)
 
 
 def _csv_block(path: Path, block: bytes, names: list[str], row0: int, max_line: int) -> tuple[np.ndarray, np.ndarray]:
@@ -337,8 +318,7 @@ def _csv_block(path: Path, block: bytes, names: list[str], row0: int, max_line: 
 
     pandas parses the cells once vectorised checks have passed that it would accept no more than
     the format does: only the bytes of integer literals, ``\\r`` only before ``\\n``, each line
-    short enough and with N commas. Any failure sends the block to ``_csv_line_problem``, which
-    names the first bad row and column.
+    short enough and with N commas. On any failure ``_csv_line_error`` names the first bad row.
     """
     a = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(a == _LF)
@@ -356,41 +336,37 @@ def _csv_block(path: Path, block: bytes, names: list[str], row0: int, max_line: 
             return labels.copy(), pixels.astype(np.uint8)
     lines = block.split(b"\n")[:-1]
     for row, line in enumerate(lines, start=row0 + 1):
-        problem = _csv_line_problem(names, line, max_line)
-        if problem:
-            raise _csv_row_error(path, row, problem)
+        if error := _csv_line_error(path, row, names, line, max_line):
+            raise error
     raise _error(path, f"rows {row0 + 1} to {row0 + len(lines)} could not be read as integers")
 
 
-def _csv_line_problem(names: list[str], line: bytes, max_line: int) -> str | None:
-    """What is wrong with one data line (its bytes without ``\\n``, perhaps only its start), or None."""
+def _csv_line_error(path: Path, row: int, names: list[str], line: bytes, max_line: int) -> DataError | None:
+    """The ``DataError`` of data row ``row`` (its bytes without ``\\n``, perhaps only its start), or None."""
+    at = f"row {row} (line {row + 1})"
     if len(line) + 1 > max_line:
-        return (f"is longer than {max_line:,} characters ({len(names)} cells of at most {MAX_CELL_CHARS}); "
-                f"starts {_quote(line[:_QUOTE])}")
+        return _error(path, f"{at} is longer than {max_line:,} characters ({len(names)} cells of at most "
+                      f"{MAX_CELL_CHARS}); starts {_quote(line[:_QUOTE])}")
     text = line.removesuffix(b"\r")
     if not text.strip():
-        return f"is blank; expected {len(names)} cells"
+        return _error(path, f"{at} is blank; expected {len(names)} cells")
     cells = text.split(b",")
     if len(cells) != len(names):
         kind = "missing" if len(cells) < len(names) else "extra"
         hint = "; a '\\r' inside it does not end a line" if b"\r" in text else ""
-        return (f"has {len(cells)} cells, expected {len(names)} (label + {len(names) - 1} pixels): "
-                f"{kind} cells{hint}")
+        return _error(path, f"{at} has {len(cells)} cells, expected {len(names)} (label + {len(names) - 1} "
+                      f"pixels): {kind} cells{hint}")
     for name, cell in zip(names, cells):
         literal = cell.strip(b" \t")
         if not _INTEGER.fullmatch(literal):
-            return f", column {name}: {_quote(cell)} is not an integer"
+            return _error(path, f"{at}, column {name}: {_quote(cell)} is not an integer")
         if len(literal.lstrip(b"+-").lstrip(b"0")) > _MAX_DIGITS:
-            if name == "label":
-                return f", column label: label {_cut(literal.decode())} has more than {_MAX_DIGITS} digits"
-            return f", column {name}: pixel {_cut(literal.decode())} outside 0..255"
+            value = _cut(literal.decode())
+            what = f"label {value} has more than {_MAX_DIGITS} digits" if name == "label" else f"pixel {value} outside 0..255"
+            return _error(path, f"{at}, column {name}: {what}")
         if name != "label" and not 0 <= int(literal) <= 255:
-            return f", column {name}: pixel {int(literal)} outside 0..255"
+            return _error(path, f"{at}, column {name}: pixel {int(literal)} outside 0..255")
     return None
-
-
-def _csv_row_error(path: Path, row: int, problem: str) -> DataError:
-    return _error(path, f"row {row} (line {row + 1})" + ("" if problem.startswith(",") else " ") + problem)
 
 
 # ---------------------------------------------------------------------------------------------------- datasets
