@@ -50,32 +50,37 @@ _QUOTE = 80  # characters of offending content quoted in a message
 @contextmanager
 def _open(path: PathLike):
     """``(file, gz)``: ``path`` gunzipped on the fly when its content starts ``1f 8b`` (GzipFile
-    inflates only what each read asks for); a read error inside becomes one ``DataError``."""
+    inflates only what each read asks for). Read it with ``_fill`` and ``_read``."""
     _require_file(path)  # a FIFO is named, not opened: it would wait for a writer
     try:
-        with open(path, "rb") as raw:
-            gz = raw.read(2) == _GZIP_MAGIC
-            raw.seek(0)
-            with gzip.GzipFile(fileobj=raw) if gz else nullcontext(raw) as f:
-                yield f, gz
+        raw = open(path, "rb")
+    except OSError as err:
+        raise _error(path, f"cannot read ({err.strerror or err})") from None
+    with raw:
+        gz = _read(path, raw, 2) == _GZIP_MAGIC
+        raw.seek(0)
+        with gzip.GzipFile(fileobj=raw) if gz else nullcontext(raw) as f:
+            yield f, gz
+
+
+def _fill(path: PathLike, f, out: np.ndarray) -> int:
+    """Read into the uint8 array ``out``, ``CHUNK_BYTES`` at a time; return how many bytes it got.
+    A read error becomes one ``DataError`` naming ``path``."""
+    view, got = memoryview(out).cast("B"), 0
+    try:
+        while got < len(view) and (n := f.readinto(view[got: got + CHUNK_BYTES])):
+            got += n
     except _GZIP_ERRORS as err:  # gzip.BadGzipFile is an OSError: caught first
         raise _error(path, f"corrupt or truncated gzip ({_cut(str(err))})") from None
     except OSError as err:
         raise _error(path, f"cannot read ({err.strerror or err})") from None
-
-
-def _fill(f, out: np.ndarray) -> int:
-    """Read into the uint8 array ``out``, ``CHUNK_BYTES`` at a time; return how many bytes it got."""
-    view, got = memoryview(out).cast("B"), 0
-    while got < len(view) and (n := f.readinto(view[got: got + CHUNK_BYTES])):
-        got += n
     return got
 
 
-def _read(f, n: int) -> bytes:
+def _read(path: PathLike, f, n: int) -> bytes:
     """Up to ``n`` bytes; fewer only at the end of the file."""
     out = np.empty(n, np.uint8)
-    return out[: _fill(f, out)].tobytes()
+    return out[: _fill(path, f, out)].tobytes()
 
 
 def _cut(text: str) -> str:
@@ -147,7 +152,7 @@ def _check_image_pixels(path: PathLike, shape: tuple[int, ...]) -> None:
 
 def _idx_header(path: PathLike, f, gz: bool) -> tuple[int, ...]:
     """The checked dimensions; leaves ``f`` at the first data byte."""
-    magic = _read(f, 4)
+    magic = _read(path, f, 4)
     if not magic:
         raise _error(path, "empty file (after gunzip)" if gz else "empty file")
     if len(magic) < 4:
@@ -159,7 +164,7 @@ def _idx_header(path: PathLike, f, gz: bool) -> tuple[int, ...]:
         raise _error(path, f"unsupported IDX type code 0x{type_code:02X} (only 0x08, unsigned byte, is supported)")
     if ndim == 0:
         raise _error(path, "IDX header declares 0 dimensions")
-    raw_dims = _read(f, 4 * ndim)
+    raw_dims = _read(path, f, 4 * ndim)
     if len(raw_dims) < 4 * ndim:
         raise _error(path, f"truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} bytes, "
                      f"file has {4 + len(raw_dims)}")
@@ -183,10 +188,10 @@ def _idx_payload(path: PathLike, f, gz: bool, dims: tuple[int, ...]) -> np.ndarr
     if actual > expected:
         raise _error(path, f"{actual - expected} trailing bytes after the {expected} data bytes of dimensions {shape}")
     data = np.empty(expected, dtype=np.uint8)  # pages are taken as written: a truncated gzip costs what it held
-    got = _fill(f, data)
+    got = _fill(path, f, data)
     if got < expected:
         raise _error(path, f"truncated: dimensions {shape} need {expected} data bytes, file has {got}")
-    if _read(f, 1):  # the rest is never inflated
+    if _read(path, f, 1):  # the rest is never inflated
         raise _error(path, f"trailing bytes after the {expected} data bytes of dimensions {shape} "
                      "(not inflated further)")
     return data.reshape(dims)
@@ -240,7 +245,7 @@ def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
     """
     line, n_commas = bytearray(), 0
     while True:
-        piece = _read(f, 1 << 16)
+        piece = _read(path, f, 1 << 16)
         end = piece.find(b"\n")
         new = piece if end < 0 else piece[:end]
         cell_start = line.rfind(b",") + 1  # the name that continues into this piece
@@ -259,7 +264,7 @@ def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
     rest = piece[end + 1:] if end >= 0 else b""
     line = bytes(line).removeprefix(b"\xef\xbb\xbf").removesuffix(b"\r")
     if not line.strip():
-        if end < 0 or not (rest or _read(f, 1)):
+        if end < 0 or not (rest or _read(path, f, 1)):
             raise _error(path, "empty file")
         raise _error(path, "line 1 is blank; expected the header 'label,pixel1,...,pixelN'")
     try:
@@ -290,7 +295,7 @@ def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray,
     row_bytes = len(names) - 1 + 8  # uint8 pixels and an int64 label
     labels, pixels, n_rows, carry = [], [], 0, rest
     while True:
-        piece = _read(f, CHUNK_BYTES)
+        piece = _read(path, f, CHUNK_BYTES)
         buf = carry + piece
         cut = buf.rfind(b"\n") + 1 if piece else len(buf)
         block, carry = buf[:cut], buf[cut:]
