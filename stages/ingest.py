@@ -2,8 +2,7 @@
 
 Inputs: the folder ``--data-dir`` (IDX pairs, gzipped or plain, or Kaggle-layout CSVs).
 Params: data.classes, data.image_shape, ingest.n_samples, ingest.per_class, ingest.seed.
-Every class needs training images (a class with none is refused, by name); the test set may lack a class.
-Images of more than ``datasets.MAX_IMAGE_PIXELS`` pixels are refused before they are read.
+Every class needs training images (the test set may lack one); images over ``MAX_IMAGE_PIXELS`` are refused.
 Outputs: ``--train-out`` / ``--test-out`` (.npz: images uint8 (n, H, W), labels int64, classes, the
 fingerprint that later stages record of what they were made from),
 ``--metrics`` (counts per class, image shape) and ``--figures`` (a folder of PNGs).
@@ -15,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from fmproto.data import datasets
-from fmproto.pipeline import io
 from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs
+from fmproto.pipeline import guard, inputs, io
 from fmproto.pipeline.specs import data as data_params, ingest as ingest_params
 from fmproto.data.summary import class_counts, per_class_samples
 
@@ -29,8 +27,7 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("ingest", files=[args.train_out, args.test_out, args.metrics], folders=[args.figures]):
-        data = data_params.read(args.params)
-        p = ingest_params.read(args.params)
+        data, p = data_params.read(args.params), ingest_params.read(args.params)
         classes = data["classes"]
         splits = datasets.read_dataset(args.data_dir, len(classes), image_shape=data["image_shape"],
                                        class_names=classes)

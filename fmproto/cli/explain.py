@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.data import datasets
+from fmproto.data.images import read_image_file
 from fmproto.representation import transform
 from fmproto.evaluation import fitset, estimators, plots
 from fmproto.pipeline import model_checks, guard, inputs
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
                 raise ValueError(f"test index {index} is outside 0..{len(test['labels']) - 1}")
             image, y_true, name = test["images"][index], int(test["labels"][index]), f"test #{index}"
         elif Path(args.target).exists() or Path(args.target).suffix.lower() in (".png", ".npy"):
-            test, image = None, datasets.read_image_file(args.target, train["images"].shape[1:])
+            test, image = None, read_image_file(args.target, train["images"].shape[1:])
             y_true, name = -1, args.target
         else:  # -1, 4.0, a typo: "file not found" would hide that it was meant as an index
             n_test = len(inputs.load_dataset(args.test)["labels"])

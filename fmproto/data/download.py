@@ -1,24 +1,13 @@
 """Get the four real Fashion-MNIST files, checked against known checksums, without root.
 
-Sources, tried in order for the files the folder lacks:
-
-1. the folder itself: files already there are checked and never replaced; a mismatch stops;
-2. each of ``local_dirs`` (by the fetch stage: ``data/raw``, a copy downloaded by hand), read only;
-3. ``SYSTEM_DIR``, where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs them;
-4. that package fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` in a temp folder;
-5. each URL in ``urls`` (by default the official download address).
-
-A source that is absent or unreachable is skipped and its reason kept; a source whose files arrive
-but fail the checksum, or a download larger than the official file allows, stops with
-``FetchError``. The checksums are of the decompressed bytes, so the Debian copies (gzip headers
-differ from upstream's), upstream's and re-gzipped or gunzipped copies all pass. Reading is
-bounded: a download stops past ``max_download(name)`` bytes, and a checksum one byte past the
-file's decompressed size, so neither an endless response nor a gzip bomb is read whole. Files
-are staged as hidden temp files in the target folder, all checked, then moved into place with
-``os.replace``: a failed fetch leaves no partial file.
-
-``write_content`` then writes a file's decompressed IDX bytes: the canonical form the pipeline's
-fetch stage (``stages/fetch.py``) keeps, the same bytes whichever gzip they came from.
+Sources, tried in order for the files the folder lacks: the folder itself (files there are checked,
+never replaced), each of ``local_dirs`` (read only), ``SYSTEM_DIR`` (Debian's ``dataset-fashion-mnist``),
+that package fetched with ``apt-get download`` and unpacked without root, then each of ``urls``.
+An absent or unreachable source is skipped with its reason kept; files that arrive but fail the
+checksum, or a download over ``max_download(name)``, stop with ``FetchError``. Checksums are of the
+decompressed bytes, so Debian's, upstream's and re-gzipped copies all pass; reads stop one byte past
+the expected size (no endless response or gzip bomb is read whole). Files are staged as hidden temp
+files, all checked, then moved in: a failed fetch leaves no partial file.
 """
 
 import gzip
@@ -95,14 +84,10 @@ class _Unavailable(Exception):
 
 
 def content_sha256(path: str | Path, max_size: int = max(SIZE.values())) -> str:
-    """SHA-256 hex digest of the file's content, decompressed if it starts with the gzip magic bytes.
+    """SHA-256 hex digest of the file's content, gunzipped if it starts with the gzip magic bytes.
 
-    At most ``max_size + 1`` bytes are read (after decompression): content longer than
-    ``max_size`` (by default the largest Fashion-MNIST file) raises ``ContentTooLarge`` without
-    inflating the rest, so a gzip bomb costs no more than a real file.
-
-    Raises ``ContentTooLarge``, or ``OSError`` (including ``gzip.BadGzipFile``), ``EOFError`` or
-    ``zlib.error`` for a damaged gzip stream.
+    Content over ``max_size`` bytes raises ``ContentTooLarge`` without inflating the rest; a damaged
+    gzip raises ``OSError`` (``gzip.BadGzipFile``), ``EOFError`` or ``zlib.error``.
     """
     return _read_content(Path(path), max_size)
 
@@ -113,27 +98,12 @@ def plain_name(name: str) -> str:
 
 
 def write_content(path: str | Path, name: str, out: BinaryIO) -> None:
-    """Write the decompressed content of ``path`` (the Fashion-MNIST file ``name``) to ``out``, checked.
-
-    The bytes written are the IDX file itself, identical whichever gzip (or none) held them; reading
-    is bounded as in ``content_sha256``.
-
-    Raises
-    ------
-    FetchError
-        The content is not the real ``name`` (its SHA-256 or size differs, or the gzip is damaged);
-        the message names ``path``. ``out`` may then hold part of the content: write to a temp file.
-    """
-    path = Path(path)
-    try:
-        got = _read_content(path, SIZE[name], out)
-    except ContentTooLarge:
-        raise FetchError(f"{path}: decompressed content is over the {SIZE[name]:,} bytes of {name}; "
-                         "not read further") from None
-    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        raise FetchError(f"{path}: cannot be read as {name} ({err})") from None
-    if got != SHA256[name]:
-        raise FetchError(f"{path}: decompressed content has sha256 {got}, expected {SHA256[name]}")
+    """Write the checked, decompressed content of ``path`` (the file ``name``) to ``out``: the IDX
+    bytes, the same whichever gzip held them. ``FetchError`` naming ``path`` if it is not the real
+    ``name``; ``out`` may then hold part of it (write to a temp file)."""
+    problem = _mismatch(Path(path), name, out)
+    if problem:
+        raise FetchError(f"{path}: {problem}")
 
 
 def _read_content(path: Path, max_size: int, out: BinaryIO | None = None) -> str:
@@ -174,41 +144,9 @@ def verify(directory: str | Path) -> None:
             raise FetchError(f"{path}: {problem}")
 
 
-def fetch_fashion_mnist(
-    directory: str | Path,
-    *,
-    local_dirs: Sequence[str | Path] = (),
-    system_dir: str | Path = SYSTEM_DIR,
-    use_apt: bool = True,
-    urls: Sequence[str] = (OFFICIAL_URL,),
-    log: Log | None = None,
-) -> Path:
-    """Make ``directory`` hold the four verified Fashion-MNIST files and return it as a ``Path``.
-
-    Parameters
-    ----------
-    directory : str or Path
-        Target folder, created if needed. Files already there are checked, never replaced.
-    local_dirs : sequence of str or Path
-        Folders tried first, in order, when each holds all the missing files (gzipped as
-        published); read, never written. A file there that fails its checksum stops the fetch.
-    system_dir : str or Path
-        Folder of an installed ``dataset-fashion-mnist`` package.
-    use_apt : bool
-        Try ``apt-get download dataset-fashion-mnist`` (no root needed) when ``system_dir`` fails.
-    urls : sequence of str
-        Base addresses tried last, in order; each file is fetched from ``url/<file name>``.
-    log : callable taking a str, optional
-        Receives one line per source tried or skipped (the CLI passes ``print``).
-
-    Raises
-    ------
-    FetchError
-        A file in ``directory`` or from a source fails its checksum (stops at once), or every
-        source failed (the message lists each source's reason).
-    """
-    return fetch_with_origin(directory, local_dirs=local_dirs, system_dir=system_dir, use_apt=use_apt, urls=urls,
-                             log=log)[0]
+def fetch_fashion_mnist(directory: str | Path, **sources) -> Path:
+    """``directory`` (created if needed) holding the four verified files; ``fetch_with_origin`` without the origin."""
+    return fetch_with_origin(directory, **sources)[0]
 
 
 def fetch_with_origin(
@@ -220,7 +158,14 @@ def fetch_with_origin(
     urls: Sequence[str] = (OFFICIAL_URL,),
     log: Log | None = None,
 ) -> tuple[Path, str]:
-    """``fetch_fashion_mnist``, also returning where the files came from (for the summary line)."""
+    """Make ``directory`` hold the four verified Fashion-MNIST files; return it and where they came from.
+
+    ``local_dirs`` are folders of the published .gz files tried first (read, never written);
+    ``system_dir`` an installed ``dataset-fashion-mnist``; ``use_apt`` tries ``apt-get download``;
+    ``urls`` are base addresses tried last (``url/<file name>``); ``log`` gets one line per source.
+    Raises ``FetchError`` when a file fails its checksum (at once) or every source failed (with
+    each one's reason).
+    """
     directory, system_dir = Path(directory), Path(system_dir)
     log = log or (lambda line: None)
     present = [name for name in FILES if _local_path(directory, name).exists()]
@@ -265,10 +210,10 @@ def _local_path(directory: Path, name: str) -> Path:
     return plain if not path.exists() and plain.exists() else path
 
 
-def _mismatch(path: Path, name: str) -> str | None:
-    """Why ``path`` does not hold the real ``name``, or None when its content checks out."""
+def _mismatch(path: Path, name: str, out: BinaryIO | None = None) -> str | None:
+    """Why ``path`` does not hold the real ``name``, or None when its content checks out (and went to ``out``)."""
     try:
-        got = content_sha256(path, max_size=SIZE[name])
+        got = _read_content(path, SIZE[name], out)
     except ContentTooLarge:
         return f"decompressed content is over the {SIZE[name]:,} bytes of {name}; not read further"
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError

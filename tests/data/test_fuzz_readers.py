@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fmproto.data import datasets
+from fmproto.data.images import read_image_file
 from fmproto.pipeline.checks import DataError
 
 # Each example is small; the deadline catches a reader that would read or inflate far too much. No
@@ -44,12 +45,12 @@ def outcome(path: Path, read, *args):
 def pieces_of(size: int | None, cell_chars: int | None = None):
     """Read in pieces of ``size`` bytes instead of 1 MiB, so that small files cross many pieces, and
     allow ``cell_chars`` characters a CSV column instead of 32, so that short lines can be too long."""
-    saved = datasets._CHUNK, datasets.MAX_CELL_CHARS
-    datasets._CHUNK, datasets.MAX_CELL_CHARS = size or saved[0], cell_chars or saved[1]
+    saved = datasets.CHUNK_BYTES, datasets.MAX_CELL_CHARS
+    datasets.CHUNK_BYTES, datasets.MAX_CELL_CHARS = size or saved[0], cell_chars or saved[1]
     try:
         yield
     finally:
-        datasets._CHUNK, datasets.MAX_CELL_CHARS = saved
+        datasets.CHUNK_BYTES, datasets.MAX_CELL_CHARS = saved
 
 
 PIECES = st.sampled_from([None, 1, 3, 16])
@@ -340,7 +341,7 @@ def test_image_file_random_bytes(tmp_path, prefix, body):
     suffix, head = prefix
     path = tmp_path / f"image{suffix}"
     path.write_bytes(head + body)
-    got = outcome(path, datasets.read_image_file, (5, 7))
+    got = outcome(path, read_image_file, (5, 7))
     assert isinstance(got, DataError) or (got.shape == (5, 7) and got.dtype == np.uint8)
 
 
