@@ -1,10 +1,11 @@
-"""evaluate-test: the one place the test set is used; every method scored, the chosen one explained.
+"""evaluate-test: the one place the test set is scored: the chosen method, and every method for a summary.
 
 Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split), ``--features`` (.npz).
-Params: evaluate.*, kmeans.*, ann.* (kmeans is null in the summary, with a warning, when
-kmeans.n_prototypes does not fit the training split).
-Outputs: ``--metrics`` (accuracy, macro F1, per class, by method), ``--plots`` and ``--figures`` (confusion
-matrix; explanations), ``--timings`` (seconds per method)."""
+Params: evaluate.method, k, fit_on, metric, weights, and the kmeans and ann params the methods use
+(kmeans is null in the summary, with a warning, when kmeans.n_prototypes does not fit the training split).
+Outputs: ``--metrics`` (accuracy, macro F1, per class, by method), ``--plots`` and ``--figures`` (the
+confusion matrix), ``--timings`` (seconds per method).
+"""
 
 import argparse
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.evaluation import final, fitset, plots
+from fmproto.evaluation import final, fitset
 from fmproto.evaluation.scores import classification_report
 from fmproto.pipeline import guard, inputs, io, model_checks, outputs, timings
 from fmproto.pipeline.settings import kmeans_problem, method_settings
@@ -31,26 +32,24 @@ def main(argv=None) -> None:
         feats = inputs.load_features(args.features, train, split, test)
         inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
         p, settings = method_settings(args.params, classes, labels[split["train"]])
-        no_kmeans = kmeans_problem(args.params, classes, labels[split["train"]])  # why kmeans cannot be fitted, or None
-        confusions = model_checks.check_confusions(args.params, p["explain_confusions"], classes)
-        fit_sets, y_test = final.fit_sets(feats, labels, fitset.fit_indices(split, p["fit_on"])), test["labels"]
+        no_kmeans = kmeans_problem(args.params, classes, labels[split["train"]])  # why kmeans can't be fitted
+        fit_sets = final.fit_sets(feats, labels, fitset.fit_indices(split, p["fit_on"]))
+        X_fit, y_test = fit_sets[p["method"]][0], test["labels"]
         model_checks.check_k(args.params, p["k"], min(len(s[0]) for s in fit_sets.values()), len(y_test))
-        summary, predictions, seconds = final.score_methods(fit_sets, feats["test"].astype(np.float32), y_test, classes,
-                                                            settings, skip=["kmeans"] if no_kmeans else [])
-        chosen, X_fit = predictions[p["method"]], fit_sets[p["method"]][0]
-        report = classification_report(y_test, chosen, classes)
-        metrics = {"method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit), "features": str(feats["spec_kind"]),
-                   "n_features": X_fit.shape[1], "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+        summary, predictions, seconds = final.score_methods(fit_sets, feats["test"].astype(np.float32), y_test,
+                                                            classes, settings, skip=["kmeans"] if no_kmeans else [])
+        report = classification_report(y_test, predictions[p["method"]], classes)
+        metrics = {"method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit),
+                   "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],
+                   "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
                    "per_class_accuracy": {c: v["recall"] for c, v in report["per_class"].items()}, "summary": summary}
-        outputs.write_confusion(y_test, chosen, classes, Path(args.plots) / "confusion_test.csv",
+        outputs.write_confusion(y_test, predictions[p["method"]], classes, Path(args.plots) / "confusion_test.csv",
                                 Path(args.figures) / "confusion_test.png", f"{p['method']} (k={p['k']}), test")
-        plots.save(final.explanations_figure(p["method"], settings, train, test, feats, split, chosen, fit_sets[p["method"]],
-                                             k=p["k"], metric=p["metric"], n_random=p["n_explain"], confusions=confusions,
-                                             seed=p["seed"]), Path(args.figures) / "explanations.png")
         io.write_json(args.metrics, metrics)
         timings.write(args.timings, {"seconds_by_method": {m: round(s, 3) for m, s in seconds.items()}})
     if no_kmeans:
-        print(f"evaluate-test: warning: {guard.one_line(ValueError(no_kmeans))}; the summary leaves kmeans out (null)", file=sys.stderr)
+        print(f"evaluate-test: warning: {guard.one_line(ValueError(no_kmeans))}; the summary leaves kmeans out (null)",
+              file=sys.stderr)
     print(f"test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} ({p['method']}, k={p['k']}, "
           f"{metrics['features']} features, fit on {p['fit_on']}: {len(X_fit):,} images)")
     print("all methods: " + ", ".join(f"{m} {s['accuracy']:.4f}" if s else f"{m} skipped" for m, s in summary.items()))

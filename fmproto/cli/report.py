@@ -22,7 +22,7 @@ from fmproto.pipeline.guard import stage_errors
 # The pictures a reviewer looks at first, relative to the project folder.
 KEY_FIGURES = [
     ("Test confusion matrix", "reports/test/confusion_test.png"),
-    ("Explanations: test images beside their nearest training images", "reports/test/explanations.png"),
+    ("Explanations: test images beside their nearest training images", "reports/explain-test/explanations.png"),
     ("kNN error against training size (log-log, with fit)", "reports/knn_scaling/error_vs_n.png"),
     ("k-means prototypes", "reports/kmeans/prototypes.png"),
     ("Class-mean prototypes", "reports/centroids/prototypes.png"),

@@ -161,7 +161,7 @@ def test_a_kmeans_spec_edit_reruns_only_its_readers(repo):
     status = yaml.safe_load(run([BIN / "dvc", "status", "--json"], repo).stdout or "{}")
     readers = {name for name, stage in STAGES.items() if "kmeans" in params_sections(stage)}
     assert set(status) == readers
-    assert {"kmeans", "evaluate-valid", "evaluate-test"} == readers
+    assert {"kmeans", "evaluate-valid", "evaluate-test", "explain-test"} == readers
 
 
 def test_the_frontier_is_no_dep_of_the_index():

@@ -17,7 +17,8 @@ from conftest import synthetic_dataset
 from fmproto.pipeline import io
 from fmproto.pipeline import inputs
 from fmproto.cli import main as cli
-from stages import ann_frontier, ann_index, centroids, evaluate_test, evaluate_valid, features, ingest, kmeans, knn_scaling, split
+from stages import (ann_frontier, ann_index, centroids, evaluate_test, evaluate_valid, explain_test, features, ingest,
+                    kmeans, knn_scaling, split)
 from test_stage_inputs import assert_one_line_failure, evaluate_valid_args, run_stage, workspace, write_params  # noqa: F401
 
 RERUN = "(run dvc repro)"
@@ -75,6 +76,8 @@ def reader_args(stage, ws: Path, out: Path) -> list:
     if stage is evaluate_test:
         return [*common, "--test", ws / "test.npz", "--features", ws / "features.npz", "--metrics", out / "t.json",
                 "--plots", out / "plots", "--figures", out / "figs"]
+    if stage is explain_test:
+        return [*common, "--test", ws / "test.npz", "--features", ws / "features.npz", "--figures", out / "figs"]
     if stage is ann_index:
         return [*common, "--index", out / "a.ann", "--metrics", out / "a.json", "--plots", out / "by_k.csv"]
     if stage is ann_frontier:
@@ -108,7 +111,7 @@ def test_each_stage_records_what_it_was_made_from(workspace):
 
 
 @pytest.mark.parametrize("stage", [centroids, kmeans, knn_scaling, ann_index, ann_frontier, features, evaluate_valid,
-                                   evaluate_test, cli])
+                                   evaluate_test, explain_test, cli])
 def test_a_split_of_other_training_images_is_refused_by_every_reader(stale, tmp_path, capsys, stage):
     code, err = run_stage(stage, reader_args(stage, stale, tmp_path / "out"), capsys)
     assert_one_line_failure(code, err, f"{stale / 'split.npz'}: was made from other training images than "
@@ -145,7 +148,7 @@ def test_features_of_other_test_images_are_refused(workspace, tmp_path, capsys):
     data["images"] = data["images"][::-1].copy()  # the same images in another order
     data["fingerprint"] = np.array(inputs.fingerprint(data["images"], data["labels"]))
     io.save_arrays(ws / "test.npz", **data)
-    for stage in (evaluate_test, cli):
+    for stage in (evaluate_test, explain_test, cli):
         code, err = run_stage(stage, reader_args(stage, ws, tmp_path / "out"), capsys)
         assert_one_line_failure(code, err, f"{ws / 'features.npz'}: was made from other test images than "
                                 f"{ws / 'test.npz'} {RERUN}")

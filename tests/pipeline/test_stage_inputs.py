@@ -13,7 +13,8 @@ import yaml
 from conftest import REPO, synthetic_dataset
 from fmproto.pipeline import io
 from fmproto.cli import main as cli
-from stages import ann_index, centroids, evaluate_test, evaluate_valid, features, ingest, kmeans, knn_scaling, split
+from stages import (ann_index, centroids, evaluate_valid, explain_test, features, ingest, kmeans,
+                    knn_scaling, split)
 
 CLASSES = ["circle", "square", "ring", "cross"]
 
@@ -116,11 +117,10 @@ def test_wrong_dtype_is_named(workspace, tmp_path, capsys):
 def test_evaluate_params_checked_before_work(workspace, tmp_path, capsys, changes, fragment):
     out = tmp_path / "out"
     params = write_params(tmp_path / "params.yaml", workspace / "raw", **changes)
-    stage = evaluate_test if "explain" in str(changes) else evaluate_valid
+    stage = explain_test if "explain" in str(changes) else evaluate_valid
     args = (evaluate_valid_args(workspace, out, params) if stage is evaluate_valid else
             ["--params", params, "--train", workspace / "train.npz", "--test", workspace / "test.npz",
-             "--split", workspace / "split.npz", "--features", workspace / "features.npz",
-             "--metrics", out / "t.json", "--plots", out / "plots", "--figures", out / "figs"])
+             "--split", workspace / "split.npz", "--features", workspace / "features.npz", "--figures", out / "figs"])
     code, err = run_stage(stage, args, capsys)
     assert_one_line_failure(code, err, fragment, str(params))
     assert not out.exists()

@@ -81,7 +81,7 @@ def test_classifier_metrics_match_scikit_learn(template):
     assert result["accuracy"] == round(float(np.mean(predicted == test["labels"])), 5)
     assert result["summary"]["knn"]["accuracy"] == result["accuracy"]
     assert set(result["summary"]) == {"centroids", "kmeans", "knn", "ann"}
-    assert (template / "reports" / "test" / "explanations.png").stat().st_size > 1000
+    assert (template / "reports" / "explain-test" / "explanations.png").stat().st_size > 1000
 
 
 def test_kmeans_and_ann_metrics(template):
