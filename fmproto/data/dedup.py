@@ -195,8 +195,8 @@ def near_duplicates(
     n_pixels = A.shape[1]
     index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
     rows = max(1, chunk * chunk // len(B))  # the score block: at most chunk**2 pairs
-    i, j, d2, capped = index.radius_pairs(A, threshold**2 * n_pixels, max_pairs=max_pairs, exclude=groups,
-                                          upper=within, chunk=rows)
+    i, j, d2, capped = index.radius_pairs(None if within else A, threshold**2 * n_pixels, max_pairs=max_pairs,
+                                          exclude=groups, chunk=rows)
     distance = np.sqrt(d2 / n_pixels)
     good = (distance > 0) & (distance < threshold)
     i, j, distance = i[good], j[good], distance[good]

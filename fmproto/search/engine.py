@@ -91,8 +91,10 @@ class KnnIndex:
         n_groups = -(-n // self.group)
         self.rows_at = np.full(n_groups * self.group, -1, dtype=np.int64)  # training row of each column
         position = np.arange(n)
-        self.rows_at[position // self.group + n_groups * (position % self.group)] = leaf_order(embedding.coords,
-                                                                                              self.group)
+        self.order = leaf_order(embedding.coords, self.group)
+        self.rows_at[position // self.group + n_groups * (position % self.group)] = self.order
+        self.leaf = np.empty(n, dtype=np.int64)
+        self.leaf[self.order] = position // self.group
         self.screen = self.projection.screen(embedding, self.rows_at)
         self.sq_norms = embedding.row_sq_norms  # float64 |x|^2: exact for integers
         self.norms = np.sqrt(self.sq_norms)
@@ -120,20 +122,19 @@ class KnnIndex:
                 distances[rows], indices[rows] = self._query_chunk(X_query[rows], k, block, pool)
         return distances, indices
 
-    def radius_pairs(self, X_query: np.ndarray, radius: float, *, max_pairs: int, exclude=None,
-                     upper: bool = False, chunk: int = 1024):
+    def radius_pairs(self, X_query: np.ndarray | None, radius: float, *, max_pairs: int, exclude=None,
+                     chunk: int = 1024):
         """Pairs ``(i, j)`` with naive float64 distance ``d(X_query[i], X_train[j]) < radius``: the closest.
 
         Parameters
         ----------
-        X_query : ndarray of shape (n_queries, n_features) or images
+        X_query : ndarray of shape (n_queries, n_features) or images; None for pairs ``i < j`` of the
+            fitted rows themselves (each leaf is scored only against itself and the leaves after it).
         radius : float, in the metric's units (sqeuclidean: squared)
         max_pairs : int >= 1
             At most this many pairs are kept, the closest by ``(d, i, j)``.
         exclude : (groups_query, groups_train), int arrays, optional
             Pairs of equal groups ``>= 0`` are left out (identical images, say).
-        upper : bool
-            ``X_query`` are the fitted rows: only pairs with ``j > i``.
         chunk : int >= 1
             Query rows screened at once, at most.
 
@@ -143,28 +144,45 @@ class KnnIndex:
         if self.metric in (None, "manhattan"):
             raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
                              f"got {self.metric!r}")
-        X_query = self._checked(X_query, None, chunk)
+        within = X_query is None
+        X_query = self._checked(self.X_train if within else X_query, None, chunk)
         k = check_int(max_pairs, "max_pairs", low=1) + 1  # one beyond the cap tells whether it was hit
         n_features = self.X_train.shape[1]
         limit = float(radius) ** 2 if self.metric == "euclidean" else float(radius)  # naive units
         kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
         chunk, block = self._block(chunk, len(X_query))
+        n_groups = len(self.rows_at) // self.group
+        if within:  # chunks of whole leaves, in leaf order
+            chunk = max(self.group, chunk - chunk % self.group)
+            block = np.empty(chunk * len(self.screen.W), dtype=np.float32)
+        W, rows_at = self.screen.W, self.rows_at
         for start in range(0, len(X_query), chunk):
-            Xc = X_query[start : start + chunk]
+            ids = self.order[start : start + chunk] if within else np.arange(start, min(start + chunk, len(X_query)))
+            if within:  # the columns of this chunk's leaves and those after them
+                first = start // self.group
+                W = self.screen.W.reshape(self.group, n_groups, -1)[:, first:].reshape(-1, self.screen.W.shape[1])
+                rows_at = self.rows_at.reshape(self.group, n_groups)[:, first:].ravel()
+            Xc = X_query[ids]
             embedding = self.projection.embed(Xc)
-            S = projection.scores(embedding.query_matrix(), self.screen.W, out=block[: len(Xc)])
+            S = projection.scores(embedding.query_matrix(), W, out=block.reshape(-1)[: len(Xc) * len(W)].reshape(len(Xc), -1))
             queries = Queries.of(Xc, self)
             bound = np.full(len(Xc), kept_bound(kept, k, limit))
             limits = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
-            for q, cols in self._candidates(S, self._minima(S), limits, budget=max(k, len(self.rows_at))):
-                keep = cols > q + start if upper else np.ones(len(q), bool)
+            for q, cols in self._candidates(S, self._minima(S), limits, budget=max(k, len(self.rows_at)), rows_at=rows_at):
+                qid = ids[q]
+                if within:  # each pair once: from the lower leaf, or the lower row of one leaf
+                    keep = (self.leaf[cols] > self.leaf[qid]) | ((self.leaf[cols] == self.leaf[qid]) & (cols > qid))
+                else:
+                    keep = np.ones(len(q), bool)
                 if exclude is not None:
-                    gq, gt = exclude[0][q + start], exclude[1][cols]
+                    gq, gt = exclude[0][qid], exclude[1][cols]
                     keep &= (gq != gt) | (gq < 0)
                 for rows, cols_in, _ in self._within(queries, q[keep], cols[keep], bound):
                     d = self._naive(queries, rows, cols_in)
                     good = d < limit
-                    kept = closest(kept, (rows[good] + start, cols_in[good], d[good]), k)
+                    i, j = ids[rows[good]], cols_in[good]
+                    new = (np.minimum(i, j), np.maximum(i, j), d[good]) if within else (i, j, d[good])
+                    kept = closest(kept, new, k)
                 if len(kept[0]) >= k:  # tighter now: later candidates are screened against it
                     bound[:] = kept_bound(kept, k, limit)
                     limits[:] = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
@@ -330,7 +348,7 @@ class KnnIndex:
         d += self.sq_norms[cols]
         return d, 2 * g32 * a_norm * b_norm + 2 * g64 * (a_norm + b_norm) ** 2 + 2 * tiny
 
-    def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET):
+    def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET, rows_at=None):
         """``(query rows, training rows)`` pairs, sorted by query row: the training rows whose score is at
         most the query row's limit.
 
@@ -349,7 +367,7 @@ class KnnIndex:
             q += first
             cols = g[:, None] + n_groups * np.arange(self.group)  # (n_selected, group)
             keep = S[q[:, None], cols] <= limits[q][:, None]
-            q, rows = np.broadcast_to(q[:, None], cols.shape)[keep], self.rows_at[cols[keep]]
+            q, rows = np.broadcast_to(q[:, None], cols.shape)[keep], (self.rows_at if rows_at is None else rows_at)[cols[keep]]
             real = rows >= 0  # not padding
             yield q[real], rows[real]
             first = stop

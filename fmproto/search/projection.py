@@ -189,7 +189,11 @@ class Projection:
         width = embedding.coords.shape[1]
         real = rows >= 0
         W = np.zeros((len(rows), width + 1), dtype=np.float32)
-        W[real, :width] = embedding.coords[rows[real]] * np.float32(-2.0)  # exact
+        for start in range(0, len(rows), _BLOCK):  # in blocks: no second gathered copy of the rows
+            part = rows[start : start + _BLOCK]
+            block = W[start : start + len(part)]
+            block[part >= 0, :width] = embedding.coords[part[part >= 0]]
+            block[:, :width] *= np.float32(-2.0)  # exact
         W[real, width] = embedding.sq_norms[rows[real]]  # rounded once: inside the product's bound
         W[~real, width] = np.finfo(np.float32).max
         n = len(embedding.delta)
