@@ -3,8 +3,7 @@
 Inputs: ``--train`` and ``--test`` (.npz from ingest).
 Params: dedup.near_threshold (RMS pixel difference, grey levels), dedup.chunk, dedup.max_pairs, dedup.n_show.
 Outputs: ``--pairs`` (CSV: kind, sets, i, j, labels, classes, distance), ``--metrics`` (pair counts by
-kind and sets, and whether each was capped at max_pairs) and ``--figure`` (the closest
-pairs side by side, disagreeing labels in red).
+kind and sets, capped or not) and ``--figure`` (the closest pairs, disagreeing labels in red).
 """
 
 import argparse
@@ -12,9 +11,8 @@ import argparse
 import numpy as np
 
 from fmproto.data import dedup
-from fmproto.pipeline import io
 from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs
+from fmproto.pipeline import guard, inputs, io
 from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import dedup as dedup_params
 
@@ -51,13 +49,7 @@ def main(argv=None) -> None:
         plots.save(figure, args.figure)
         io.write_csv(args.pairs, table)
         io.write_json(args.metrics, metrics)
-    capped = {kind: " (capped at dedup.max_pairs)" if any(metrics[f"{kind}_capped"].values()) else ""
-              for kind in ("exact", "near")}
-    print(f"exact duplicate pairs: train {metrics['exact']['train']}, test {metrics['exact']['test']}, "
-          f"train/test {metrics['exact']['train_test']}{capped['exact']}")
-    print(f"near duplicate pairs (< {p['near_threshold']}): train {metrics['near']['train']}, "
-          f"test {metrics['near']['test']}, train/test {metrics['near']['train_test']}{capped['near']}")
-
+    print(dedup.summary(metrics))
 
 if __name__ == "__main__":
     main()

@@ -1,17 +1,10 @@
 """Exact and near duplicate images, within one set and between two (train/test leakage).
 
-Exact duplicates are found by content: images whose bytes are equal. A 64-bit integer fingerprint
-of each image's bytes (a dot product with fixed random weights, wrapping, so equal bytes always
-give equal fingerprints) rules out almost every image at once; the few images sharing a fingerprint
-are grouped by their full bytes with ``np.unique``, so no collision can make two images twins.
-
-Near duplicates are pairs whose root-mean-square pixel difference is below a threshold, found by
-the exact-search engine's radius query (``fmproto.search.knn.KnnIndex.radius_pairs``): a certified
-float32 screen on a projection, then float64 distances (exact integers for 8-bit pixels).
-
-Both keep at most ``max_pairs`` pairs (the first by ``(i, j)`` for exact duplicates, the closest for
-near ones) and say whether more existed. Pairs ``(i, j)``: within one set ``i < j``; between sets
-``i`` indexes the first set and ``j`` the second.
+Exact duplicates: equal bytes, found through a 64-bit fingerprint of each image (a wrapping dot
+product with fixed random weights), the few images sharing one grouped by their full bytes. Near
+duplicates: pairs whose RMS pixel difference is below a threshold, by the exact-search engine's
+radius query. Both keep at most ``max_pairs`` pairs and say whether more existed; within one set
+``i < j``, between sets ``i`` indexes the first.
 """
 
 import math
@@ -27,26 +20,19 @@ SETS: tuple[str, ...] = ("train", "test", "train_test")
 # The two sets each pair's i and j index, by the ``sets`` name of the pair.
 _SIDES = {"train": ("train", "train"), "test": ("test", "test"), "train_test": ("train", "test")}
 
-# Pairs measured exactly at once: 4096, or fewer for large images, so that the (pairs, pixels) float64
-# differences and the gathered rows of both sides (10 bytes a pixel) stay within 32 MB (4096 pairs of
-# 28x28 images); at least one pair, so no image is too large to measure.
+# Pairs of a tile measured exactly at once: 4096, fewer for large images (10 bytes a pixel: 32 MB).
 _EXACT_BATCH = 4096
 _EXACT_BYTES = _EXACT_BATCH * 784 * 10
-# Rows fingerprinted at once: a (rows, bytes) uint64 temporary of 8 * 4096 * n_bytes bytes.
-_FINGERPRINT_BATCH = 4096
-# Peak bytes a row of find_all's table takes while it is built and sorted (measured about 500).
-_TABLE_ROW_BYTES = 512
-# Principal components of the screen: near duplicates are far nearer than most pairs, so a coarse
-# bound rules almost all out (find_all on Fashion-MNIST: 3.6 s with 32, 4.1 s with 64, 5.9 s with 128).
+_FINGERPRINT_BATCH = 4096  # rows fingerprinted at once: a (rows, bytes) uint64 temporary
+_TABLE_ROW_BYTES = 512  # peak bytes of a row of find_all's table while built and sorted (measured 500)
+# Components of the screen: near duplicates are far nearer than most pairs, so a coarse bound rules
+# almost all out (find_all on Fashion-MNIST: 3.6 s with 32, 4.1 s with 64, 5.9 s with 128).
 _COMPONENTS = 32
 
 
 @dataclass
 class Pairs:
-    """Index pairs with their RMS pixel distance (0 for exact duplicates).
-
-    ``capped`` is True when more pairs qualified than the ``max_pairs`` kept.
-    """
+    """Index pairs with their RMS pixel distance (0 for exact duplicates); ``capped``: more qualified."""
 
     i: np.ndarray  # (n_pairs,) int64
     j: np.ndarray  # (n_pairs,) int64
@@ -68,20 +54,10 @@ def content_keys(images: np.ndarray) -> np.ndarray:
 
 
 def exact_duplicates(images: np.ndarray, others: np.ndarray | None = None, *, max_pairs: int = 100_000) -> Pairs:
-    """Pairs of identical images, within ``images`` or between ``images`` and ``others``.
+    """Pairs of identical images within ``images (n, ...)``, or between it and ``others (m, ...)``.
 
-    Parameters
-    ----------
-    images : ndarray of shape (n, ...)
-    others : ndarray of shape (m, ...), optional
-        When given, only cross pairs ``(i in images, j in others)`` are returned.
-    max_pairs : int
-        At most this many pairs are returned: the first by ``(i, j)``. Only those are built, so
-        60,000 identical images (1.8e9 pairs) take memory for ``max_pairs`` pairs, not for all.
-
-    Returns
-    -------
-    Pairs sorted by ``(i, j)``, distances all 0, ``capped`` True when there were more than ``max_pairs``.
+    At most ``max_pairs``, the first by ``(i, j)``, and only those are built (60,000 equal images
+    take memory for ``max_pairs`` pairs). Returns ``Pairs`` sorted by ``(i, j)``, distances 0.
     """
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
     A, B = _pair_rows(images, others)
@@ -117,11 +93,7 @@ def exact_duplicates(images: np.ndarray, others: np.ndarray | None = None, *, ma
 
 
 def _content_groups(*arrays: np.ndarray) -> list[np.ndarray]:
-    """Group ids, one ``(n,)`` int64 array per input, equal across inputs iff the rows are identical.
-
-    Rows identical to no other row of any input get -1. All inputs are ``(n, n_features)`` rows of
-    one dtype; floats compare by value (``-0.0`` equals ``0.0``).
-    """
+    """Group ids ``(n,)`` int64 per input of rows of one dtype: equal iff the rows are (-0.0 == 0.0), -1 if unique."""
     as_bytes = [_row_bytes(rows) for rows in arrays]
     n_bytes = as_bytes[0].shape[1]
     weights = np.random.default_rng(0).integers(1, 2**63, size=n_bytes, dtype=np.uint64)
@@ -161,27 +133,11 @@ def near_duplicates(
     chunk: int = 4096,
     max_pairs: int = 100_000,
 ) -> Pairs:
-    """The closest pairs of images within ``threshold`` in RMS pixel difference, identical pairs excluded.
+    """The closest ``max_pairs`` pairs with ``0 < RMS pixel difference < threshold`` (identical ones excluded).
 
-    The RMS pixel difference of images ``a`` and ``b`` of ``p`` pixels is ``sqrt(sum((a - b)**2) / p)``.
-
-    Parameters
-    ----------
-    images : ndarray of shape (n, ...)
-    threshold : float, finite and >= 0
-        Pairs with ``0 < distance < threshold`` qualify.
-    others : ndarray of shape (m, ...), optional
-        When given, only cross pairs ``(i in images, j in others)``.
-    chunk : int
-        Tile side: the float32 score block of a query chunk holds at most ``chunk**2`` pairs.
-    max_pairs : int
-        At most this many pairs are kept: the closest, ties to the lower ``i``, then ``j``.
-
-    Returns
-    -------
-    Pairs sorted by ``(i, j)`` with their float64 distances, ``capped`` True when more than
-    ``max_pairs`` qualified: those of an exact float64 computation over all pairs, whatever ``chunk``.
-    The search is ``KnnIndex.radius_pairs`` fitted on ``others`` (or ``images``) with ``_COMPONENTS``.
+    Within ``images (n, ...)``, or between it and ``others (m, ...)``. ``chunk``: the float32 score
+    block holds at most ``chunk**2`` pairs. Returns ``Pairs`` sorted by ``(i, j)``, float64 distances
+    of an exact computation over all pairs whatever ``chunk``; ties kept by lower ``i``, then ``j``.
     """
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -195,8 +151,8 @@ def near_duplicates(
     n_pixels = A.shape[1]
     index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
     rows = max(1, chunk * chunk // len(B))  # the score block: at most chunk**2 pairs
-    i, j, d2, capped = index.radius_pairs(A, threshold**2 * n_pixels, max_pairs=max_pairs, exclude=groups,
-                                          upper=within, chunk=rows)
+    i, j, d2, capped = index.radius_pairs(None if within else A, threshold**2 * n_pixels, max_pairs=max_pairs,
+                                          exclude=groups, chunk=rows)
     distance = np.sqrt(d2 / n_pixels)
     good = (distance > 0) & (distance < threshold)
     i, j, distance = i[good], j[good], distance[good]
@@ -204,21 +160,8 @@ def near_duplicates(
     return Pairs(i=i[order], j=j[order], distance=distance[order], capped=capped)
 
 
-def exact_rms_distances(images: np.ndarray, others: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """RMS pixel differences of the pairs ``(images[i], others[j])``, in float64 (exact for 8-bit pixels)."""
-    a = np.asarray(images).reshape(len(images), -1)
-    b = np.asarray(others).reshape(len(others), -1)
-    out = np.empty(len(i), dtype=np.float64)
-    batch = _exact_batch(a.shape[1])
-    for start in range(0, len(i), batch):  # bounded memory for (pairs, pixels) differences
-        diff = a[i[start : start + batch]].astype(np.float64)
-        diff -= b[j[start : start + batch]]
-        out[start : start + batch] = np.sqrt(np.einsum("ij,ij->i", diff, diff) / a.shape[1])
-    return out
-
-
 def _exact_batch(n_pixels: int) -> int:
-    """Pairs ``exact_rms_distances`` measures at once: ``_EXACT_BATCH``, fewer for images of more than 784 pixels."""
+    """Pairs measured exactly at once: ``_EXACT_BATCH``, fewer for images of more than 784 pixels."""
     return max(1, min(_EXACT_BATCH, _EXACT_BYTES // (10 * max(1, n_pixels))))
 
 
@@ -226,12 +169,9 @@ def _exact_batch(n_pixels: int) -> int:
 
 
 def tile_bytes(tile: int, n_pixels: int) -> int:
-    """Bytes that one tile of ``near_duplicates`` takes at most, for tile side ``tile``.
+    """Bytes one tile of side ``tile`` of ``near_duplicates`` takes at most, the kept pairs aside.
 
-    The float32 ``(tile, tile)`` distance block, a float32 copy of its candidates' values (for the
-    selection when many pairs qualify), two boolean masks, the float32 copies of the two tiles' rows
-    and the float64 differences of one batch of exactly measured pairs. The ``max_pairs`` kept pairs
-    (24 bytes each) come on top.
+    The float32 score block with a copy and two masks, float32 rows of both sides, one exact batch.
     """
     tile = check_int(tile, "tile", low=0)
     n_pixels = check_int(n_pixels, "n_pixels", low=1)
@@ -258,11 +198,7 @@ def largest_chunk(n_pixels: int, limit: int) -> int:
 
 
 def table_bytes(max_pairs: int) -> int:
-    """Bytes that ``find_all``'s table may take at its peak, for ``max_pairs`` a kind and set.
-
-    Six capped sets of pairs (exact and near; train, test and train_test) at ``_TABLE_ROW_BYTES`` a
-    row: pandas keeps the text columns as Python strings, and building and sorting copies them.
-    """
+    """Peak bytes of ``find_all``'s table: six capped sets of pairs (pandas keeps text as Python strings)."""
     return 6 * check_int(max_pairs, "max_pairs", low=0) * _TABLE_ROW_BYTES
 
 
@@ -282,30 +218,12 @@ def find_all(
 ) -> tuple[pd.DataFrame, dict]:
     """Exact and near duplicates within train, within test and between them, as a table and metrics.
 
-    Parameters
-    ----------
-    train_images : ndarray of shape (n_train, H, W)
-    test_images : ndarray of shape (n_test, H, W)
-    train_labels : ndarray of int, shape (n_train,)
-    test_labels : ndarray of int, shape (n_test,)
-    classes : list of str
-        Class names; labels index them.
-    near_threshold : float
-        Near duplicates are pairs with ``0 < distance < near_threshold`` (see ``near_duplicates``).
-    chunk, max_pairs : int
-        As in ``near_duplicates``; ``max_pairs`` caps each kind and set of pairs separately.
-
-    Returns
-    -------
-    table : DataFrame
-        One row a pair: ``kind`` ("exact" or "near"), ``sets`` ("train", "test" or "train_test";
-        for "train_test" ``i`` is the training image), ``i``, ``j``, ``label_i``, ``label_j``,
-        ``distance`` (rounded to 4 decimals), ``class_i``, ``class_j``; sorted by
-        ``(distance, sets, i, j)``, exact before near on equal keys.
-    metrics : dict
-        ``{"exact": {set: n}, "near": {set: n}, "near_threshold": t, "near_capped": {set: bool},
-        "exact_capped": {set: bool}, "max_pairs": max_pairs, "labels_disagree": {"exact": n, "near": n}}``,
-        plain Python numbers.
+    Images ``(n, H, W)``, labels indexing ``classes``; ``near_threshold``, ``chunk`` and ``max_pairs``
+    (a cap for each kind and set) as in ``near_duplicates``. The table has a row a pair: ``kind``,
+    ``sets`` ("train", "test" or "train_test", whose ``i`` is the training image), ``i``, ``j``,
+    labels, ``distance`` (4 decimals) and classes, sorted by ``(distance, sets, i, j)``, exact first.
+    Metrics: pair counts and ``*_capped`` by kind and set, ``near_threshold``, ``max_pairs`` and
+    ``labels_disagree`` by kind, plain Python numbers.
     """
     near_threshold = _check_threshold(near_threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -344,23 +262,10 @@ def find_all(
 
 
 def closest_pairs_grid(table: pd.DataFrame, images: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list[bool]]:
-    """The pictures of ``table``'s pairs side by side, with titles and marks, for an image grid.
+    """``(pictures, titles, marks)`` of ``table``'s pairs side by side, for an image grid.
 
-    Parameters
-    ----------
-    table : DataFrame
-        Rows of ``find_all``'s table (columns sets, i, j, label_i, label_j, distance, class_i, class_j).
-    images : dict
-        ``{"train": ndarray of shape (n_train, H, W), "test": ndarray of shape (n_test, H, W)}``.
-
-    Returns
-    -------
-    pictures : ndarray of shape (2 * len(table), H, W)
-        Each pair's image ``i`` then image ``j``, in table order; ``(0, H, W)`` for an empty table.
-    titles : list of str
-        ``"{set}[{index}] {class}\\nd={distance:.1f}"`` for each picture.
-    marks : list of bool
-        True for both pictures of a pair whose labels disagree.
+    ``images``: ``{"train": (n_train, H, W), "test": (n_test, H, W)}``. Each pair gives image ``i``
+    then ``j``, titled ``"{set}[{index}] {class}\nd={distance:.1f}"``, marked when labels disagree.
     """
     missing = [name for name in ("train", "test") if name not in images]
     if missing:
@@ -381,6 +286,16 @@ def closest_pairs_grid(table: pd.DataFrame, images: dict[str, np.ndarray]) -> tu
             titles.append(f"{side}[{index}] {name}\nd={pair.distance:.1f}")
             marks.append(disagree)
     return pictures, titles, marks
+
+
+def summary(metrics: dict) -> str:
+    """Two lines of pair counts by set from ``find_all``'s metrics, each kind marked when capped."""
+    lines = []
+    for kind, what in (("exact", "exact duplicate pairs"), ("near", f"near duplicate pairs (< {metrics['near_threshold']})")):
+        n = metrics[kind]
+        capped = " (capped at max_pairs)" if any(metrics[f"{kind}_capped"].values()) else ""
+        lines.append(f"{what}: train {n['train']}, test {n['test']}, train/test {n['train_test']}{capped}")
+    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------------- checks

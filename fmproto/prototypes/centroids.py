@@ -21,23 +21,10 @@ class NearestPrototypes:
 
 
 def class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """The mean row of each class.
+    """The mean row of each class, ``(n_classes, n_features)`` float32, summed in float64 (order-free).
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
-    y : ndarray of shape (n_samples,), ints in ``0..n_classes-1``
-    n_classes : int
-
-    Returns
-    -------
-    centroids : ndarray of shape (n_classes, n_features), float32
-        Summed in float64, so the result does not depend on the order of the images.
-
-    Raises
-    ------
-    ValueError
-        If a label is outside ``0..n_classes-1`` or a class has no images.
+    ``X (n_samples, n_features)`` or images, ``y (n_samples,)`` in ``0..n_classes-1``; ``ValueError``
+    for a label out of range or a class without images.
     """
     X = as_rows(X)
     y = _check_labels(y, n_classes, "y")
@@ -56,21 +43,7 @@ def class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
 def prototype_distances(
     X: np.ndarray, prototypes: np.ndarray, metric: Metric = "mse", chunk: int = 4096
 ) -> np.ndarray:
-    """Distances from every image to every prototype, ``chunk`` rows of ``X`` at a time.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
-    prototypes : ndarray of shape (n_prototypes, n_features) or (n_prototypes, H, W)
-    metric : {'mse', 'sqeuclidean', 'euclidean', 'cosine', 'manhattan'}
-        See ``fmproto.search.distances.pairwise_distances``.
-    chunk : int
-        Rows of ``X`` per block; peak extra memory is about ``chunk * n_prototypes`` floats.
-
-    Returns
-    -------
-    D : ndarray of shape (n_samples, n_prototypes), float32
-    """
+    """Float32 distances ``(n_samples, n_prototypes)`` by ``pairwise_distances``, ``chunk`` rows of ``X`` at a time."""
     check_metric(metric)
     _check_chunk(chunk)
     X, prototypes = as_rows(X), as_rows(prototypes)
@@ -89,35 +62,12 @@ def nearest_prototype(
     metric: Metric = "mse",
     chunk: int = 4096,
 ) -> NearestPrototypes:
-    """Classify each image by its nearest prototype.
+    """Classify each image by its nearest prototype (``prototype_labels`` in ``0..n_classes-1``).
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
-    prototypes : ndarray of shape (n_prototypes, n_features) or (n_prototypes, H, W)
-    prototype_labels : ndarray of shape (n_prototypes,), ints in ``0..n_classes-1``
-    n_classes : int
-    metric : {'mse', 'sqeuclidean', 'euclidean', 'cosine', 'manhattan'}
-        ``mse``, ``sqeuclidean`` and ``euclidean`` rank prototypes alike, so they predict alike.
-    chunk : int
-        Rows of ``X`` per block; the full ``(n_samples, n_prototypes)`` matrix is never held.
-
-    Returns
-    -------
-    NearestPrototypes
-        ``class_distances[i, c]`` is the distance from image ``i`` to the nearest prototype of class
-        ``c`` (``inf`` for a class without prototypes); ``labels`` is its argmin over classes and
-        ``distances`` its minimum.
-
-    Notes
-    -----
-    Ties: when prototypes of several classes are equally near, the lowest class index wins.
-
-    The distances are those of ``fmproto.search.distances.exact_distances``, computed in float64 and
-    rounded once to float32; a fast float32 block (``pairwise_distances``) only picks which
-    prototypes to measure (``exact_nearest``). So labels and distances are the same for any BLAS
-    build and thread count, and ``labels`` is the argmin of the float64 distances (two classes whose
-    float64 distances differ may round to one float32 value; the nearer one wins).
+    ``class_distances[i, c]``: the distance from image ``i`` to class ``c``'s nearest prototype (inf
+    for none), by ``exact_distances`` in float64 rounded once to float32 (a float32 block only
+    screens, ``exact_nearest``), so any BLAS gives the same bits; ``labels`` is its float64 argmin,
+    the lowest class on ties. ``mse``, ``sqeuclidean`` and ``euclidean`` predict alike.
     """
     check_metric(metric)
     _check_chunk(chunk)

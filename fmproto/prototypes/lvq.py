@@ -54,23 +54,10 @@ def glvq(
     seed : int, SeedSequence or Generator
         For ``numpy.random.default_rng``: the order of the images in each epoch.
 
-    Returns
-    -------
-    prototypes : ndarray, float32, the shape of the input
-
-    Raises
-    ------
-    ValueError
-        For bad arguments, NaN or inf in ``X`` or ``prototypes``, or when a step makes a prototype
-        NaN or inf (a learning rate far too large): the message names the epoch and step.
-
-    Notes
-    -----
-    The nearest correct and nearest wrong prototypes are found by float64 distance with the lowest
-    prototype index on ties (``fmproto.search.distances.exact_nearest``: a float32 product only screens),
-    and ``d_plus``, ``d_minus`` and each step are computed in float64 without BLAS, then rounded once
-    to float32. So the result is bit-identical for any BLAS build and thread count. ``f`` in Sato &
-    Yamada's cost is the identity here.
+    Returns the float32 prototypes, shaped as given; ``ValueError`` for bad arguments, NaN or inf, or a
+    step that makes a prototype NaN or inf (naming the epoch and step). The nearest correct and wrong
+    prototypes are found by float64 distance, lowest index on ties (``exact_nearest``), and each step
+    is summed in float64 without BLAS: the same bits for any BLAS and thread count.
     """
     W0 = np.asarray(prototypes)
     W = checked_rows(W0, "prototypes", dtype=np.float32).copy()

@@ -1,14 +1,10 @@
-"""Distances between the rows of two matrices: fast float32 blocks through BLAS, and exact float64 checks.
+"""Distances between rows: float32 blocks through BLAS, and exact float64 checks.
 
-The functions take images flattened to rows, ``X : ndarray of shape (n_x, n_features)`` and
-``Y : ndarray of shape (n_y, n_features)``. ``pairwise_distances`` returns a float32 ``(n_x, n_y)``
-block; callers bound memory by passing a chunk of rows of ``X`` at a time.
-
-A float32 matrix product is rounded differently by different BLAS builds and thread counts (in the
-last bits, for most entries), so nothing that must be the same on any machine is read from it
-directly. ``exact_distances`` measures chosen pairs of rows in float64 from their differences, with
-no BLAS, and ``exact_nearest`` uses a bound on the float32 rounding to decide from the fast block
-which pairs need that float64 look: the nearest row it returns is that of a float64 search.
+A float32 product rounds differently on different BLAS builds and thread counts, so nothing that must
+be reproducible is read from it directly: ``exact_distances`` measures pairs in float64 without BLAS,
+and ``exact_nearest``/``exact_minimum`` use a rigorous bound on the float32 rounding to pick which
+pairs need that look. This is the search over a few prototypes that change every k-means or GLVQ
+step; ``engine.KnnIndex`` is fitted once on many rows (fitting it each step made k-means 3x slower).
 """
 
 from typing import Literal
@@ -19,16 +15,14 @@ from fmproto.search.rounding import float32_product_error
 
 Metric = Literal["sqeuclidean", "euclidean", "mse", "cosine", "manhattan"]
 METRICS: tuple[str, ...] = ("sqeuclidean", "euclidean", "mse", "cosine", "manhattan")
-
-# Metrics that exact_nearest checks; euclidean and mse rank rows as sqeuclidean does.
+# Metrics exact_nearest screens; euclidean and mse rank rows as sqeuclidean does.
 EXACT_METRICS: tuple[str, ...] = ("sqeuclidean", "cosine", "manhattan")
 
 # Elements of the (n_x, block, n_features) difference tensor that manhattan builds at once: 64 MB.
 _MANHATTAN_BLOCK_ELEMENTS = 1 << 24
-# Elements of the float64 block of row pairs that exact_distances measures at once: 512 KB, so it
-# stays in a core's L2 cache (4 MB blocks measured 40% slower on 2 cores).
+# Float64 elements exact_distances measures at once: 512 KB stays in L2 (4 MB was 40% slower).
 _EXACT_BLOCK_ELEMENTS = 1 << 16
-# exact_distances broadcasts each row of Y against its pairs when it has at least this many on average.
+# exact_distances broadcasts a row of Y against its pairs when it has at least this many on average.
 _GROUP_MIN = 16
 
 
@@ -49,33 +43,12 @@ def squared_norms(X: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", X, X)
 
 
-def pairwise_distances(
-    X: np.ndarray,
-    Y: np.ndarray,
-    metric: Metric = "euclidean",
-    *,
-    Y_sq_norms: np.ndarray | None = None,
-    X_sq_norms: np.ndarray | None = None,
-) -> np.ndarray:
-    """Distances from every row of ``X`` to every row of ``Y``.
+def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean", *,
+                       Y_sq_norms: np.ndarray | None = None, X_sq_norms: np.ndarray | None = None) -> np.ndarray:
+    """Float32 distances ``(n_x, n_y)`` from every row of ``X (n_x, d)`` to every row of ``Y (n_y, d)``.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_x, n_features)
-    Y : ndarray of shape (n_y, n_features)
-    metric : {'sqeuclidean', 'euclidean', 'mse', 'cosine', 'manhattan'}
-        ``mse`` is the squared euclidean distance divided by ``n_features`` (the mean squared pixel
-        difference). ``cosine`` is ``1 - cos(angle)``; a row of zeros is at distance 1 from
-        everything (its direction is undefined).
-    Y_sq_norms : ndarray of shape (n_y,), optional
-        Precomputed ``squared_norms(Y)`` (float32), so a caller looping over chunks of ``X`` does
-        not recompute them.
-    X_sq_norms : ndarray of shape (n_x,), optional
-        Precomputed ``squared_norms(X)`` (float32), for a caller measuring the same rows again.
-
-    Returns
-    -------
-    D : ndarray of shape (n_x, n_y), float32
+    ``mse`` is squared euclidean over ``d``; ``cosine`` is ``1 - cos``, a zero row at distance 1 from
+    all. ``X_sq_norms``/``Y_sq_norms``: precomputed float32 ``squared_norms``, reused across chunks.
     """
     check_metric(metric)
     X = as_rows(X)
@@ -120,32 +93,13 @@ def _manhattan(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return out
 
 
-def exact_distances(
-    X: np.ndarray,
-    Y: np.ndarray,
-    metric: Metric = "sqeuclidean",
-    *,
-    rows: np.ndarray | None = None,
-    cols: np.ndarray | None = None,
-) -> np.ndarray:
-    """Distances between pairs of rows, ``X[rows[k]]`` and ``Y[cols[k]]``, in float64 without BLAS.
+def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean", *,
+                    rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
+    """Float64 distances ``(n_pairs,)`` of the pairs ``X[rows[k]], Y[cols[k]]``, without BLAS.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_x, n_features)
-    Y : ndarray of shape (n_y, n_features)
-    metric : {'sqeuclidean', 'euclidean', 'mse', 'cosine', 'manhattan'}
-        As in ``pairwise_distances``.
-    rows, cols : ndarray of shape (n_pairs,), int, optional
-        The pairs. Without them: row ``i`` of ``X`` with row ``i`` of ``Y`` (``n_x == n_y``), or
-        every row of ``X`` with the one row of ``Y`` (``n_y == 1``).
-
-    Returns
-    -------
-    distances : ndarray of shape (n_pairs,), float64
-        From the differences of the float32 rows (``as_rows``), squared and summed in float64 along
-        each row: a pair's value depends on its two rows alone, not on the BLAS, the thread count,
-        the other pairs or how they are given. On integer pixels, squared distances are exact.
+    Without ``rows`` and ``cols``: row ``i`` of ``X`` with row ``i`` of ``Y``, or every row of ``X``
+    with the one row of ``Y``. Differences of the float32 rows (``as_rows``) are summed in float64
+    along each row, so a pair's value depends on its two rows alone (exact on integer pixels).
     """
     check_metric(metric)
     X, Y = as_rows(X), as_rows(Y)
@@ -190,11 +144,7 @@ def exact_distances(
 
 
 def _exact_block(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 distances (squared for the euclidean family) between float32 rows ``a`` and ``b``, pair by pair.
-
-    ``b`` has ``len(a)`` rows or one. Each value is formed elementwise, then reduced along its one
-    contiguous row, so it does not depend on the block it is measured in or on broadcasting.
-    """
+    """Float64 distances (squared for the euclidean family) of float32 rows ``a`` and ``b`` (``len(a)`` rows or one)."""
     if metric == "cosine":
         a64, b64 = a.astype(np.float64), np.broadcast_to(b.astype(np.float64), a.shape)
         dot = np.einsum("ij,ij->i", a64, b64)
@@ -209,52 +159,28 @@ def _exact_block(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     return np.einsum("ij,ij->i", diff, diff)
 
 
-def exact_nearest(
-    X: np.ndarray,
-    Y: np.ndarray,
-    D: np.ndarray,
-    metric: str = "sqeuclidean",
-    *,
-    allowed: np.ndarray | None = None,
-    X_sq_norms: np.ndarray | None = None,
-    Y_sq_norms: np.ndarray | None = None,
-    return_distance: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The nearest row of ``Y`` to each row of ``X`` by float64 distance, screened by a float32 block.
+def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sqeuclidean", *,
+                  allowed: np.ndarray | None = None, X_sq_norms: np.ndarray | None = None,
+                  Y_sq_norms: np.ndarray | None = None, return_distance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The row of ``Y`` nearest each row of ``X`` by ``exact_distances``, screened by ``D``.
 
     Parameters
     ----------
-    X : ndarray of shape (n_x, n_features)
-    Y : ndarray of shape (n_y, n_features)
+    X, Y : ndarray of shape (n_x, d) and (n_y, d)
     D : ndarray of shape (n_x, n_y), float32
-        ``pairwise_distances(X, Y, metric)``: the fast block, whose rounding depends on the BLAS
-        build and thread count. It only decides which pairs need a float64 look.
+        ``pairwise_distances(X, Y, metric)``: it only decides which pairs need a float64 look.
     metric : {'sqeuclidean', 'cosine', 'manhattan'}
-        The metric of ``D``. Screen 'euclidean' and 'mse' as 'sqeuclidean': they rank rows alike.
+        Screen 'euclidean' and 'mse' as 'sqeuclidean'.
     allowed : ndarray of shape (n_x, n_y), bool, optional
         The rows of ``Y`` each row of ``X`` may choose from; all by default.
-    X_sq_norms, Y_sq_norms : ndarray of shape (n_x,) and (n_y,), optional
-        The float32 ``squared_norms`` that built ``D`` (sqeuclidean), so they are not recomputed.
-    return_distance : bool
-        False skips measuring the pairs that ``D`` settles alone; ``distance`` is then None.
+    X_sq_norms, Y_sq_norms : the float32 ``squared_norms`` that built ``D``, optional
+    return_distance : False skips measuring the pairs ``D`` settles alone (``distance`` is None).
 
-    Returns
-    -------
-    index : ndarray of shape (n_x,), int64
-        The allowed row of ``Y`` at the least ``exact_distances`` distance, the lowest index on
-        ties; -1 for a row of ``X`` with no allowed row.
-    distance : ndarray of shape (n_x,), float64, or None
-        ``exact_distances`` of the chosen pairs (squared for sqeuclidean); inf where index is -1.
-
-    Notes
-    -----
-    Each float32 entry of ``D`` is within a rigorous bound of its float64 distance (Higham's gamma_n
-    with slack, as ``fmproto.search.knn`` uses; it holds for any order of summation, so for any BLAS
-    blocking). A row whose best entry beats every other allowed one by more than the two bounds is
-    settled by ``D`` alone; in the others, every allowed column that could still be nearest (usually
-    two or three) is measured in float64. Rows whose ``D`` holds NaN or inf (float32 overflow)
-    measure all their allowed columns. So the answer is that of a float64 search over all allowed
-    columns, the same for any BLAS and thread count; only the time depends on ``D``.
+    Returns ``index (n_x,)`` int64, the lowest on ties, -1 with no allowed row, and ``distance (n_x,)``
+    float64 (inf where -1). A row whose best entry beats all others by more than the bounds of
+    ``screening_error`` is settled by ``D``; otherwise its possible winners are measured, and rows
+    with NaN or inf in ``D`` (float32 overflow) measure every allowed column. So the answer is that
+    of a float64 search, for any BLAS and thread count.
     """
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)
@@ -304,30 +230,11 @@ def exact_nearest(
     return index, distance
 
 
-def exact_minimum(
-    X: np.ndarray,
-    Y: np.ndarray,
-    D: np.ndarray,
-    cap: np.ndarray,
-    metric: str = "sqeuclidean",
-    *,
-    X_sq_norms: np.ndarray | None = None,
-    Y_sq_norms: np.ndarray | None = None,
-) -> np.ndarray:
-    """``minimum(cap[i], exact distance of X[i] and Y[j])`` for every pair, measuring only the pairs that can be below ``cap``.
+def exact_minimum(X: np.ndarray, Y: np.ndarray, D: np.ndarray, cap: np.ndarray, metric: str = "sqeuclidean", *,
+                  X_sq_norms: np.ndarray | None = None, Y_sq_norms: np.ndarray | None = None) -> np.ndarray:
+    """``minimum(cap[i], exact_distances(X[i], Y[j]))`` ``(n_x, n_y)`` float64, measuring only pairs that can be below ``cap (n_x,)``.
 
-    Parameters
-    ----------
-    X, Y, D, metric, X_sq_norms, Y_sq_norms
-        As in ``exact_nearest``.
-    cap : ndarray of shape (n_x,), float64
-
-    Returns
-    -------
-    capped : ndarray of shape (n_x, n_y), float64
-        Equal to measuring every pair with ``exact_distances``: where the bound on ``D`` shows a
-        pair's exact distance is above ``cap[i]``, the entry is ``cap[i]`` either way. (k-means++
-        updates each row's distance to its nearest centre so; most pairs are settled by ``D``.)
+    Arguments as in ``exact_nearest``; a pair whose bound on ``D`` is above ``cap[i]`` gets ``cap[i]``.
     """
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)
@@ -342,26 +249,12 @@ def exact_minimum(
     return capped
 
 
-def screening_error(
-    metric: str,
-    X: np.ndarray,
-    Y: np.ndarray,
-    X_sq_norms: np.ndarray | None = None,
-    Y_sq_norms: np.ndarray | None = None,
-) -> tuple[np.ndarray | float, float]:
-    """A bound on the rounding of ``D = pairwise_distances(X, Y, metric)``, float32 rows.
+def screening_error(metric: str, X: np.ndarray, Y: np.ndarray, X_sq_norms: np.ndarray | None = None,
+                    Y_sq_norms: np.ndarray | None = None) -> tuple[np.ndarray | float, float]:
+    """``(absolute, relative)`` with ``|D - exact| <= absolute + relative * exact`` for ``D = pairwise_distances``.
 
-    Returns ``(absolute, relative)`` such that ``|D - exact| <= absolute + relative * exact`` for every
-    entry, where ``exact`` is ``exact_distances`` of the pair; ``absolute`` is an array ``(n_x,)`` (one
-    value per row of ``X``) or a number. ``metric`` is one of ``EXACT_METRICS``;
-    ``X_sq_norms``/``Y_sq_norms`` as in ``exact_nearest``. With ``g = _error_factor(n_features)``:
-
-    sqeuclidean: ``D = |x|^2 - 2 x.y + |y|^2`` in float32 (``pairwise_distances``). The product and
-    the norms err by at most gamma_n times ``|x|^2 + |y|^2`` together, the two additions by a few
-    units of that: ``absolute = g (|x|^2 + max |y|^2)``.
-    cosine: the product over the float32 norms errs by about ``2 gamma_n``: ``absolute = g``.
-    manhattan: a float32 sum of rounded ``|x - y|``, within a relative ``g`` of the exact one.
-    The float64 side errs by about 1e-13 relative, well inside the slack of ``g``.
+    With ``g = float32_product_error(d)``: sqeuclidean ``absolute = g (|x|^2 + max |y|^2)`` ``(n_x,)``
+    (the product, the norms and the two additions); cosine ``absolute = g``; manhattan ``relative = g``.
     """
     check_metric(metric, EXACT_METRICS)
     g = float32_product_error(X.shape[1])

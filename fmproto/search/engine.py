@@ -1,12 +1,10 @@
 """The exact-search engine: fit once on training rows, then the k nearest or every pair within a radius.
 
-For euclidean, sqeuclidean and cosine, rows are embedded by a ``projection.Projection`` (the top
-principal components and the norm of the rest, or every dimension: the full screen) whose float32
-product scores every training row with a certified lower bound of its distance. Rows the bound
-cannot rule out are measured (a float32 product a pair, with a rigorous error bound), and those that
-can still count get the float64 distance of a naive search, sorted by (distance, index). So results
-are those of an exact float64 search, ties to the lower training index, whatever the BLAS, chunk or
-thread count. Manhattan has no product form: it takes a plain float64 search of its own.
+Rows are embedded by a ``projection.Projection`` whose float32 product scores every training row with
+a certified lower bound of its distance; rows it cannot rule out are measured (a float32 product
+with a rigorous error bound), and those that can still count get the float64 distance of a naive
+search. So results are those of an exact float64 search, ties to the lower training index, whatever
+the BLAS, chunk or thread count. Manhattan has no product form: a plain float64 search.
 """
 
 import os
@@ -21,51 +19,37 @@ from fmproto.search.distances import check_metric
 from fmproto.search import projection
 from fmproto.search.projection import Projection
 from fmproto.search.screening import Queries, checked_query, best_columns, closest, kept_bound, exact, finish, integers, leaf_order
-from fmproto.search.rounding import U32, U64, gamma
+from fmproto.search.rounding import TINY32, U32, U64, gamma
 
 KNN_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine", "manhattan")
 
-# Principal components of the screen. On Fashion-MNIST (60,000 x 784, k=5) a query measures about
-# 150 rows with 128, 100 with 160, 260 with 96; from 96 to 160 the times were within noise.
+# Principal components of the screen: on Fashion-MNIST (60,000 x 784, k=5) a query measures about
+# 150 rows with 128, 260 with 96; from 96 to 160 the times were within noise.
 COMPONENTS = 128
-# Rows measured first, the best by the bound: their k-th distance decides what the bound must rule
-# out. With every dimension kept the bound is nearly the distance, and k + _MARGIN suffice.
+# Rows measured first, the best by the bound; with every dimension kept k + _MARGIN suffice.
 _INIT = 32
 _MARGIN = 8
-# Columns are selected through the minima of groups of this many near training rows (``_leaf_order``),
-# so a query's candidates fall in few groups.
+# Columns are selected through the minima of leaves of this many near training rows.
 _GROUP = 16
-# Bytes of one query chunk's float32 score block: the chunk shrinks for large training sets.
-_SCREEN_BYTES = 1 << 28
-# (query, column) entries examined at once when collecting candidates: about 100 MB of indices.
-_CANDIDATE_BUDGET = 1 << 22
-# Float64 elements of gathered training rows measured at once: 16 MB.
-_MEASURE_ELEMENTS = 1 << 21
-# Query rows with more candidates than 1/8 of the training rows go, when a chunk has more than two
-# training sets' worth, to the same engine keeping every dimension (a float32 copy: at most 1 GB).
+_SCREEN_BYTES = 1 << 28  # a query chunk's float32 score block
+_CANDIDATE_BUDGET = 1 << 22  # (query, column) entries examined at once: about 100 MB of indices
+_MEASURE_ELEMENTS = 1 << 21  # float64 elements of gathered training rows measured at once
+# Rows with more candidates than 1/8 of the training rows go, when a chunk has over two training
+# sets' worth, to an index keeping every dimension (a float32 copy: at most 1 GB).
 _FULL_SCREEN = 8
 _FULL_SCREEN_BYTES = 1 << 30
-# Threads sharing a chunk's rows, each on one BLAS thread.
-_WORKERS = max(1, min(64, os.cpu_count() or 1))
+_WORKERS = max(1, min(64, os.cpu_count() or 1))  # threads sharing a chunk's rows, one BLAS thread each
 
 
 class KnnIndex:
-    """Exact search over fixed training rows: ``fit`` once, then ``kneighbors`` or ``radius_pairs``.
+    """Exact search over fixed training rows (kept by reference): ``fit`` once, then query.
 
-    Parameters
-    ----------
-    components : int >= 1
-        Principal components of the screen. With fewer than ``2 * components`` features the index
-        keeps every dimension (the full screen: the bound is nearly the distance).
-
-    Notes
-    -----
-    ``fit`` keeps a reference to the training rows (do not change them). For each query row: (1) the product scores
-    every training row with a lower bound; (2) the ``_INIT`` best are measured, and their k-th
-    distance plus its error bound is ``D``; (3) every row whose score is within
-    ``Projection.limits`` of ``D`` is measured too; (4) the measured rows within ``D`` up to their
-    error get the naive float64 distance and are sorted by (distance, index). A row left out in (3)
-    is farther than ``D >=`` the k-th distance, so it cannot enter, not even as a tie.
+    ``components``: principal components of the screen; with fewer than ``2 * components`` features
+    every dimension is kept (the full screen). Per query row: (1) the product scores every training
+    row with a lower bound; (2) the ``_INIT`` best are measured, their k-th distance plus its error
+    bound is ``D``; (3) every row scoring within ``Projection.limits`` of ``D`` is measured too; (4)
+    those within ``D`` get the naive float64 distance, sorted by (distance, index). A row left out
+    in (3) is farther than ``D``, so it cannot enter, not even as a tie.
     """
 
     def __init__(self, components: int = COMPONENTS):
@@ -73,7 +57,7 @@ class KnnIndex:
         self.metric = None
 
     def fit(self, X_train: np.ndarray, metric: str = "euclidean") -> "KnnIndex":
-        """Fit on ``X_train (n_train, n_features)`` (or images ``(n_train, H, W)``), finite; returns self."""
+        """Fit on finite ``X_train (n_train, n_features)`` (or images); returns self."""
         check_metric(metric, KNN_METRICS)
         X = checked_rows(X_train, "X_train")
         if len(X) == 0:
@@ -87,12 +71,15 @@ class KnnIndex:
         self.full = self.projection.n_components >= n_features
         self.group = _GROUP if n >= 64 * _GROUP else 1
         embedding = self.projection.embed(X)
-        # Column j + n_groups * t of the screen holds the t-th row of leaf j: near rows share a group.
+        # Column j + n_groups * t of the screen holds the t-th row of leaf j, so group minima are
+        # elementwise minima of contiguous slices.
         n_groups = -(-n // self.group)
         self.rows_at = np.full(n_groups * self.group, -1, dtype=np.int64)  # training row of each column
         position = np.arange(n)
-        self.rows_at[position // self.group + n_groups * (position % self.group)] = leaf_order(embedding.coords,
-                                                                                              self.group)
+        self.order = leaf_order(embedding.coords, self.group)
+        self.rows_at[position // self.group + n_groups * (position % self.group)] = self.order
+        self.leaf = np.empty(n, dtype=np.int64)
+        self.leaf[self.order] = position // self.group
         self.screen = self.projection.screen(embedding, self.rows_at)
         self.sq_norms = embedding.row_sq_norms  # float64 |x|^2: exact for integers
         self.norms = np.sqrt(self.sq_norms)
@@ -100,10 +87,7 @@ class KnnIndex:
         return self
 
     def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """``distances (n_queries, k)`` float32 and ``indices (n_queries, k)`` int64, as ``kneighbors`` gives them.
-
-        ``chunk``: query rows screened at once, at most; results do not depend on it.
-        """
+        """Float32 ``distances`` and int64 ``indices`` ``(n_queries, k)``, as ``knn.kneighbors``; ``chunk`` changes no bit."""
         X_query = self._checked(X_query, k, chunk)
         k = int(k)
         distances = np.empty((len(X_query), k), dtype=np.float32)
@@ -120,51 +104,54 @@ class KnnIndex:
                 distances[rows], indices[rows] = self._query_chunk(X_query[rows], k, block, pool)
         return distances, indices
 
-    def radius_pairs(self, X_query: np.ndarray, radius: float, *, max_pairs: int, exclude=None,
-                     upper: bool = False, chunk: int = 1024):
-        """Pairs ``(i, j)`` with naive float64 distance ``d(X_query[i], X_train[j]) < radius``: the closest.
+    def radius_pairs(self, X_query: np.ndarray | None, radius: float, *, max_pairs: int, exclude=None,
+                     chunk: int = 1024):
+        """The closest ``max_pairs`` pairs ``(i, j)`` by ``(d, i, j)`` with naive float64 ``d(X_query[i], X_train[j]) < radius``.
 
-        Parameters
-        ----------
-        X_query : ndarray of shape (n_queries, n_features) or images
-        radius : float, in the metric's units (sqeuclidean: squared)
-        max_pairs : int >= 1
-            At most this many pairs are kept, the closest by ``(d, i, j)``.
-        exclude : (groups_query, groups_train), int arrays, optional
-            Pairs of equal groups ``>= 0`` are left out (identical images, say).
-        upper : bool
-            ``X_query`` are the fitted rows: only pairs with ``j > i``.
-        chunk : int >= 1
-            Query rows screened at once, at most.
-
-        Returns ``i, j`` (n_pairs,) int64 sorted by ``(d, i, j)``, ``d`` (n_pairs,) float64 (the metric's
-        distances) and ``capped``, True when more than ``max_pairs`` pairs qualified.
+        ``X_query`` None: pairs ``i < j`` of the fitted rows (each leaf scored only against itself and
+        later leaves). ``radius`` in the metric's units (sqeuclidean: squared). ``exclude``
+        ``(groups_query, groups_train)``: pairs of equal groups ``>= 0`` are left out. Returns int64
+        ``i, j``, float64 ``d`` (the metric's) and ``capped``: whether more pairs qualified.
         """
         if self.metric in (None, "manhattan"):
             raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
                              f"got {self.metric!r}")
-        X_query = self._checked(X_query, None, chunk)
+        within = X_query is None
+        X_query = self._checked(self.X_train if within else X_query, None, chunk)
         k = check_int(max_pairs, "max_pairs", low=1) + 1  # one beyond the cap tells whether it was hit
         n_features = self.X_train.shape[1]
         limit = float(radius) ** 2 if self.metric == "euclidean" else float(radius)  # naive units
         kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
         chunk, block = self._block(chunk, len(X_query))
+        if within:  # chunks of whole leaves
+            chunk = max(self.group, chunk - chunk % self.group)
+            block = np.empty((min(chunk, len(X_query)), len(self.screen.W)), dtype=np.float32)
+        W, rows_at, n_groups = self.screen.W, self.rows_at, len(self.rows_at) // self.group
         for start in range(0, len(X_query), chunk):
-            Xc = X_query[start : start + chunk]
+            ids = self.order[start : start + chunk] if within else np.arange(start, min(start + chunk, len(X_query)))
+            if within:  # whole leaves, in leaf order: the columns of this chunk's leaves and later ones
+                first = start // self.group
+                W = self.screen.W.reshape(self.group, n_groups, -1)[:, first:].reshape(-1, self.screen.W.shape[1])
+                rows_at = self.rows_at.reshape(self.group, n_groups)[:, first:].ravel()
+            Xc = X_query[ids]
             embedding = self.projection.embed(Xc)
-            S = projection.scores(embedding.query_matrix(), self.screen.W, out=block[: len(Xc)])
+            S = projection.scores(embedding.query_matrix(), W, out=block.reshape(-1)[: len(Xc) * len(W)].reshape(len(Xc), -1))
             queries = Queries.of(Xc, self)
             bound = np.full(len(Xc), kept_bound(kept, k, limit))
             limits = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
-            for q, cols in self._candidates(S, self._minima(S), limits, budget=max(k, len(self.rows_at))):
-                keep = cols > q + start if upper else np.ones(len(q), bool)
+            for q, cols in self._candidates(S, self._minima(S), limits, max(k, len(self.rows_at)), rows_at):
+                qid = ids[q]
+                keep = np.ones(len(q), bool)
+                if within:  # each pair once: from the lower leaf, or the lower row of one leaf
+                    keep = (self.leaf[cols] > self.leaf[qid]) | ((self.leaf[cols] == self.leaf[qid]) & (cols > qid))
                 if exclude is not None:
-                    gq, gt = exclude[0][q + start], exclude[1][cols]
+                    gq, gt = exclude[0][qid], exclude[1][cols]
                     keep &= (gq != gt) | (gq < 0)
                 for rows, cols_in, _ in self._within(queries, q[keep], cols[keep], bound):
                     d = self._naive(queries, rows, cols_in)
                     good = d < limit
-                    kept = closest(kept, (rows[good] + start, cols_in[good], d[good]), k)
+                    i, j = ids[rows[good]], cols_in[good]
+                    kept = closest(kept, (np.minimum(i, j), np.maximum(i, j), d[good]) if within else (i, j, d[good]), k)
                 if len(kept[0]) >= k:  # tighter now: later candidates are screened against it
                     bound[:] = kept_bound(kept, k, limit)
                     limits[:] = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
@@ -191,8 +178,8 @@ class KnnIndex:
     def _query_chunk(self, Xc: np.ndarray, k: int, block: np.ndarray, pool) -> tuple[np.ndarray, np.ndarray]:
         """``kneighbors`` of one chunk, its rows shared between the ``pool``'s threads.
 
-        Each thread scores its rows on one BLAS thread, then selects and measures (numpy releases
-        the GIL): BLAS's own threads would spin through the selection. Rows do not depend on it.
+        Each thread scores on one BLAS thread, then selects and measures (numpy releases the GIL):
+        BLAS's own threads would spin through the selection.
         """
         n_rows = len(Xc)
         n_parts = min(_WORKERS, max(1, n_rows // 64))
@@ -269,8 +256,7 @@ class KnnIndex:
     def _bound_sq(self, D: np.ndarray, n_features: int) -> np.ndarray:
         """Squared distance in the projection's space beyond which a row's naive distance exceeds ``D``.
 
-        The naive distance is within gamma_(n+8) of the exact one: relative for squared euclidean,
-        absolute for cosine, whose rows the projection sees as unit rows (``1 - cos = |u_a - u_b|^2 / 2``).
+        The naive distance is within gamma_(n+8) of the exact one (cosine: absolute, on unit rows).
         """
         g = gamma(n_features + 8)
         if self.metric == "cosine":
@@ -296,13 +282,10 @@ class KnnIndex:
         return best_d.astype(np.float32), best_i
 
     def _measure(self, queries: "Queries", rows, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances of query rows ``rows`` (a slice or indices) to training rows ``cols (r, c)``, and error bounds.
+        """Distances ``d (r, c)`` of query rows ``rows`` (slice or indices) to training rows ``cols``, and bounds ``e``.
 
-        Squared euclidean ``|a|^2 + |b|^2 - 2 a.b`` or cosine ``1 - a.b / (|a| |b|)`` in float64,
-        from a float32 product a pair (einsum: no BLAS, whose threads wait on a busy core; the
-        training rows are cast in small buffers, twice as fast as a float copy of them).
-        ``e (r, c)`` bounds the distance to the naive float64 one: gamma_(d+3) in float32 on
-        ``|a| |b|`` (the rows' rounding to float32 included), gamma_(d+8) in float64 on the rest.
+        From a float32 product a pair (einsum: BLAS threads wait on a busy core); ``e`` bounds ``d``
+        against the naive float64 distance: gamma_(d+3) in float32 on ``|a| |b|``, gamma_(d+8) on the rest.
         """
         A32 = (queries.A if queries.A32 is None else queries.A32)[rows]  # float64: no float32 bound applies
         a_sq = queries.sq[rows]
@@ -315,10 +298,9 @@ class KnnIndex:
             for c in range(0, width, part):
                 B = self.X_train[cols[r : r + step, c : c + part]]  # (step, part, n_features), its own dtype
                 d[r : r + step, c : c + part] = np.einsum("rcd,rd->rc", B, A32[r : r + step])
-        g64 = (n_features + 8) * U64 / (1 - (n_features + 8) * U64)
-        unit = U32 if queries.A32 is not None else U64
-        g32 = 1.01 * (n_features + 3) * unit / (1 - (n_features + 3) * unit)
-        tiny = 4 * (n_features + 3) * 2.0**-149  # float32 subnormals: an absolute error an operation
+        g64 = gamma(n_features + 8)
+        g32 = 1.01 * gamma(n_features + 3, U32 if queries.A32 is not None else U64)
+        tiny = 4 * (n_features + 3) * TINY32
         a_norm, b_norm = np.sqrt(a_sq)[:, None], self.norms[cols]
         if self.metric == "cosine":
             norms = a_norm * b_norm
@@ -330,12 +312,10 @@ class KnnIndex:
         d += self.sq_norms[cols]
         return d, 2 * g32 * a_norm * b_norm + 2 * g64 * (a_norm + b_norm) ** 2 + 2 * tiny
 
-    def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET):
-        """``(query rows, training rows)`` pairs, sorted by query row: the training rows whose score is at
-        most the query row's limit.
+    def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET, rows_at=None):
+        """``(query rows, training rows)``, sorted by query row, of the columns scoring at most the row's limit.
 
-        Columns are found through the group minima: a group whose minimum is above the limit holds
-        no candidate. Rows are worked through in parts of about ``budget`` entries, never split;
+        Found through the group minima, in parts of about ``budget`` entries (rows never split);
         ``limits`` is read again for each part, so a caller may tighten it in between.
         """
         n_rows, n_groups = minima.shape
@@ -349,16 +329,15 @@ class KnnIndex:
             q += first
             cols = g[:, None] + n_groups * np.arange(self.group)  # (n_selected, group)
             keep = S[q[:, None], cols] <= limits[q][:, None]
-            q, rows = np.broadcast_to(q[:, None], cols.shape)[keep], self.rows_at[cols[keep]]
+            q, rows = np.broadcast_to(q[:, None], cols.shape)[keep], (self.rows_at if rows_at is None else rows_at)[cols[keep]]
             real = rows >= 0  # not padding
             yield q[real], rows[real]
             first = stop
 
     def _within(self, queries: "Queries", q: np.ndarray, cols: np.ndarray, D: np.ndarray) -> list:
-        """Measure the pairs ``(q, cols)`` (sorted by ``q``); ``[(rows, cols, distances)]`` of those within ``D[q]``.
+        """``[(rows, cols, distances)]`` of the pairs ``(q, cols)`` (sorted by ``q``) within ``D[q]``.
 
-        Rows are measured together in buckets of equal padded width (multiples of 16), a few numpy
-        calls a bucket rather than a row; padding repeats a row's last column and is dropped.
+        Measured in buckets of rows of equal padded width (a multiple of 16): a few numpy calls a bucket.
         """
         counts = np.bincount(q, minlength=len(D)) if len(q) else np.zeros(len(D), dtype=np.int64)
         rows = np.flatnonzero(counts)
@@ -375,10 +354,9 @@ class KnnIndex:
         return found
 
     def _naive(self, queries: "Queries", rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The naive search's float64 distances of the pairs ``(rows, cols)``: the manhattan re-rank's.
+        """The naive search's float64 distances of the pairs ``(rows, cols)``.
 
-        Integer rows (``queries.exact``) take ``|a|^2 + |b|^2 - 2 a.b`` in float64, exact in any
-        order of summation, as are the differences the naive search squares and sums.
+        Integer rows (``queries.exact``) take ``|a|^2 + |b|^2 - 2 a.b``: exact, as the naive differences are.
         """
         out = np.empty(len(rows), dtype=np.float64)
         step = max(1, _MEASURE_ELEMENTS // queries.A.shape[1])

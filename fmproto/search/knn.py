@@ -1,17 +1,4 @@
-"""Exact nearest-neighbour search: one fitted engine, certified float32 screening, float64 distances.
-
-``KnnIndex`` is fitted once on training rows and answers two queries: the ``k`` nearest rows
-(``kneighbors``) and every pair within a radius, the closest kept up to a cap (``radius_pairs``).
-For euclidean, sqeuclidean and cosine it embeds the rows by a ``projection.Projection`` (the top
-principal components and the norm of the rest, or every dimension: the full screen) whose float32
-product scores every training row with a certified lower bound of its distance. Rows the bound
-cannot rule out are measured (a float32 product a pair with a rigorous error bound), and those that
-can still count get the float64 distance of a naive search and are sorted by (distance, index).
-
-So the results are those of an exact float64 search, ties to the lower training index, whatever the
-BLAS, the chunk size or the thread count (on 0..255 pixels the float64 squared distances are exact
-integers). Manhattan has no product form: it takes a plain float64 search of its own.
-"""
+"""Exact k nearest neighbours (through ``engine.KnnIndex``) and the votes that classify by them."""
 
 from typing import Literal
 
@@ -27,80 +14,34 @@ Weights = Literal["uniform", "distance"]
 WEIGHTS: tuple[str, ...] = ("uniform", "distance")
 
 
-def kneighbors(
-    X_query: np.ndarray,
-    X_train: np.ndarray,
-    k: int,
-    metric: KnnMetric = "euclidean",
-    chunk: int = 1024,
-    X_train_sq_norms: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+def kneighbors(X_query: np.ndarray, X_train: np.ndarray, k: int, metric: KnnMetric = "euclidean",
+               chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest training rows of every query row, exactly, nearest first.
 
-    Parameters
-    ----------
-    X_query : ndarray of shape (n_queries, n_features) or (n_queries, H, W), finite
-    X_train : ndarray of shape (n_train, n_features) or (n_train, H, W), finite
-    k : int, 1 <= k <= n_train
-    metric : {'euclidean', 'sqeuclidean', 'cosine', 'manhattan'}
-        ``cosine`` is ``1 - cos(angle)`` clipped to [0, 2]; a zero row is at distance 1 from all.
-    chunk : int >= 1
-        Query rows handled at once, at most (the float32 score block stays under 256 MB).
-    X_train_sq_norms : ndarray of shape (n_train,), optional
-        Checked for its shape only; the index computes its own float64 norms.
-
-    Returns
-    -------
-    distances : ndarray of shape (n_queries, k), float32
-        Float64 distances (euclidean: square-rooted) rounded once to float32, ascending.
-    indices : ndarray of shape (n_queries, k), int64
-        Ties (equal float64 distances) go to the lower training index, at the k-th place too.
-
-    Notes
-    -----
-    Fits a ``KnnIndex`` of ``COMPONENTS`` components when the projection pays for itself (on 784
-    pixels from 613 query rows), else of every dimension; both give the same bits.
+    ``X_query (n_queries, d)``, ``X_train (n_train, d)`` (or images), finite; ``1 <= k <= n_train``;
+    ``chunk``: query rows at once, at most. Returns float32 ``distances (n_queries, k)``: the float64
+    ones (euclidean: rooted) rounded once, and int64 ``indices``, ties to the lower training index.
+    The index projects onto ``COMPONENTS`` components when that pays for itself (on 784 pixels from
+    613 query rows), else keeps every dimension; both give the same bits.
     """
     check_metric(metric, KNN_METRICS)
     X_train = checked_rows(X_train, "X_train")
-    n_train, n_features = X_train.shape
+    n_features = X_train.shape[1]
     X_query = checked_query(X_query, X_train.shape, k, chunk)  # before the fit, which costs
-    if X_train_sq_norms is not None and np.shape(X_train_sq_norms) != (n_train,):
-        raise ValueError(f"X_train_sq_norms must have shape ({n_train},); got {np.shape(X_train_sq_norms)}")
     # Projecting a row costs about 4 n_features m multiply-adds; each query saves n_features - m a row.
     m = min(COMPONENTS, n_features)
     pays = n_features >= 2 * m and len(X_query) * (n_features - m) > 4 * n_features * m
     return KnnIndex(COMPONENTS if pays else n_features).fit(X_train, metric).kneighbors(X_query, k, chunk=chunk)
 
 
-def vote(
-    neighbor_labels: np.ndarray,
-    neighbor_distances: np.ndarray,
-    n_classes: int,
-    weights: Weights = "uniform",
-) -> np.ndarray:
-    """Majority label of each row's neighbours, as scikit-learn's ``KNeighborsClassifier`` votes.
+def vote(neighbor_labels: np.ndarray, neighbor_distances: np.ndarray, n_classes: int,
+         weights: Weights = "uniform") -> np.ndarray:
+    """Majority label ``(n_queries,)`` int64 of each row's neighbours, as scikit-learn's ``KNeighborsClassifier``.
 
-    Parameters
-    ----------
-    neighbor_labels : ndarray of shape (n_queries, k), int
-        Labels in ``0..n_classes-1``; ``-1`` marks a missing neighbour (``fmproto.search.ann.query`` pads
-        short rows with index -1), which gets no vote.
-    neighbor_distances : ndarray of shape (n_queries, k)
-        Used by ``weights='distance'`` only.
-    n_classes : int >= 1
-    weights : {'uniform', 'distance'}
-        ``uniform``: one vote a neighbour. ``distance``: a neighbour's vote is ``1 / d``, summed in
-        float64 in neighbour order; if any neighbour of a row is at distance 0 (an exact copy), the
-        neighbours at distance 0 get weight 1 and all others weight 0 (scikit-learn 1.9's
-        ``_get_weights``).
-
-    Returns
-    -------
-    labels : ndarray of shape (n_queries,), int64
-        The label with the largest vote; ties go to the lowest label (scikit-learn's rule for both
-        weightings: ``argmax`` of the class counts, ``weighted_mode``). A row with no valid
-        neighbour gets -1.
+    ``neighbor_labels (n_queries, k)`` in ``0..n_classes-1``, -1 for a missing neighbour (no vote);
+    ``neighbor_distances`` of that shape, read by ``weights='distance'`` only: votes ``1 / d`` summed in
+    float64, or if a row has neighbours at distance 0, only those, each 1 (scikit-learn's
+    ``_get_weights``). Ties go to the lowest label; a row with no valid neighbour gets -1.
     """
     _check_weights(weights)
     labels = np.asarray(neighbor_labels)
@@ -136,52 +77,21 @@ def vote(
     return predicted.astype(np.int64, copy=False)
 
 
-def predict(
-    X_query: np.ndarray,
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    n_classes: int,
-    k: int = 5,
-    metric: KnnMetric = "euclidean",
-    weights: Weights = "uniform",
-    chunk: int = 1024,
-) -> np.ndarray:
-    """Labels ``(n_queries,)`` by a vote of the ``k`` exact nearest training rows.
-
-    ``kneighbors`` then ``vote``; see them for shapes, metrics and the tie rules. ``y_train`` has
-    shape ``(n_train,)`` with labels in ``0..n_classes-1``.
-    """
+def predict(X_query: np.ndarray, X_train: np.ndarray, y_train: np.ndarray, n_classes: int, k: int = 5,
+            metric: KnnMetric = "euclidean", weights: Weights = "uniform", chunk: int = 1024) -> np.ndarray:
+    """Labels ``(n_queries,)``: ``vote`` of the ``kneighbors``; ``y_train (n_train,)`` in ``0..n_classes-1``."""
     _check_weights(weights)
     y_train = _labels(y_train, X_train)
     distances, indices = kneighbors(X_query, X_train, k, metric=metric, chunk=chunk)
     return vote(y_train[indices], distances, n_classes, weights=weights)
 
 
-def predict_for_ks(
-    neighbor_indices: np.ndarray,
-    neighbor_distances: np.ndarray,
-    y_train: np.ndarray,
-    n_classes: int,
-    ks,
-    weights: Weights = "uniform",
-) -> dict[int, np.ndarray]:
-    """Predictions for several ``k`` from one neighbour search done for ``max(ks)``.
+def predict_for_ks(neighbor_indices: np.ndarray, neighbor_distances: np.ndarray, y_train: np.ndarray,
+                   n_classes: int, ks, weights: Weights = "uniform") -> dict[int, np.ndarray]:
+    """``{k: predict(..., k=k)}`` for each k of ``ks`` (each in ``1..k_max``) from one search for ``k_max``.
 
-    Parameters
-    ----------
-    neighbor_indices : ndarray of shape (n_queries, k_max), int
-        From ``kneighbors(..., k_max)``, nearest first; the first ``k`` columns are the ``k``
-        nearest, so no search is repeated.
-    neighbor_distances : ndarray of shape (n_queries, k_max)
-    y_train : ndarray of shape (n_train,), int
-    n_classes : int
-    ks : iterable of int, each in 1..k_max
-    weights : {'uniform', 'distance'}
-
-    Returns
-    -------
-    predictions : dict mapping each k (in the order given) to labels of shape (n_queries,)
-        Equal to ``predict(..., k=k)`` for each k.
+    ``neighbor_indices`` and ``neighbor_distances`` ``(n_queries, k_max)`` from ``kneighbors``: their
+    first ``k`` columns are the ``k`` nearest.
     """
     _check_weights(weights)
     indices = np.asarray(neighbor_indices)

@@ -1,15 +1,10 @@
 """Certified lower bounds of euclidean distances, from a projection onto principal components.
 
-A row ``x`` is embedded as ``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, with ``V``
-the top ``m`` principal components. As ``|a - b|^2 = |V^T (a - b)|^2 + |R (a - b)|^2`` and
-``|R a - R b| >= | |R a| - |R b| |``, ``|a - b|^2 >= |f(a) - f(b)|^2``: one float32 product of
-``m + 2`` columns scores every pair with a lower bound of its squared distance.
-
-The bound survives every rounding: ``Projection.limits`` turns a squared distance into the largest
-float32 score a row within it can get, allowing for the basis being orthonormal only to float64
-precision, the float64 embedding and its rounding to float32 (``delta``, a row), and the float32
-product's rounding (``fmproto.search.rounding``). Rows are scaled by a power of two (exact) so that no
-float32 square overflows; a query row too large for the product (``TOO_LARGE``) is given no limit.
+A row is embedded as ``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, ``V`` the top
+``m`` components; ``|a - b|^2 >= |f(a) - f(b)|^2``, so one float32 product of ``m + 2`` columns
+scores every pair with a lower bound. ``Projection.limits`` keeps the bound rigorous through every
+rounding: the basis's departure from orthonormal, the float64 embedding, its float32 rounding
+(``delta``) and the product's (``fmproto.search.rounding``).
 """
 
 import math
@@ -21,24 +16,17 @@ from threadpoolctl import threadpool_limits
 from fmproto.pipeline.checks import check_int
 from fmproto.search.rounding import U32, U64, float32_product_error, gamma, round_up32
 
-# Rows whose covariance gives the basis, evenly spaced: the fit costs about the same at any size.
-_PCA_ROWS = 8192
-# Rows embedded at once: a (rows, n_features) float64 block, 25 MB at 784 features.
-_BLOCK = 4096
-# Absolute slack for float32 and float64 subnormals, far below any distance of unit-scaled rows.
-_TINY = 2.0**-140
-# Scaled query rows up to this norm make no product entry overflow (2 * 2^40 * |f_b|, |f_b| <= 2);
-# larger ones get zeros in the product and no limit.
+_PCA_ROWS = 8192  # rows, evenly spaced, whose covariance gives the basis
+_BLOCK = 4096  # rows embedded at once: 25 MB of float64 at 784 features
+_TINY = 2.0**-140  # absolute slack for subnormals, far below any distance of unit-scaled rows
+# Scaled query rows up to this norm make no product entry overflow; larger ones get no limit.
 TOO_LARGE = 2.0**40
 
 
 @dataclass
 class Embedding:
-    """Embedded rows: ``coords`` (n, m + 1) float32 with ``|coords - f| <= delta`` (n,) float64.
-
-    ``sq_norms`` (n,) float64 are ``|coords|^2``; ``row_sq_norms`` (n,) float64 the squared norms
-    of the rows as given (exact for integer rows below 2^53).
-    """
+    """Embedded rows: ``coords (n, m + 1)`` float32 within ``delta (n,)`` of ``f``; float64 ``sq_norms``
+    of ``coords`` and ``row_sq_norms`` of the rows as given."""
 
     coords: np.ndarray
     delta: np.ndarray
@@ -59,10 +47,7 @@ class Embedding:
 
 @dataclass
 class Screen:
-    """Training side of the product: ``W`` (n_padded, m + 2) float32 rows ``[-2 f_b, |f_b|^2]``.
-
-    ``[f_a, 1] @ W.T`` is ``|f_a - f_b|^2 - |f_a|^2``; padding rows score the largest float32.
-    """
+    """``W (n_padded, m + 2)`` float32 rows ``[-2 f_b, |f_b|^2]``: ``[f_a, 1] @ W.T = |f_a - f_b|^2 - |f_a|^2``."""
 
     W: np.ndarray
     delta_max: float  # largest delta of the training rows
@@ -75,14 +60,9 @@ def scores(Q: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
 
 class Projection:
-    """The embedding ``f(x) = scale * (V^T (x - mean), |R (x - mean)|)``; ``fit`` once, then ``embed``.
+    """``f(x) = scale * (V^T (x - mean), |R (x - mean)|)`` with ``components`` columns (all: ``V = I``).
 
-    Parameters
-    ----------
-    components : int >= 1
-        ``m``, at most ``n_features`` (all of them: ``V`` is the identity, the bound nearly exact).
-    normalize : bool
-        Rows are divided by their norms first (cosine); zero rows stay zero.
+    ``normalize``: rows are divided by their norms first (cosine); zero rows stay zero.
     """
 
     def __init__(self, components: int, normalize: bool = False):
@@ -94,11 +74,9 @@ class Projection:
         return self.basis.shape[1]
 
     def fit(self, X: np.ndarray) -> "Projection":
-        """Fit on rows ``X (n, n_features)``: deterministic (a seeded subspace iteration).
+        """Fit on rows ``X (n, d)``, deterministically; ``np.linalg.LinAlgError`` if the basis is not orthonormal to 1e-6.
 
-        The basis only decides how tight the bounds are, never whether they hold. Each column's sign
-        makes its largest entry (the first, on ties) positive. Raises ``np.linalg.LinAlgError`` when
-        the basis is not orthonormal to 1e-6.
+        The basis decides how tight the bounds are, never whether they hold.
         """
         n, n_features = X.shape
         m = min(self.components, n_features)
@@ -127,12 +105,9 @@ class Projection:
         return self
 
     def embed(self, X: np.ndarray) -> Embedding:
-        """The float32 embedding of rows ``X (n, n_features)`` with a rigorous bound ``delta`` on its error.
+        """The float32 embedding of rows ``X (n, d)``, with a rigorous bound ``delta`` on its error.
 
-        In float64 blocks of ``_BLOCK`` rows, without a centred copy: ``p = V^T x - V^T mean`` and
-        ``|R y|^2 = |y|^2 - |p|^2`` with ``|y|^2 = |x|^2 - 2 x.mean + |mean|^2``. ``delta`` covers the
-        rounding of ``p`` and ``|y|^2``, the cancellation in ``|R y|^2``, the basis's departure from
-        orthonormal, the square root, unit rows (``normalize``) and the rounding to float32.
+        In float64 blocks, without a centred copy: ``p = V^T x - V^T mean``, ``|R y|^2 = |y|^2 - |p|^2``.
         """
         n, n_features = X.shape
         m = self.n_components
@@ -189,7 +164,11 @@ class Projection:
         width = embedding.coords.shape[1]
         real = rows >= 0
         W = np.zeros((len(rows), width + 1), dtype=np.float32)
-        W[real, :width] = embedding.coords[rows[real]] * np.float32(-2.0)  # exact
+        for start in range(0, len(rows), _BLOCK):  # in blocks: no second gathered copy of the rows
+            part = rows[start : start + _BLOCK]
+            block = W[start : start + len(part)]
+            block[part >= 0, :width] = embedding.coords[part[part >= 0]]
+            block[:, :width] *= np.float32(-2.0)  # exact
         W[real, width] = embedding.sq_norms[rows[real]]  # rounded once: inside the product's bound
         W[~real, width] = np.finfo(np.float32).max
         n = len(embedding.delta)
@@ -198,13 +177,10 @@ class Projection:
         return Screen(W=W, delta_max=delta_max, norm_max=norm_max)
 
     def limits(self, bound_sq: np.ndarray, query: Embedding, screen: Screen) -> np.ndarray:
-        """Per query row, the largest float32 score of a training row within squared distance ``bound_sq``.
+        """Per query row, the largest float32 score a training row within squared distance ``bound_sq (n,)`` can get.
 
-        ``bound_sq`` (n_queries,) float64 is in the rows' own units (unit rows for ``normalize``).
-        A training row scoring above its query's limit is farther than ``bound_sq``; the limit is
-        inf for a query row too large for the product. Uses ``|a - b|^2 >= (1 - orthogonality)
-        |f_a - f_b|^2``, ``|f_a - f_b| >= |f~_a - f~_b| - delta_a - delta_b`` and the product's
-        bound ``g (|f~_a|^2 + 3 max|f~_b|^2) + tau``, taken twice to cover the float64 arithmetic here.
+        In the rows' own units (unit rows for ``normalize``); inf for a row too large for the product.
+        Uses ``|a - b|^2 >= (1 - orthogonality) |f_a - f_b|^2``, the ``delta``s and twice the product's bound.
         """
         m = self.n_components
         bound_sq = np.asarray(bound_sq, dtype=np.float64)
@@ -220,11 +196,8 @@ class Projection:
 
 
 def _top_subspace(C: np.ndarray, m: int) -> np.ndarray:
-    """Orthonormal columns ``(n, m)`` spanning about the top-``m`` eigenvectors of symmetric PSD ``C``.
-
-    Five steps of subspace iteration on ``C + shift`` from a seeded start, each orthonormalised by
-    Cholesky QR (LAPACK ``eigh`` took seconds when its threads waited on a busy core).
-    """
+    """Orthonormal ``(n, m)`` spanning about the top-``m`` eigenvectors of PSD ``C``: five seeded subspace
+    iterations, Cholesky QR (LAPACK ``eigh`` took seconds when its threads waited on a busy core)."""
     n = len(C)
     if m >= n:
         return np.eye(n)  # exactly orthonormal
@@ -237,7 +210,7 @@ def _top_subspace(C: np.ndarray, m: int) -> np.ndarray:
 
 
 def _orthonormal(Z: np.ndarray, passes: int) -> np.ndarray:
-    """Columns spanning those of ``Z (n, w)`` by Cholesky QR; a second pass restores orthogonality to ``u``."""
+    """Cholesky QR of ``Z (n, w)``; a second pass restores orthogonality to ``u``."""
     with threadpool_limits(1, user_api="blas"):  # a small factor: threads only wait on each other
         for _ in range(passes):
             L = np.linalg.cholesky(Z.T @ Z)

@@ -1,26 +1,19 @@
-"""Error against training-set size: the doubling sizes, seeded subsamples and a power-law fit.
-
-The model is ``error = 2**intercept * n**-slope``, a straight line on log-log axes:
-``log2(error) = intercept - slope * log2(n)``. A positive ``slope`` means the error falls as the
-training set grows; doubling ``n`` multiplies the error by ``2**-slope``.
-"""
+"""Error against training-set size: doubling sizes, seeded subsamples and a power-law fit
+``error = 2**intercept * n**-slope`` (a positive slope: the error falls as ``n`` grows)."""
 
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from fmproto.evaluation import plots
 from fmproto.pipeline.checks import check_int, is_int
 from fmproto.search.knn import kneighbors, predict_for_ks
 
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """Least-squares line ``log2(error) = intercept - slope * log2(n)``.
-
-    ``r2`` is the coefficient of determination of that line on the log2 errors (1.0 when the
-    points lie on it exactly, including the flat case where every error is the same).
-    """
+    """Least-squares ``log2(error) = intercept - slope * log2(n)``; ``r2`` of it on the log2 errors (flat: 1)."""
 
     slope: float
     intercept: float
@@ -28,20 +21,7 @@ class PowerLawFit:
 
 
 def fit_power_law(n: np.ndarray, error: np.ndarray) -> PowerLawFit:
-    """Fit ``log2(error) = intercept - slope * log2(n)`` by ordinary least squares.
-
-    Parameters
-    ----------
-    n : array-like of shape (n_points,)
-        Training-set sizes, > 0. Repeated sizes (several random samples of one size) are fine.
-    error : array-like of shape (n_points,)
-        Error rates, > 0 and finite (an error of 0 has no logarithm).
-
-    Returns
-    -------
-    PowerLawFit
-        With at least 2 distinct sizes the line is unique.
-    """
+    """Fit ``log2(error) = intercept - slope * log2(n)`` by least squares: ``n`` > 0 (2 distinct at least), ``error`` > 0, finite."""
     n = np.asarray(n, dtype=np.float64)
     error = np.asarray(error, dtype=np.float64)
     if n.ndim != 1 or n.shape != error.shape:
@@ -65,10 +45,7 @@ def fit_power_law(n: np.ndarray, error: np.ndarray) -> PowerLawFit:
 
 
 def predict_error(fit: PowerLawFit, n) -> np.ndarray:
-    """Error the fit predicts at size ``n`` (scalar or array, > 0): ``2**(intercept - slope*log2(n))``.
-
-    Returns a float64 array of the shape of ``n`` (0-d for a scalar; ``float()`` takes it).
-    """
+    """``2**(intercept - slope*log2(n))``, float64 of the shape of ``n`` (> 0; 0-d for a scalar)."""
     n = np.asarray(n, dtype=np.float64)
     if not np.all(np.isfinite(n) & (n > 0)):
         raise ValueError(f"n must be finite and > 0; got {n.ravel()[:3].tolist()}")
@@ -76,13 +53,7 @@ def predict_error(fit: PowerLawFit, n) -> np.ndarray:
 
 
 def training_sizes(n_total: int, start: int = 200) -> list[int]:
-    """Sizes ``start, 2*start, 4*start, ...`` up to ``n_total``, then ``n_total`` itself.
-
-    ``n_total`` ends the list once, whether or not it is a power-of-two multiple of ``start``:
-    ``training_sizes(48000) == [200, 400, ..., 25600, 48000]`` and
-    ``training_sizes(51200) == [200, ..., 25600, 51200]``. With ``n_total <= start`` the list is
-    ``[n_total]``.
-    """
+    """Sizes ``start, 2*start, ...`` below ``n_total``, then ``n_total``: ``[200, ..., 25600, 48000]``; ``[n_total]`` if small."""
     for name, value in (("n_total", n_total), ("start", start)):
         check_int(value, name, low=1)
     sizes = []
@@ -94,14 +65,9 @@ def training_sizes(n_total: int, start: int = 200) -> list[int]:
 
 
 def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.ndarray:
-    """Sorted random rows ``(size,)`` int64 out of ``range(n_total)``, without replacement.
-
-    Sample ``repeat`` of a size is the first ``size`` entries of one permutation drawn from
-    ``numpy.random.default_rng([seed, repeat])``, sorted. So the same ``(seed, repeat)`` gives the
-    same rows on every run, the samples of one repeat are nested (the 200 rows lie inside the 400),
-    and ``size == n_total`` gives every row. Sorting keeps the rows in their original order, so
-    index tie rules downstream (the lower training index first) do not depend on the draw.
-    """
+    """Sorted random rows ``(size,)`` int64 of ``range(n_total)``: the first ``size`` of a permutation by
+    ``default_rng([seed, repeat])``. Samples of one repeat are nested; sorted, so index tie rules
+    downstream do not depend on the draw."""
     for name, value in (("n_total", n_total), ("seed", seed), ("repeat", repeat)):
         check_int(value, name, low=0)
     if not is_int(size) or not 0 <= size <= n_total:
@@ -124,24 +90,12 @@ def error_curve(
     weights: str,
     seed: int,
 ) -> tuple[list[dict], list[dict]]:
-    """Validation error of exact kNN fitted on random training samples of each size.
+    """Validation error of exact kNN on random training samples of each size, ``(rows, timings)``.
 
-    Each size below ``len(X_train)`` is drawn ``repeats`` times (``sample_indices``); the full
-    training set is one fixed sample. One neighbour search of the largest k that the sample holds
-    serves every k; a k larger than a sample is not measured on it (its rows start at the first
-    size of at least k).
-
-    Returns
-    -------
-    rows : list of dict
-        One per (size, repeat, k with k <= size): ``n``, ``k``, ``repeat``, ``error``; deterministic.
-    timings : list of dict
-        One per (size, repeat): ``n``, ``repeat``, ``seconds`` of the search and votes.
-
-    Raises
-    ------
-    ValueError
-        If a k is not an integer in ``1..len(X_train)``, or a size is below every k (nothing to measure).
+    Sizes below ``len(X_train)`` are drawn ``repeats`` times, the full set once; one search for the
+    largest k a sample holds serves every k (a k is measured from the first size that holds it).
+    ``rows``: ``n, k, repeat, error`` a (size, repeat, k); ``timings``: ``n, repeat, seconds``.
+    ``ValueError`` if a k or size is not in ``1..len(X_train)`` or a size is below every k.
     """
     n_full = len(X_train)
     bad = [n for n in sizes if not is_int(n) or not 1 <= n <= n_full]
@@ -167,20 +121,12 @@ def error_curve(
 
 
 def summarize_curve(rows: list[dict], ks: list[int], n_full: int) -> tuple[dict, dict]:
-    """Fit each k on its mean errors below ``n_full``; the metrics and the curves to draw.
+    """Fit each k on its mean errors below ``n_full``: ``(metrics, series)``.
 
-    The full-size figures (``measured_error_full``, ``best_k``, the prediction at ``n_full``) exist
-    only when the rows reach ``n_full``; otherwise they are left out, never NaN. A k whose errors
-    include 0 below full size (toy data) has no fit: its fit figures are None.
-
-    Returns
-    -------
-    metrics : dict
-        ``n_full``, ``by_k`` (per k: ``measured_error_full`` when measured, ``slope``, ``intercept``,
-        ``r2``, ``predicted_error_full``), and when the full size was measured ``best_k`` (lowest
-        full-size error, then the smaller k), ``measured_error_full`` and ``fit`` of that k.
-    series : dict
-        ``{"k=K": (n, mean error)}`` and ``{"fit k=K": (n, predicted error)}`` for the picture.
+    ``metrics``: ``n_full`` and ``by_k`` (``slope``, ``intercept``, ``r2``, ``predicted_error_full``:
+    None for a k with an error of 0 below full size; ``measured_error_full`` when measured), and when
+    the full size was measured ``best_k`` (then the smaller k), its ``measured_error_full`` and
+    ``fit``. ``series``: ``{"k=K": (n, mean error), "fit k=K": (n, predicted)}`` to draw.
     """
     by_k, series = {}, {}
     for k in ks:
@@ -212,3 +158,30 @@ def summarize_curve(rows: list[dict], ks: list[int], n_full: int) -> tuple[dict,
         metrics.update(best_k=best, measured_error_full=chosen["measured_error_full"],
                        fit={key: chosen[key] for key in ("slope", "intercept", "r2", "predicted_error_full")})
     return metrics, series
+
+
+def seconds_by_n(timings: list[dict]) -> dict[str, float]:
+    """Mean ``seconds`` of ``error_curve``'s timings by size, ``{str(n): seconds}`` rounded to 4 places."""
+    sizes = sorted({t["n"] for t in timings})
+    return {str(n): round(float(np.mean([t["seconds"] for t in timings if t["n"] == n])), 4) for n in sizes}
+
+
+def summary(metrics: dict, timings: list[dict]) -> str:
+    """Two lines on ``summarize_curve``'s metrics and ``error_curve``'s timings."""
+    sizes = [t["n"] for t in timings]
+    if "best_k" in metrics:
+        fit = metrics["fit"]
+        predicted = (f"predicted {fit['predicted_error_full']:.4f} (slope {fit['slope']:.3f})"
+                     if fit["slope"] is not None else "no fit (an error of 0 below full size)")
+        first = f"best k {metrics['best_k']}: measured full-size error {metrics['measured_error_full']:.4f}, {predicted}"
+    else:
+        first = f"sizes stop at {sizes[-1]:,} below the full split ({metrics['n_full']:,}): no full-size figures"
+    return f"{first}\n{len(timings)} runs over sizes {sizes[0]:,}..{sizes[-1]:,}; largest search {timings[-1]['seconds']:.1f} s"
+
+
+def curve_figure(series: dict, metric: str):
+    """``summarize_curve``'s series drawn on log-log axes, fits dashed in their k's colour."""
+    return plots.lines(series, xlabel="training images", ylabel="validation error", loglog=True,
+                       title=f"kNN ({metric}) error against training size; dashed: fit",
+                       dashed=[name for name in series if name.startswith("fit")],
+                       colour_of={name: name.removeprefix("fit ") for name in series})

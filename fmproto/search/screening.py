@@ -1,5 +1,4 @@
-"""Helpers of the exact-search engine (``fmproto.search.engine``): query rows as measured, the
-training rows' leaf order, column selection through group minima, and float64 distances."""
+"""Helpers of ``fmproto.search.engine``: query rows as measured, leaf order, column selection, float64 distances."""
 
 from dataclasses import dataclass
 
@@ -13,13 +12,9 @@ _MEASURE_ELEMENTS = 1 << 21
 
 @dataclass
 class Queries:
-    """A chunk of query rows as ``KnnIndex`` measures them.
-
-    ``A`` (n, n_features) float64, ``A32`` the same rounded to float32 (None when a float32
-    product could overflow: then products are float64), ``sq`` their float64 squared norms.
-    ``exact``: the naive squared euclidean distances are those of float64 products (integer rows
-    whose sums stay below 2^53, so every sum is exact).
-    """
+    """Query rows as ``KnnIndex`` measures them: ``A (n, d)`` float64, ``A32`` float32 (None when a
+    float32 product could overflow), ``sq`` float64 squared norms; ``exact``: integer rows whose
+    float64 products are exact (sums below 2^53)."""
 
     A: np.ndarray
     A32: np.ndarray | None
@@ -29,19 +24,18 @@ class Queries:
     @classmethod
     def of(cls, Xc: np.ndarray, index) -> "Queries":
         A = Xc.astype(np.float64)
-        largest = _largest(A)
-        exact = (index.metric != "cosine" and index.integral and _integral(A)
+        integral, largest = integers(A)
+        exact = (index.metric != "cosine" and index.integral and integral
                  and A.shape[1] * (index.largest + largest) ** 2 < 2.0**53)
         small = A.shape[1] * max(largest, 1.0) * max(index.largest, 1.0) < 2.0**100  # float32 max: 2^128
         return cls(A=A, A32=A.astype(np.float32) if small else None, sq=np.einsum("ij,ij->i", A, A), exact=exact)
 
 
 def leaf_order(F: np.ndarray, size: int) -> np.ndarray:
-    """Rows of ``F (n, width)`` ordered so that each run of ``size`` (the last maybe shorter) holds near rows.
+    """Rows of ``F (n, width)`` ordered so that each run of ``size`` holds near rows (a k-d split).
 
-    A k-d split, level by level: every node of ``size * c`` rows is split at ``size * (c // 2)``
-    along one of the 8 widest coordinates in turn (the same for all nodes of a level), until nodes
-    hold ``size`` rows. Deterministic: ties are ordered by row.
+    Level by level, every node of ``size * c`` rows is split at ``size * (c // 2)`` along one of the
+    8 widest coordinates in turn, until nodes hold ``size`` rows; ties ordered by row.
     """
     n = len(F)
     order = np.arange(n)
@@ -76,21 +70,14 @@ def integers(X: np.ndarray) -> tuple[bool, float]:
 
 
 def _integral(Y: np.ndarray) -> bool:
-    """Whether every entry of float ``Y`` is an integer."""
     return bool(np.array_equal(Y, np.rint(Y)))
-
-
-def _largest(Y: np.ndarray) -> float:
-    """The largest absolute entry of ``Y`` (0 for none)."""
-    return max(abs(float(Y.max())), abs(float(Y.min()))) if Y.size else 0.0
 
 
 def best_columns(S: np.ndarray, n_candidates: int, group: int,
                   minima: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``n_candidates`` lowest scores of each row, and the highest score among them.
+    """Columns of the ``n_candidates`` lowest scores of each row of ``S``, and the highest among them.
 
-    Every column not returned scores at least the returned highest (``boundary``). ``minima``, the
-    group minima of ``S`` (n_rows, width // group), saves computing them again.
+    ``minima``: the group minima of ``S`` ``(n_rows, width // group)``, if computed already.
     """
     n_rows, width = S.shape
     n_groups = width // group
@@ -98,10 +85,8 @@ def best_columns(S: np.ndarray, n_candidates: int, group: int,
         cols = np.argpartition(S, n_candidates - 1, axis=1)[:, :n_candidates] if n_candidates < width else \
             np.broadcast_to(np.arange(width), (n_rows, width))
         return cols, np.take_along_axis(S, cols, axis=1).max(axis=1)
-    # The n_candidates lowest of a row lie in the n_candidates groups with the lowest minima: any
-    # other group's entries are >= the n_candidates-th lowest minimum, and the chosen groups already
-    # hold n_candidates entries <= it. Group j is the strided set of columns j, j + n_groups, ...:
-    # its minimum is then an elementwise minimum of contiguous slices, one fast pass over S.
+    # The n_candidates lowest of a row lie in the n_candidates groups with the lowest minima: the
+    # chosen groups hold n_candidates entries <= the n_candidates-th lowest minimum, others none below.
     if minima is None:
         minima = S.reshape(n_rows, group, n_groups).min(axis=1)  # (n_rows, n_groups)
     groups = np.argpartition(minima, n_candidates - 1, axis=1)[:, :n_candidates]
@@ -125,15 +110,13 @@ def exact(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
 
 
 def finish(distances: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 exact values to the returned float32 distances (euclidean takes the root)."""
+    """Float64 values to the returned float32 distances (euclidean takes the root)."""
     if metric == "euclidean":
         distances = np.sqrt(distances)
     return distances.astype(np.float32)
 
-
-
 def kept_bound(kept, k: int, limit: float) -> float:
-    """The naive distance a new pair must not exceed: ``limit``, or the farthest kept once ``k`` are (ties may enter)."""
+    """The naive distance a new pair must not exceed: ``limit``, or the k-th kept (ties may enter)."""
     return limit if len(kept[0]) < k else min(limit, float(kept[2][k - 1]))
 
 

@@ -230,16 +230,6 @@ def test_large_images_fit_a_tile_the_params_allow(n_pixels):
     assert dedup.tile_bytes(1, n_pixels) < 20 * n_pixels + 32 * 1024**2
 
 
-def test_exact_distances_of_large_images_in_several_batches():
-    rng = np.random.default_rng(9)
-    images = rng.integers(0, 256, size=(30, 100, 200), dtype=np.uint8)  # 20,000 pixels: 163 pairs a batch
-    i, j = np.triu_indices(30, k=1)  # 435 pairs
-    got = dedup.exact_rms_distances(images, images, i, j)
-    flat = images.reshape(30, -1).astype(np.int64)
-    expected = np.sqrt(((flat[i] - flat[j]) ** 2).sum(axis=1) / flat.shape[1])
-    np.testing.assert_array_equal(got, expected)
-
-
 # ------------------------------------------------------------------------------------------------- all sets
 
 

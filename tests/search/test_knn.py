@@ -122,11 +122,10 @@ def test_cosine_zero_rows_are_at_distance_one():
     np.testing.assert_allclose(distances, [[1, 1, 1], [0, 1, 1]])
 
 
-def test_images_and_precomputed_norms():
+def test_images_give_the_neighbours_of_their_rows():
     X_query, X_train = _tied_integers(n_train=200, n_query=10, n_features=12, levels=4, seed=6)
     flat = knn.kneighbors(X_query, X_train, 3)
-    norms = np.einsum("ij,ij->i", X_train.astype(np.float32), X_train.astype(np.float32))
-    shaped = knn.kneighbors(X_query.reshape(10, 3, 4), X_train.reshape(200, 3, 4), 3, X_train_sq_norms=norms)
+    shaped = knn.kneighbors(X_query.reshape(10, 3, 4), X_train.reshape(200, 3, 4), 3)
     np.testing.assert_array_equal(flat[1], shaped[1])
     np.testing.assert_array_equal(flat[0], shaped[0])
 
@@ -199,7 +198,6 @@ def test_predict_for_ks_equals_separate_predicts():
         (lambda: knn.kneighbors(np.array([[np.nan]]), TOY_TRAIN, 1), r"X_query must be finite"),
         (lambda: knn.kneighbors(TOY_TRAIN.ravel(), TOY_TRAIN, 1), r"X_query must have shape \(n, n_features\)"),
         (lambda: knn.kneighbors(TOY_TRAIN, TOY_TRAIN.astype(str), 1), r"X_train must hold integers or floats; got dtype <U"),
-        (lambda: knn.kneighbors(TOY_TRAIN, TOY_TRAIN, 1, X_train_sq_norms=np.ones(4)), r"X_train_sq_norms must have shape \(5,\); got \(4,\)"),
         (lambda: knn.vote(TOY_LABELS[None], np.ones((1, 5)), 3, weights="gaussian"), r"weights must be one of 'uniform', 'distance'; got 'gaussian'"),
         (lambda: knn.vote(TOY_LABELS[None], np.ones((1, 5)), 2), r"neighbor_labels must lie in 0\.\.1 \(or -1 for missing\); got values in 0\.\.2"),
         (lambda: knn.vote(TOY_LABELS, np.ones(5), 3), r"neighbor_labels must be a 2-D integer array"),
