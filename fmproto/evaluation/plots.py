@@ -132,3 +132,9 @@ def lines(
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def convergence(histories: dict[str, np.ndarray], title: str) -> Figure:
+    """A line per named run: its mean squared distance to the centres at each iteration (from 1)."""
+    return lines({name: (np.arange(1, len(h) + 1), h) for name, h in histories.items()}, xlabel="iteration",
+                 ylabel="mean squared distance to centre", title=title)

@@ -1,25 +1,12 @@
-"""Feature transforms shared by every method: raw or standardised pixels, HOG, and PCA.
+"""Feature transforms: raw or standardised pixels, HOG, a small network's features, then PCA.
 
-A transform is fitted on the training split only (``fit``), then applied unchanged to any
-other images (``transform``): the validation and test images never shape it. The fitted state is a
-dict of arrays; ``to_arrays`` and ``from_arrays`` turn spec and state into arrays for
-``fmproto.pipeline.io.save_arrays`` and back.
-
-Blocks (``kind``, joined with ``+`` for combinations, e.g. ``hog+standard``):
-
-- ``raw``: the pixels as float32, 0..255;
-- ``standard``: each pixel minus its training mean, over its training standard deviation;
-- ``hog``: histograms of oriented gradients (``fmproto.representation.hog``), ``hog_orientations`` bins per
-  ``hog_cell`` x ``hog_cell`` cell, 2x2-cell blocks L2-Hys normalised;
-- ``cnn``: the ``cnn_embedding`` units of the last hidden layer of a small convolutional network
-  (``fmproto.representation.cnn``) trained on the training split's images and labels (``fit`` then needs labels).
-
-In a combination, each block is scaled so that its rows have unit mean L2 norm on the training
-split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then,
-if ``pca_components > 0``, PCA fitted on the training rows projects onto that many components,
-optionally whitened.
-
-Augmented copies of the training images (``fmproto.representation.augment``) go through the same transform.
+``fit`` sees the training split only; ``transform`` applies the fitted state (a dict of arrays) to any
+images; ``to_arrays`` / ``from_arrays`` store spec and state for ``fmproto.pipeline.io.save_arrays``.
+``kind`` joins blocks with ``+`` (``hog+standard``): ``raw`` pixels 0..255; ``standard`` pixels
+standardised by their training mean and deviation; ``hog`` (``fmproto.representation.hog``); ``cnn``
+(``fmproto.representation.cnn``, trained on the training labels). Combined blocks are each scaled to
+unit mean row norm on the training split, so none dominates by its size; a lone block keeps its
+units. Then, if ``pca_components > 0``, PCA fitted on the training rows, optionally whitened.
 """
 
 import dataclasses
@@ -32,9 +19,7 @@ from fmproto.representation import cnn
 from fmproto.representation.hog import hog, hog_size
 
 BLOCKS: tuple[str, ...] = ("raw", "standard", "hog", "cnn")
-# Rows transformed at once: bounds HOG's per-pixel work arrays and PCA's float64 rows to a few
-# hundred MB (8192 x 2304 HOG features x 8 bytes = 150 MB).
-_CHUNK = 8192
+_CHUNK = 8192  # rows at once: 8192 x 2304 HOG features x 8 bytes = 150 MB of float64
 
 
 @dataclass(frozen=True)
@@ -84,12 +69,8 @@ def block_widths(spec: FeatureSpec, image_shape: tuple[int, int]) -> list[int]:
 
 
 def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) -> list[int]:
-    """``block_widths``, or a ``ValueError`` for a spec that cannot be fitted on ``n_images`` images of ``image_shape``.
-
-    Everything ``fit`` refuses for these sizes, decided from them alone: a caller checks before
-    training a network or reading a pixel. PCA keeps at most as many components as the blocks
-    make features and as there are training images.
-    """
+    """``block_widths``, or the ``ValueError`` ``fit`` would raise on ``n_images`` images of ``image_shape``,
+    decided from the sizes alone (before a network is trained). PCA keeps at most min(n_images, n_features)."""
     widths = block_widths(spec, image_shape)
     n_features = sum(widths)
     if n_images < 2:
@@ -103,11 +84,10 @@ def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) ->
 
 def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
         n_classes: int | None = None) -> dict[str, np.ndarray]:
-    """Fit the transform on training ``images (n, H, W)``; the state ``transform`` needs.
+    """The state ``transform`` needs, fitted on training ``images (n, H, W)``.
 
-    A ``cnn`` block first trains its network on the images and their ``labels`` (in
-    ``0..n_classes-1``). Then one pass over chunks of rows: per-block mean norms and, for PCA, the
-    float64 sums behind the covariance, so memory stays bounded however many features HOG makes.
+    A ``cnn`` block needs ``labels`` in ``0..n_classes-1``. One pass over chunks of rows sums the block
+    norms and, for PCA, the float64 covariance, so memory stays bounded however wide HOG is.
     """
     check_fit(spec, images.shape[1:], len(images))
     state: dict[str, np.ndarray] = {}
@@ -118,7 +98,9 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
                              epochs=spec.cnn_epochs, learning_rate=spec.cnn_learning_rate, seed=spec.cnn_seed,
                              threads=spec.cnn_threads))
     if "standard" in spec.blocks:
-        mean, var = _mean_var(images.reshape(len(images), -1))
+        pixels = images.reshape(len(images), -1).astype(np.float64)
+        mean, var = pixels.mean(axis=0), pixels.var(axis=0)
+        del pixels  # 8 bytes a pixel of every training image
         state["standard_mean"] = mean.astype(np.float32)
         # Pixels that never vary (a constant border) keep their scale rather than divide by zero.
         state["standard_scale"] = np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
@@ -132,8 +114,7 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
             X = np.concatenate(blocks, axis=1).astype(np.float64)
             total = X.sum(axis=0) if total is None else total + X.sum(axis=0)
             scatter = X.T @ X if scatter is None else scatter + X.T @ X
-    # A lone block keeps its own units (pixel distances stay pixel distances); combined blocks are
-    # scaled to unit mean norm each, so that none dominates by its size (an all-zero block keeps 1).
+    # An all-zero block keeps scale 1.
     mean_norms = norm_sums / len(images)
     scales = 1.0 / np.where(mean_norms > 0, mean_norms, 1.0) if len(spec.blocks) > 1 else np.ones(1)
     for block, scale in zip(spec.blocks, scales):
@@ -156,9 +137,7 @@ def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray
 
 
 def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
-    blocks = _blocks(images, spec, state)
-    for block, values in zip(spec.blocks, blocks):
-        values *= state[f"scale_{block}"]
+    blocks = [values * state[f"scale_{block}"] for block, values in zip(spec.blocks, _blocks(images, spec, state))]
     X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
     if "pca_components" in state:
         return ((X - state["pca_mean"]) @ state["pca_components"]) * state["pca_scale"]
@@ -166,7 +145,7 @@ def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.
 
 
 def to_arrays(spec: FeatureSpec, state: dict[str, np.ndarray], shifts: bool, flip: bool) -> dict[str, np.ndarray]:
-    """The spec, fitted state and augmentation flags as named arrays, for ``fmproto.pipeline.io.save_arrays``."""
+    """The spec, fitted state and augmentation flags as named arrays."""
     arrays = {f"state_{name}": np.asarray(value) for name, value in state.items()}
     arrays["spec_kind"] = np.array(spec.kind)
     arrays["spec_numbers"] = np.array([spec.hog_cell, spec.hog_orientations, spec.pca_components,
@@ -191,36 +170,18 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[FeatureSpec, dict[str, n
 
 
 def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarray]:
-    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # not -1: that fails for no images
-    out = []
-    for block in spec.blocks:
-        if block == "raw":
-            out.append(rows.astype(np.float32))
-        elif block == "standard":
-            out.append((rows.astype(np.float32) - state["standard_mean"]) / state["standard_scale"])
-        elif block == "cnn":
-            out.append(cnn.embed(images, state))
-        else:
-            out.append(hog(images, spec.hog_cell, spec.hog_orientations))
-    return out
-
-
-def _mean_var(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    X = rows.astype(np.float64)
-    mean = X.mean(axis=0)
-    return mean, ((X - mean) ** 2).mean(axis=0)
+    rows = images.reshape(len(images), int(np.prod(images.shape[1:]))).astype(np.float32)  # not -1: fails for n=0
+    make = {"raw": lambda: rows, "standard": lambda: (rows - state["standard_mean"]) / state["standard_scale"],
+            "cnn": lambda: cnn.embed(images, state), "hog": lambda: hog(images, spec.hog_cell, spec.hog_orientations)}
+    return [make[block]() for block in spec.blocks]
 
 
 def _fit_pca(mean: np.ndarray, covariance: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, top components ``(n_features, n_components)`` and per-component scale, in float32.
+    """Mean, top components ``(n_features, n_components)`` and per-component scale, float32.
 
-    From the eigen-decomposition of the float64 covariance, on one BLAS thread; each component's
-    sign is fixed so its largest-magnitude entry is positive, so the result does not depend on the
-    LAPACK build's sign choices (its last bits still depend on the BLAS kernel, so on the CPU).
-    Whitening divides each component by its standard deviation on the training rows.
+    Each component's largest-magnitude entry is made positive, whatever LAPACK's sign choice.
     """
-    # One BLAS thread: LAPACK's reductions split across threads sum in another order, and the
-    # components would then change in their last bits with the machine's core count.
+    # One BLAS thread: threaded reductions sum in another order, changing the last bits by core count.
     with threadpool_limits(1, user_api="blas"):
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
     order = np.argsort(eigenvalues)[::-1][: spec.pca_components]
