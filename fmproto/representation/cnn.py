@@ -1,15 +1,11 @@
 """A small convolutional network whose last hidden layer is a feature block (``features.kind`` cnn).
 
-``fit`` trains it with PyTorch; ``embed`` applies it in numpy alone, each BatchNorm folded into the
-layer before it, so that explaining an image needs no PyTorch. The network: three blocks of 3x3
-convolution (padding 1) -> ReLU -> 2x2 max pool (``width``, ``2 width``, ``4 width`` channels; images
-of at least 8x8), then a fully connected layer to ``embedding`` units -> ReLU: the features. Training
-adds BatchNorm after each layer, dropout and a linear layer to the classes; AdamW with a one-cycle
-rate, batches of 128, random mirrors and shifts of up to 2 pixels.
-
-Deterministic and the same on every x86-64 CPU: seeded, deterministic algorithms, a fixed thread
-count (sums on one and two threads differ in the last bits, and training amplifies that) and
-``PORTABLE_KERNELS``. PyTorch's global random state and thread count are restored.
+Three blocks of 3x3 convolution (padding 1) -> ReLU -> 2x2 max pool (``width``, ``2 width``, ``4 width``
+channels), then a fully connected layer to ``embedding`` units -> ReLU: the features. ``fit`` trains
+it with PyTorch (BatchNorm, dropout and a linear layer to the classes; AdamW, one-cycle rate, random
+mirrors and shifts); ``embed`` applies it in numpy alone, BatchNorm folded in, so explaining an image
+needs no PyTorch. The same weights on every x86-64 CPU: seeded, deterministic algorithms, a fixed
+thread count (one and two threads sum differently) and ``PORTABLE_KERNELS``.
 """
 
 import math
@@ -44,10 +40,8 @@ def import_torch():
     try:
         import torch
     except ImportError:
-        raise ValueError(
-            "features.kind cnn trains with PyTorch, which is not installed; install the optional extra: "
-            "pip install -e '.[cnn]' (make env does)"
-        ) from None
+        raise ValueError("features.kind cnn trains with PyTorch, which is not installed; install the optional extra: "
+                         "pip install -e '.[cnn]' (make env does)") from None
     unpinned = {key: os.environ.get(key) for key, value in PORTABLE_KERNELS.items() if os.environ.get(key) != value}
     if unpinned or torch.backends.cpu.get_cpu_capability() != "DEFAULT":
         raise ValueError(f"PyTorch was loaded before fmproto.representation.cnn could pin its CPU kernels ({PORTABLE_KERNELS}); "
@@ -72,10 +66,9 @@ def fit(
     ``(out, in, 3, 3)`` and ``_b``, ``cnn_fc_w (embedding, 4 width (H // 8) (W // 8))`` and ``cnn_fc_b``.
     """
     check_shape(images.shape[1:])
-    for name, value, high in (("width", width, 256), ("embedding", embedding, 4096), ("epochs", epochs, 1000),
-                              ("threads", threads, 256), ("n_classes", n_classes, 1 << 16)):
-        check_int(value, name, low=1, high=high)
-    check_int(seed, "seed", low=0, high=2**31 - 1)
+    for checked in ((width, "width", 1, 256), (embedding, "embedding", 1, 4096), (epochs, "epochs", 1, 1000),
+                    (threads, "threads", 1, 256), (n_classes, "n_classes", 1, 1 << 16), (seed, "seed", 0, 2**31 - 1)):
+        check_int(*checked)
     if not 0 < float(learning_rate) <= 1:
         raise ValueError(f"learning_rate must be in (0, 1]; got {learning_rate!r}")
     if len(images) < 2 or len(labels) != len(images):
@@ -103,11 +96,8 @@ def fit(
 
 
 def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-    """The features ``(n, embedding)`` float32 of ``images (n, H, W)``.
-
-    Chunks run one a core on one BLAS thread each. Every product is exact before its one rounding
-    (``_exact_product``), so an image gets the same bytes alone or in a set, on any CPU or BLAS.
-    """
+    """The features ``(n, embedding)`` float32 of ``images (n, H, W)``: the same bytes for an image alone
+    or in a set, on any CPU or BLAS (``_exact_product``). Chunks run a core each, on one BLAS thread."""
     check_shape(images.shape[1:])
     height, width = images.shape[1:]
     widest = max(height * width * 9 * state["cnn_c1_w"].shape[1], (height // 2) * (width // 2) * 9 * state["cnn_c2_w"].shape[1])
@@ -154,9 +144,7 @@ def _standardise(images: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``x (n, H, W, C)`` -> 3x3 convolution, padding 1 -> ReLU -> 2x2 max pool (floor).
-
-    Pooled before the bias and ReLU, which commute with a maximum: a quarter of the work.
-    """
+    Pooled before the bias and ReLU, which commute with a maximum: a quarter of the work."""
     n, height, width, channels = x.shape
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     patches = np.concatenate([padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)],

@@ -9,17 +9,19 @@ unit mean row norm on the training split, so none dominates by its size; a lone 
 units. Then, if ``pca_components > 0``, PCA fitted on the training rows, optionally whitened.
 """
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fmproto.representation import cnn
+from fmproto.representation import augment, cnn
 from fmproto.representation.hog import hog, hog_size
 
 BLOCKS: tuple[str, ...] = ("raw", "standard", "hog", "cnn")
 _CHUNK = 8192  # rows at once: 8192 x 2304 HOG features x 8 bytes = 150 MB of float64
+# ``spec_numbers``' order in ``to_arrays``; files from before the cnn block hold the first four.
+_NUMBERS = ("hog_cell", "hog_orientations", "pca_components", "pca_whiten", "cnn_width", "cnn_embedding", "cnn_epochs",
+            "cnn_seed", "cnn_threads")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class FeatureSpec:
     @property
     def blocks(self) -> list[str]:
         return self.kind.split("+")
+
+    @property
+    def plain_pixels(self) -> bool:
+        """Raw pixels without PCA: stored as the uint8 images themselves, lossless and 4x smaller."""
+        return self.kind == "raw" and self.pca_components == 0
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         """``ValueError`` naming the bad setting for images of ``image_shape`` (H, W)."""
@@ -136,6 +143,26 @@ def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray
     return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
+def feature_arrays(train: np.ndarray, test: np.ndarray, fit_rows: np.ndarray, labels: np.ndarray, n_classes: int,
+                   spec: FeatureSpec, shifts: bool, flip: bool) -> dict[str, np.ndarray]:
+    """The features stage's arrays, the transform fitted on ``train[fit_rows]`` (``labels`` are ``train``'s).
+
+    ``train`` and ``test``: the features of the images ``(n, H, W)`` (``plain_pixels``: the uint8 rows);
+    ``augmented`` and ``augmented_source``: those of every training image's copies and the row each
+    was made from; then ``to_arrays``.
+    """
+    state = fit(train[fit_rows], spec, labels=labels[fit_rows], n_classes=n_classes)
+    copies, source = augment.augment(train, shifts, flip)
+
+    def features(images: np.ndarray) -> np.ndarray:
+        if spec.plain_pixels:
+            return images.reshape(len(images), int(np.prod(images.shape[1:])))
+        return transform(images, spec, state)
+
+    return {"train": features(train), "test": features(test), "augmented": features(copies[len(train):]),
+            "augmented_source": source[len(train):], **to_arrays(spec, state, shifts, flip)}
+
+
 def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
     blocks = [values * state[f"scale_{block}"] for block, values in zip(spec.blocks, _blocks(images, spec, state))]
     X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
@@ -146,27 +173,20 @@ def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.
 
 def to_arrays(spec: FeatureSpec, state: dict[str, np.ndarray], shifts: bool, flip: bool) -> dict[str, np.ndarray]:
     """The spec, fitted state and augmentation flags as named arrays."""
-    arrays = {f"state_{name}": np.asarray(value) for name, value in state.items()}
-    arrays["spec_kind"] = np.array(spec.kind)
-    arrays["spec_numbers"] = np.array([spec.hog_cell, spec.hog_orientations, spec.pca_components,
-                                       int(spec.pca_whiten), spec.cnn_width, spec.cnn_embedding, spec.cnn_epochs,
-                                       spec.cnn_seed, spec.cnn_threads], dtype=np.int64)
-    arrays["spec_cnn_learning_rate"] = np.float64(spec.cnn_learning_rate)
-    arrays["augment_flags"] = np.array([shifts, flip], dtype=bool)
-    return arrays
+    return {**{f"state_{name}": np.asarray(value) for name, value in state.items()}, "spec_kind": np.array(spec.kind),
+            "spec_numbers": np.array([int(getattr(spec, name)) for name in _NUMBERS], dtype=np.int64),
+            "spec_cnn_learning_rate": np.float64(spec.cnn_learning_rate),
+            "augment_flags": np.array([shifts, flip], dtype=bool)}
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[FeatureSpec, dict[str, np.ndarray], tuple[bool, bool]]:
     """``to_arrays`` inverted: the spec, the fitted state and the (shifts, flip) flags."""
-    cell, orientations, components, whiten, *network = (int(v) for v in arrays["spec_numbers"])
-    spec = FeatureSpec(str(arrays["spec_kind"]), cell, orientations, components, bool(whiten))
-    if network:  # files written before the cnn block have 4 numbers
-        width, embedding, epochs, seed, threads = network
-        spec = dataclasses.replace(spec, cnn_width=width, cnn_embedding=embedding, cnn_epochs=epochs, cnn_seed=seed,
-                                   cnn_threads=threads, cnn_learning_rate=float(arrays["spec_cnn_learning_rate"]))
+    numbers = {name: int(value) for name, value in zip(_NUMBERS, arrays["spec_numbers"])}
+    numbers["pca_whiten"] = bool(numbers["pca_whiten"])
+    if "spec_cnn_learning_rate" in arrays:
+        numbers["cnn_learning_rate"] = float(arrays["spec_cnn_learning_rate"])
     state = {name.removeprefix("state_"): value for name, value in arrays.items() if name.startswith("state_")}
-    shifts, flip = (bool(v) for v in arrays["augment_flags"])
-    return spec, state, (shifts, flip)
+    return FeatureSpec(str(arrays["spec_kind"]), **numbers), state, tuple(bool(v) for v in arrays["augment_flags"])
 
 
 def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarray]:
