@@ -42,8 +42,8 @@ def import_torch():
     except ImportError:
         raise ValueError("features.kind cnn trains with PyTorch, which is not installed; install the optional extra: "
                          "pip install -e '.[cnn]' (make env does)") from None
-    unpinned = {key: os.environ.get(key) for key, value in PORTABLE_KERNELS.items() if os.environ.get(key) != value}
-    if unpinned or torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+    if (any(os.environ.get(key) != value for key, value in PORTABLE_KERNELS.items())
+            or torch.backends.cpu.get_cpu_capability() != "DEFAULT"):
         raise ValueError(f"PyTorch was loaded before fmproto.representation.cnn could pin its CPU kernels ({PORTABLE_KERNELS}); "
                          "train the network in a fresh process")
     return torch

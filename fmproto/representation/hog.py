@@ -26,10 +26,8 @@ def hog(images: np.ndarray, cell: int = 4, orientations: int = 9) -> np.ndarray:
     magnitude split between its two nearest bins; ``cell`` x ``cell`` cells from the top left (a
     remainder dropped); 2x2-cell blocks at stride one cell, L2-Hys normalised (a flat block stays 0).
     """
-    out = [_hog_chunk(images[i : i + _CHUNK], cell, orientations) for i in range(0, len(images), _CHUNK)]
-    if not out:
-        return np.zeros((0, hog_size(images.shape[1:], cell, orientations)), dtype=np.float32)
-    return np.concatenate(out)
+    starts = range(0, len(images), _CHUNK) or [0]  # no images still give (0, hog_size)
+    return np.concatenate([_hog_chunk(images[i : i + _CHUNK], cell, orientations) for i in starts])
 
 
 def hog_size(image_shape: tuple[int, int], cell: int, orientations: int) -> int:
@@ -68,7 +66,7 @@ def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
     ).reshape(n, (cells_y - 1) * (cells_x - 1), 4 * orientations)
     blocks = _l2(blocks)
     np.minimum(blocks, 0.2, out=blocks)
-    return _l2(blocks).reshape(n, -1)
+    return _l2(blocks).reshape(n, hog_size((height, width), cell, orientations))
 
 
 def _l2(blocks: np.ndarray) -> np.ndarray:

@@ -1,12 +1,8 @@
-"""Feature transforms: raw or standardised pixels, HOG, a small network's features, then PCA.
+"""Feature transforms fitted on the training split (``fit``), applied to any images (``transform``).
 
-``fit`` sees the training split only; ``transform`` applies the fitted state (a dict of arrays) to any
-images; ``to_arrays`` / ``from_arrays`` store spec and state for ``fmproto.pipeline.io.save_arrays``.
-``kind`` joins blocks with ``+`` (``hog+standard``): ``raw`` pixels 0..255; ``standard`` pixels
-standardised by their training mean and deviation; ``hog`` (``fmproto.representation.hog``); ``cnn``
-(``fmproto.representation.cnn``, trained on the training labels). Combined blocks are each scaled to
-unit mean row norm on the training split, so none dominates by its size; a lone block keeps its
-units. Then, if ``pca_components > 0``, PCA fitted on the training rows, optionally whitened.
+``kind`` joins blocks with ``+``: ``raw`` pixels, ``standard`` (standardised) pixels, ``hog``, ``cnn``
+(a network trained on the training labels). Combined blocks are scaled to unit mean row norm each, so
+none dominates by its size; then, if ``pca_components > 0``, PCA, optionally whitened.
 """
 
 from dataclasses import dataclass
@@ -51,8 +47,7 @@ class FeatureSpec:
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         """``ValueError`` naming the bad setting for images of ``image_shape`` (H, W)."""
-        bad = [b for b in self.blocks if b not in BLOCKS]
-        if bad or len(set(self.blocks)) != len(self.blocks):
+        if not set(self.blocks) <= set(BLOCKS) or len(set(self.blocks)) != len(self.blocks):
             raise ValueError(f"features.kind must be one or more of {', '.join(BLOCKS)} joined with '+', "
                              f"each once; got {self.kind!r}")
         if "hog" in self.blocks:
@@ -76,8 +71,7 @@ def block_widths(spec: FeatureSpec, image_shape: tuple[int, int]) -> list[int]:
 
 
 def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) -> list[int]:
-    """``block_widths``, or the ``ValueError`` ``fit`` would raise on ``n_images`` images of ``image_shape``,
-    decided from the sizes alone (before a network is trained). PCA keeps at most min(n_images, n_features)."""
+    """``block_widths``, or the ``ValueError`` ``fit`` would raise on ``n_images`` images, before any work."""
     widths = block_widths(spec, image_shape)
     n_features = sum(widths)
     if n_images < 2:
@@ -145,12 +139,8 @@ def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray
 
 def feature_arrays(train: np.ndarray, test: np.ndarray, fit_rows: np.ndarray, labels: np.ndarray, n_classes: int,
                    spec: FeatureSpec, shifts: bool, flip: bool) -> dict[str, np.ndarray]:
-    """The features stage's arrays, the transform fitted on ``train[fit_rows]`` (``labels`` are ``train``'s).
-
-    ``train`` and ``test``: the features of the images ``(n, H, W)`` (``plain_pixels``: the uint8 rows);
-    ``augmented`` and ``augmented_source``: those of every training image's copies and the row each
-    was made from; then ``to_arrays``.
-    """
+    """The features stage's arrays: ``train``, ``test``, ``augmented`` (every training image's copies),
+    ``augmented_source`` and ``to_arrays``'s, the transform fitted on ``train[fit_rows]``, ``labels[fit_rows]``."""
     state = fit(train[fit_rows], spec, labels=labels[fit_rows], n_classes=n_classes)
     copies, source = augment.augment(train, shifts, flip)
 
@@ -197,10 +187,8 @@ def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarr
 
 
 def _fit_pca(mean: np.ndarray, covariance: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, top components ``(n_features, n_components)`` and per-component scale, float32.
-
-    Each component's largest-magnitude entry is made positive, whatever LAPACK's sign choice.
-    """
+    """Mean, top components ``(n_features, n_components)``, each with its largest entry positive (whatever
+    LAPACK's sign), and per-component scale, float32."""
     # One BLAS thread: threaded reductions sum in another order, changing the last bits by core count.
     with threadpool_limits(1, user_api="blas"):
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
