@@ -56,10 +56,8 @@ def check_shape(image_shape: tuple[int, ...]) -> None:
         raise ValueError(f"features.kind cnn needs images of at least 8x8 (three 2x2 poolings); got {height}x{width}")
 
 
-def fit(
-    images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 16, embedding: int = 128,
-    epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2,
-) -> dict[str, np.ndarray]:
+def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 16, embedding: int = 128,
+        epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2) -> dict[str, np.ndarray]:
     """Train on ``images (n, H, W)`` uint8 with ``labels (n,)`` in ``0..n_classes-1``.
 
     Returns the float32 state ``embed`` needs: ``cnn_mean``, ``cnn_std``, ``cnn_{c1,c2,c3}_w``
@@ -90,9 +88,7 @@ def fit(
     finally:
         torch.set_num_threads(previous[0])
         torch.use_deterministic_algorithms(previous[1])
-    state = _fold(net)
-    state["cnn_mean"], state["cnn_std"] = np.float32(mean), np.float32(std)
-    return state
+    return {**_fold(net), "cnn_mean": np.float32(mean), "cnn_std": np.float32(std)}
 
 
 def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:

@@ -11,10 +11,8 @@ _LEVELS = 256  # uint8 grey levels: every gradient component lies in -255..255
 
 @cache
 def _angles() -> np.ndarray:
-    """``atan2(gy, gx)`` float32 for every integer gradient of uint8 images, ``(511, 511)`` by (gy, gx).
-
-    numpy's arctan2 has other last bits on AVX-512 CPUs; the C library's gives the same table anywhere.
-    """
+    """``atan2(gy, gx)`` float32 for every integer gradient of uint8 images, ``(511, 511)`` by (gy, gx): numpy's
+    arctan2 has other last bits on AVX-512 CPUs; the C library's gives the same table anywhere."""
     g = range(1 - _LEVELS, _LEVELS)
     return np.array([[math.atan2(y, x) for x in g] for y in g]).astype(np.float32)
 
@@ -61,11 +59,8 @@ def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
     cells = np.bincount((slot + lower[inside]).ravel(), (magnitude * (1 - upper_weight)).ravel(), size)
     cells += np.bincount((slot + upper[inside]).ravel(), (magnitude * upper_weight).ravel(), size)
     cells = cells.astype(np.float32).reshape(n, cells_y, cells_x, orientations)
-    blocks = np.concatenate(
-        [cells[:, :-1, :-1], cells[:, :-1, 1:], cells[:, 1:, :-1], cells[:, 1:, 1:]], axis=3
-    ).reshape(n, (cells_y - 1) * (cells_x - 1), 4 * orientations)
-    blocks = _l2(blocks)
-    np.minimum(blocks, 0.2, out=blocks)
+    blocks = np.concatenate([cells[:, :-1, :-1], cells[:, :-1, 1:], cells[:, 1:, :-1], cells[:, 1:, 1:]], axis=3)
+    blocks = np.minimum(_l2(blocks.reshape(n, (cells_y - 1) * (cells_x - 1), 4 * orientations)), 0.2)
     return _l2(blocks).reshape(n, hog_size((height, width), cell, orientations))
 
 

@@ -85,12 +85,9 @@ def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) ->
 
 def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
         n_classes: int | None = None) -> dict[str, np.ndarray]:
-    """The state ``transform`` needs, fitted on training ``images (n, H, W)``.
-
-    A ``cnn`` block needs ``labels`` in ``0..n_classes-1``. One pass over chunks of rows sums the block
-    norms and, for PCA, the float64 covariance, so memory stays bounded however wide HOG is.
-    """
-    check_fit(spec, images.shape[1:], len(images))
+    """The state ``transform`` needs, fitted on training ``images (n, H, W)`` (and for a ``cnn`` block their
+    ``labels`` in ``0..n_classes-1``): one pass over chunks of rows, so memory stays bounded however wide HOG is."""
+    widths = check_fit(spec, images.shape[1:], len(images))
     state: dict[str, np.ndarray] = {}
     if "cnn" in spec.blocks:
         if labels is None or n_classes is None:
@@ -106,10 +103,9 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
         # Pixels that never vary (a constant border) keep their scale rather than divide by zero.
         state["standard_scale"] = np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
     norm_sums = np.zeros(len(spec.blocks))
-    widths, total, scatter = None, None, None
+    total = scatter = None
     for i in range(0, len(images), _CHUNK):
         blocks = _blocks(images[i : i + _CHUNK], spec, state)
-        widths = [b.shape[1] for b in blocks]
         norm_sums += [np.sqrt(np.einsum("ij,ij->i", b, b)).sum() for b in blocks]
         if spec.pca_components > 0:
             X = np.concatenate(blocks, axis=1).astype(np.float64)
@@ -118,13 +114,11 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
     # An all-zero block keeps scale 1.
     mean_norms = norm_sums / len(images)
     scales = 1.0 / np.where(mean_norms > 0, mean_norms, 1.0) if len(spec.blocks) > 1 else np.ones(1)
-    for block, scale in zip(spec.blocks, scales):
-        state[f"scale_{block}"] = np.float32(scale)
+    state.update({f"scale_{block}": np.float32(scale) for block, scale in zip(spec.blocks, scales)})
     if spec.pca_components > 0:
         d = np.repeat(scales, widths)  # each feature's block scale
         mean = total / len(images)
-        covariance = (scatter - len(images) * np.outer(mean, mean)) / (len(images) - 1)
-        covariance = d[:, None] * covariance * d[None, :]
+        covariance = d[:, None] * ((scatter - len(images) * np.outer(mean, mean)) / (len(images) - 1)) * d[None, :]
         state["pca_mean"], state["pca_components"], state["pca_scale"] = _fit_pca(d * mean, covariance, spec)
     return state
 
