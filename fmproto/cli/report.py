@@ -1,11 +1,7 @@
 """``fmproto report``: a Markdown report for a pull request, comparing the workspace with a base revision.
 
-It leads with what matters: the quality metrics that changed (accuracy, F1, recall, errors, counts)
-in a first table, per-class and per-k detail folded below it, then the settings the metrics record,
-the params diff, pictures that render without a network (PNG files; the test confusion matrix of the
-base beside this change's, drawn from ``dvc plots diff`` with vl-convert), and last the timings, only
-those that moved by more than noise against ``--base-timings``. ``make report`` writes ``report.md``;
-the ``metrics`` workflow posts it as a pull-request comment.
+The quality metrics that changed, per-class and per-k detail folded, the settings the metrics record,
+the params diff, pictures (PNGs; the two test confusions via vl-convert), timings that moved beyond noise.
 """
 
 import argparse
@@ -15,11 +11,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from fmproto.pipeline import io
-from fmproto.pipeline import timings
+from fmproto.pipeline import io, timings
 from fmproto.pipeline.guard import stage_errors
 
-# The pictures a reviewer looks at first, relative to the project folder.
 KEY_FIGURES = [
     ("Test confusion matrix", "reports/test/confusion_test.png"),
     ("Explanations: test images beside their nearest training images", "reports/explain-test/explanations.png"),
@@ -32,8 +26,7 @@ QUALITY = {"accuracy", "macro_f1", "f1", "precision", "recall", "error", "measur
 COUNTS = {"exact", "near", "labels_disagree", "class_counts", "n"}
 DETAIL = {"per_class", "per_class_accuracy", "by_k", "classes", "class_counts", "summary"}
 LEAD = {"accuracy": 0, "macro_f1": 1, "recall": 2}
-# A timing moved when it changed by more than this fraction, and (seconds) by more than this much.
-NOISE_FRACTION, NOISE_SECONDS = 0.25, 0.5
+NOISE_FRACTION, NOISE_SECONDS = 0.25, 0.5  # a timing moved by more than both (seconds: the second too)
 
 
 def dvc(*args: str) -> str:
@@ -48,35 +41,28 @@ def dvc(*args: str) -> str:
 def classify(key: str) -> str:
     """``quality``, ``detail`` (per class, per k, per method) or ``setting`` for a dotted metric key."""
     parts = key.split(".")
-    is_quality = (parts[-1] in QUALITY or any(p in COUNTS for p in parts) or key == "recall_at_k.recall"
-                  or parts[0] == "per_class_accuracy")
-    if not is_quality:
+    if not (parts[-1] in QUALITY or any(p in COUNTS for p in parts) or parts[0] == "per_class_accuracy"
+            or key == "recall_at_k.recall"):
         return "setting"
     return "detail" if any(p in DETAIL for p in parts[:-1]) else "quality"
 
 
 def _cell(text: str) -> str:
-    """``text`` safe inside a Markdown table cell (code spans too): ``|`` escaped, line breaks and tabs as spaces."""
+    """``text`` safe in a Markdown table cell (code spans too): ``|`` escaped, all whitespace one space."""
     return " ".join(str(text).replace("|", "\\|").split())
 
 
 def _number(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.5g}"
-    return str(value)
+    return "–" if value is None else f"{value:.5g}" if isinstance(value, float) else str(value)
 
 
 def metric_tables(diff: dict, base: str) -> dict[str, list[str]]:
     """Markdown table rows of ``dvc metrics diff --json`` output, grouped by ``classify``."""
     rows = {"quality": [], "detail": [], "setting": []}
-    # Headline first: accuracy, then F1, then the rest; within each, file by file.
     ordered = sorted(((path, key, change) for path, changes in diff.items() for key, change in changes.items()),
                      key=lambda item: (LEAD.get(item[1].split(".")[-1], len(LEAD)), item[0], item[1]))
     for path, key, change in ordered:
-        old, new = change.get("old"), change.get("new")
-        delta = change.get("diff")
+        old, new, delta = change.get("old"), change.get("new"), change.get("diff")
         shown = f"{delta:+.5g}" if isinstance(delta, (int, float)) and not isinstance(delta, bool) else ""
         rows[classify(key)].append(f"| `{_cell(key)}` | {_cell(path)} | {_number(old)} | {_number(new)} | {shown} |")
     return rows
@@ -89,12 +75,9 @@ def timing_changes(base: dict[str, dict], now: dict[str, dict]) -> list[str]:
         old_flat, new_flat = _flatten(base[stage]), _flatten(now[stage])
         for key in sorted(set(old_flat) & set(new_flat)):
             old, new = old_flat[key], new_flat[key]
-            if not old or not math.isfinite(old) or not math.isfinite(new):
-                continue
-            moved = abs(new - old) > NOISE_FRACTION * abs(old)
-            if "seconds" in key:
-                moved = moved and abs(new - old) > NOISE_SECONDS
-            if moved:
+            moved = abs(new - old) > NOISE_FRACTION * abs(old) and (
+                "seconds" not in key or abs(new - old) > NOISE_SECONDS)
+            if old and math.isfinite(old) and math.isfinite(new) and moved:
                 rows.append(f"| `{key}` | {stage} | {old:.4g} | {new:.4g} | {100 * (new - old) / old:+.0f}% |")
     return rows
 
@@ -121,12 +104,10 @@ def classes_without_test_images(metrics_path: str | Path = "metrics/test.json") 
 
 def render(base: str, tables: dict[str, list[str]], params_diff: str, pictures: list[tuple[str, str]],
            timing_rows: list[str] | None, no_test_images: list[str] = ()) -> str:
-    """The report's Markdown; ``pictures`` are (title, link) pairs; ``timing_rows`` None: no base timings;
-    ``no_test_images`` the classes with no test images."""
+    """The report's Markdown; ``pictures``: (title, link) pairs; ``timing_rows`` None: no base timings."""
     head = ["| Metric | File | " + _cell(base) + " | this change | change |", "|---|---|---:|---:|---:|"]
     lines = [f"## fmproto: this change against `{base}`", "", "### Quality metrics that changed", ""]
-    lines += head + tables["quality"] if tables["quality"] else ["No quality metric changed."]
-    lines.append("")
+    lines += (head + tables["quality"] if tables["quality"] else ["No quality metric changed."]) + [""]
     if no_test_images:
         lines += [f"No test images of {len(no_test_images)} class{'es' * (len(no_test_images) > 1)}: "
                   + ", ".join(f"`{_cell(name)}`" for name in no_test_images)
@@ -138,9 +119,8 @@ def render(base: str, tables: dict[str, list[str]], params_diff: str, pictures: 
         lines += ["### Settings the metrics record", "", *head, *tables["setting"], ""]
     lines += ["### Params", "", params_diff or "No param changed.", ""]
     if pictures:
-        lines += ["### Pictures", ""]
-        for title, link in pictures:
-            lines += [f"**{title}**", "", f"![{title}]({link})", ""]
+        lines += ["### Pictures", ""] + [line for title, link in pictures
+                                          for line in (f"**{title}**", "", f"![{title}]({link})", "")]
     lines += ["### Timings", ""]
     if timing_rows is None:
         lines.append("Not compared: no base timings given (`--base-timings`); `make timings` shows this run's.")
@@ -156,11 +136,8 @@ def confusion_diff_png(base: str, plot_id: str, out: Path) -> bool:
     """Draw ``dvc plots diff`` of one confusion plot to a PNG with vl-convert; False when it cannot."""
     try:
         import vl_convert
-    except ImportError:
-        return False
-    try:
         spec = json.loads(dvc("plots", "diff", base, "--show-vega", "--targets", plot_id))
-    except (ValueError, json.JSONDecodeError):
+    except (ImportError, ValueError):  # JSONDecodeError is a ValueError
         return False
     if not isinstance(spec, dict) or "data" not in spec:
         return False

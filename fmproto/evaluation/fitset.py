@@ -1,7 +1,7 @@
 """The rows a final model is fitted on: the training images it uses, plus their augmented copies.
 
 Neighbour methods (knn, ann) take the augmented copies as extra prototypes; a class mean or k-means
-would barely move for them and k-means would cost five times as much.
+would barely move for them, and k-means would cost five times as much.
 """
 
 import numpy as np
@@ -19,10 +19,8 @@ def fit_indices(split: dict, fit_on: str) -> np.ndarray:
 
 
 def fit_data(feats: dict, labels: np.ndarray, fit_idx: np.ndarray, method: str):
-    """Features ``(n_rows, n_features)`` float32, labels ``(n_rows,)`` and augment rows of ``method``'s fit set.
-
-    ``feats`` holds the arrays the features stage writes; ``labels`` are the ingested training labels.
-    """
+    """Features ``(n_rows, n_features)`` float32, labels ``(n_rows,)`` and ``fit_set`` rows of ``method``'s
+    fit set, from the features stage's arrays ``feats`` and the ingested training ``labels``."""
     X_fit, rows = fit_set(feats["train"], feats["augmented"], feats["augmented_source"], fit_idx,
                           with_augmented=method in AUGMENTED_METHODS)
     return X_fit.astype(np.float32, copy=False), labels[rows % len(labels)], rows
@@ -34,35 +32,12 @@ def fit_images(images: np.ndarray, feats: dict, rows: np.ndarray) -> np.ndarray:
     return augment.images_of_rows(images, rows, shifts, flip)
 
 
-def fit_set(
-    train_features: np.ndarray,
-    augmented_features: np.ndarray,
-    augmented_source: np.ndarray,
-    fit_idx: np.ndarray,
-    with_augmented: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The features of a fit set, and where each of its rows comes from.
-
-    Parameters
-    ----------
-    train_features : ndarray of shape (n_train, n_features)
-        Every ingested training image.
-    augmented_features : ndarray of shape (n_augmented, n_features)
-        Their augmented copies, in ``augment``'s order (so copy ``j`` is image ``(n_train + j) % n_train``).
-    augmented_source : ndarray of shape (n_augmented,), int
-    fit_idx : ndarray of shape (n_fit,), int
-        Training images in the fit set (the training split, or training plus validation).
-    with_augmented : bool
-        Add the copies of exactly those images: never a copy of a validation image when the fit set
-        is the training split.
-
-    Returns
-    -------
-    X_fit : ndarray of shape (n_rows, n_features)
-    rows : ndarray of shape (n_rows,), int64
-        Rows of ``augment``'s output (``fit_idx`` first, then ``n_train + j`` for each kept copy
-        ``j``): ``rows % n_train`` is each row's training image, for its label.
-    """
+def fit_set(train_features: np.ndarray, augmented_features: np.ndarray, augmented_source: np.ndarray,
+            fit_idx: np.ndarray, with_augmented: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The features ``X_fit`` of the training images ``fit_idx`` and, ``with_augmented``, of their copies
+    (never a copy of an image outside ``fit_idx``), and ``rows (n_rows,)`` int64, each row's place in
+    ``augment``'s output: ``fit_idx`` first, then ``n_train + j`` for copy ``j``; ``rows % n_train`` is
+    the training image, for its label. ``augmented_features`` are in ``augment``'s order."""
     n_train = len(train_features)
     rows = np.asarray(fit_idx, dtype=np.int64)
     if not with_augmented or not len(augmented_source):

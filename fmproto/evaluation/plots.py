@@ -17,38 +17,25 @@ from fmproto.pipeline import io  # noqa: E402
 WRONG = "#c0392b"  # titles and frames of images whose label disagrees with something
 
 
-def save(fig: Figure, path: str | Path, dpi: int = 100) -> None:
+def save(fig: Figure, path: str | Path) -> None:
     """Write ``fig`` as PNG through a temp file, then close it."""
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
-def image_grid(
-    images: np.ndarray,
-    titles: Sequence[str] | None = None,
-    *,
-    n_cols: int = 10,
-    suptitle: str | None = None,
-    highlight: Sequence[bool] | None = None,
-    row_labels: Sequence[str] | None = None,
-    cell: float = 1.3,
-) -> Figure:
-    """Images ``(n, H, W)`` in a grid, ``n_cols`` to a row, each with an optional small title.
-
-    ``highlight`` marks images (title and frame in red), e.g. pairs whose labels disagree.
-    ``row_labels`` names each row on its left, e.g. a class name per row of samples.
-    """
-    images = np.asarray(images)
-    n = len(images)
+def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, *, n_cols: int = 10,
+               suptitle: str | None = None, highlight: Sequence[bool] | None = None,
+               row_labels: Sequence[str] | None = None) -> Figure:
+    """Images ``(n, H, W)``, ``n_cols`` to a row, with optional small ``titles``, ``highlight``ed ones
+    in red, and ``row_labels`` on the left of each row."""
+    images, n = np.asarray(images), len(images)
     n_cols = max(1, min(n_cols, n))
     n_rows = max(1, -(-n // n_cols))
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(cell * n_cols + (1.2 if row_labels else 0), cell * n_rows + 0.5), squeeze=False
-    )
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols + (1.2 if row_labels else 0), 1.3 * n_rows + 0.5),
+                             squeeze=False)
     for index, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         if index >= n:
             ax.axis("off")
             continue
@@ -56,12 +43,9 @@ def image_grid(
         marked = highlight is not None and highlight[index]
         if titles is not None:
             ax.set_title(titles[index], fontsize=7, color=WRONG if marked else "black")
-        for spine in ax.spines.values():
-            spine.set_color(WRONG if marked else "#888888")
-            spine.set_linewidth(2.0 if marked else 0.5)
-    if row_labels:
-        for row, label in enumerate(row_labels[:n_rows]):
-            axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        plt.setp(ax.spines.values(), color=WRONG if marked else "#888888", linewidth=2.0 if marked else 0.5)
+    for row, label in enumerate((row_labels or [])[:n_rows]):
+        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
@@ -69,14 +53,10 @@ def image_grid(
 
 
 def confusion_matrix(cm: np.ndarray, classes: Sequence[str], title: str) -> Figure:
-    """Annotated confusion matrix: counts in the cells, row and column totals on the axes.
-
-    Rows are true classes, columns predicted ones; the colour is the share of the row.
-    """
+    """Counts in the cells, coloured by their share of the row (true class), totals on the axes."""
     cm = np.asarray(cm)
     n = len(classes)
-    row_totals = cm.sum(axis=1)
-    col_totals = cm.sum(axis=0)
+    row_totals, col_totals = cm.sum(axis=1), cm.sum(axis=0)
     shares = cm / np.maximum(row_totals[:, None], 1)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n))
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -86,49 +66,39 @@ def confusion_matrix(cm: np.ndarray, classes: Sequence[str], title: str) -> Figu
     ax.set_xticks(range(n), [f"{name}\n({total})" for name, total in zip(classes, col_totals)],
                   rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(n), [f"{name} ({total})" for name, total in zip(classes, row_totals)], fontsize=7)
-    ax.set_xlabel("predicted (total)")
-    ax.set_ylabel("true (total)")
-    accuracy = np.trace(cm) / max(cm.sum(), 1)
-    ax.set_title(f"{title}: accuracy {accuracy:.3f} of {cm.sum():,}", fontsize=10)
+    ax.set(xlabel="predicted (total)", ylabel="true (total)")
+    ax.set_title(f"{title}: accuracy {np.trace(cm) / max(cm.sum(), 1):.3f} of {cm.sum():,}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def lines(
-    series: dict[str, tuple[np.ndarray, np.ndarray]],
-    *,
-    xlabel: str,
-    ylabel: str,
-    title: str,
-    loglog: bool = False,
-    logy: bool = False,
-    dashed: Sequence[str] = (),
-    colour_of: dict[str, str] | None = None,
-) -> Figure:
-    """One line per named series ``{name: (x, y)}``; names in ``dashed`` are drawn dashed (fits).
-
-    ``colour_of`` maps a series name to an earlier series whose colour it takes, so that a fit is
-    drawn in the colour of the data it fits.
-    """
+def lines(series: dict[str, tuple[np.ndarray, np.ndarray]], *, xlabel: str, ylabel: str, title: str,
+          loglog: bool = False, logy: bool = False, dashed: Sequence[str] = (),
+          colour_of: dict[str, str] | None = None) -> Figure:
+    """A line per named series ``{name: (x, y)}``; those in ``dashed`` dashed (fits), in the colour of
+    the earlier series ``colour_of`` names (the data they fit)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours: dict[str, str] = {}
     for name, (x, y) in series.items():
-        style = "--" if name in dashed else "-o"
-        colour = colours.get((colour_of or {}).get(name, ""))
-        (line,) = ax.plot(x, y, style, label=name, markersize=3, linewidth=1.2, color=colour)
+        (line,) = ax.plot(x, y, "--" if name in dashed else "-o", label=name, markersize=3, linewidth=1.2,
+                          color=colours.get((colour_of or {}).get(name, "")))
         colours[name] = line.get_color()
-    if logy and not loglog:
+    if logy or loglog:
         ax.set_yscale("log")
     if loglog:
         ax.set_xscale("log", base=2)  # training sizes double
-        ax.set_yscale("log")
         # Plain numbers on the y axis: an error range such as 0.14..0.3 holds no power of ten
         ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
         ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.2g"))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def convergence(histories: dict[str, np.ndarray], title: str) -> Figure:
+    """A line per named run: its mean squared distance to the centres at each iteration (from 1)."""
+    return lines({name: (np.arange(1, len(h) + 1), h) for name, h in histories.items()}, xlabel="iteration",
+                 ylabel="mean squared distance to centre", title=title)

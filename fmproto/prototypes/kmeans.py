@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmproto.pipeline.checks import check_int, is_int, rows as checked_rows
+from fmproto.prototypes.centroids import nearest_prototype
+from fmproto.prototypes.lvq import glvq
 from fmproto.search.distances import (as_rows, exact_distances, exact_minimum, exact_nearest, pairwise_distances,
                                screening_error, squared_norms)
 
@@ -164,15 +166,11 @@ def kmeans_per_class(
 
     Returns
     -------
-    prototypes : ndarray of shape (n_prototypes.sum(), n_features), float32
-        Class 0's prototypes first, then class 1's, and so on.
+    prototypes : ndarray of shape (n_prototypes.sum(), n_features), float32, class 0's first
     prototype_labels : ndarray of shape (n_prototypes.sum(),), int64
     results : list of KMeansResult, one per class
 
-    Raises
-    ------
-    ValueError
-        If a count is below 1 or above the number of that class's rows, or a label is out of range.
+    ``ValueError`` if a count is below 1 or above its class's rows, or a label is out of range.
     """
     X = as_rows(X)
     y = np.asarray(y)
@@ -198,33 +196,53 @@ def kmeans_per_class(
     return prototypes, prototype_labels, results
 
 
+@dataclass
+class ClassPrototypes:
+    """Prototypes by k-means inside each class, optionally refined by GLVQ, and how the fits went."""
+
+    prototypes: np.ndarray  # (n_prototypes, ...) float32 in the shape of the images, class 0's first
+    prototype_labels: np.ndarray  # (n_prototypes,) int64
+    fits: list[KMeansResult]  # one a class
+    summary: dict  # metric, n_prototypes, classes: {name: n_prototypes, inertia, iterations}, lvq
+
+    def history_rows(self, classes: list[str]) -> list[dict]:
+        """A row per k-means step: ``series`` (class name), ``iteration`` (from 1), ``mean_distance`` (4 decimals)."""
+        return [{"series": name, "iteration": step + 1, "mean_distance": round(float(value), 4)}
+                for name, fit in zip(classes, self.fits) for step, value in enumerate(fit.history)]
+
+
+def fit_class_prototypes(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray, classes: list[str], *, seed: int,
+                         max_iter: int = 100, tol: float = 1e-4, metric: str = "mse", lvq_epochs: int = 0,
+                         lvq_learning_rate: float = 0.3, X_valid: np.ndarray | None = None,
+                         y_valid: np.ndarray | None = None) -> ClassPrototypes:
+    """``kmeans_per_class`` on ``X (n, ...)``, then ``lvq_epochs`` of GLVQ from its prototypes (none for 0).
+
+    ``summary`` is JSON-ready: inertias to 2 decimals and, with GLVQ, the accuracy of the k-means
+    prototypes on ``X_valid, y_valid`` by ``metric`` (5 decimals), which GLVQ then needs.
+    """
+    shape, X = X.shape[1:], as_rows(X)
+    prototypes, prototype_labels, fits = kmeans_per_class(X, y, n_prototypes, seed=seed, max_iter=max_iter, tol=tol)
+    summary = {"metric": metric, "n_prototypes": int(np.sum(n_prototypes)), "classes": {
+        name: {"n_prototypes": int(k), "inertia": round(float(fit.inertia), 2), "iterations": int(fit.n_iter)}
+        for name, k, fit in zip(classes, n_prototypes, fits)}}
+    if lvq_epochs > 0:
+        if X_valid is None or y_valid is None:
+            raise ValueError("GLVQ reports the validation accuracy before it: pass X_valid and y_valid")
+        before = nearest_prototype(X_valid, prototypes, prototype_labels, len(classes), metric=metric).labels
+        prototypes = glvq(prototypes, prototype_labels, X, y, epochs=lvq_epochs, learning_rate=lvq_learning_rate,
+                          seed=seed)
+        summary["lvq"] = {"epochs": lvq_epochs, "valid_accuracy_before": round(float(np.mean(before == y_valid)), 5)}
+    return ClassPrototypes(prototypes.reshape(-1, *shape), prototype_labels, fits, summary)
+
+
 def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], default: int = 1,
                            sizes: np.ndarray | None = None) -> np.ndarray:
-    """Prototype counts per class from a params value.
+    """Prototype counts ``(len(classes),)`` int64 from a params value.
 
-    Parameters
-    ----------
-    spec : int or mapping from class name to int
-        An int applies to every class; a mapping sets the named classes and leaves ``default`` for
-        the others (``{"Sandal": 3}`` gives 3 for Sandal, 1 elsewhere).
-    classes : list of str
-        Class names in label order.
-    default : int
-        Count for classes a mapping does not name.
-    sizes : ndarray of shape (len(classes),), optional
-        Training images per class. When given, each count must lie in ``1..sizes[c]``, so the
-        message names the class that is too small rather than ``kmeans_per_class``'s label.
-
-    Returns
-    -------
-    counts : ndarray of shape (len(classes),), int64
-
-    Raises
-    ------
-    ValueError
-        For an unknown class name (the message lists the allowed ones), a count that is not an
-        int >= 1, or (with ``sizes``) a count above its class's images, e.g. ``class 'T-shirt/top'
-        needs 1..23 prototypes (it has 23 training images); got 50``.
+    ``spec``: an int for every class, or a mapping by class name with ``default`` elsewhere
+    (``{"Sandal": 3}``). With ``sizes`` (training images per class), each count must lie in
+    ``1..sizes[c]``, so the message names the class. ``ValueError`` for an unknown class name (the
+    message lists the allowed ones), a count that is not an int >= 1, or one above its class's images.
     """
     _check_count(default, "default")
     classes = list(classes)

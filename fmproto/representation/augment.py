@@ -1,28 +1,14 @@
-"""Augmented training images: copies shifted by one pixel and horizontal flips, and where each came from.
-
-Copies are made before any feature transform; every copy keeps the label of its source image.
-"""
+"""Augmented training images: copies shifted by one pixel and horizontal flips, and where each came from."""
 
 import numpy as np
 
 
 def augment(images: np.ndarray, shifts: bool, flip: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The images followed by their augmented copies, and the source row of every output image.
+    """``images (n, H, W)`` followed by their copies, and the source row ``(len(augmented),)`` int64 of each.
 
-    Parameters
-    ----------
-    images : ndarray of shape (n, H, W)
-    shifts : bool
-        Add four copies shifted by one pixel (right, left, down, up), the vacated edge set to 0.
-    flip : bool
-        Add the horizontal mirror images (a left sleeve becomes a right one; clothes stay clothes).
-
-    Returns
-    -------
-    augmented : ndarray of shape (n * (1 + 4 * shifts + flip), H, W), images.dtype
-        ``images`` first, then each kind of copy in the order above, each in the original row order.
-    source : ndarray of shape (len(augmented),), int64
-        Row of ``images`` each output image was made from, for its label and for explanations.
+    ``shifts`` adds four copies moved one pixel right, left, down and up (the vacated edge 0); ``flip``
+    the mirror images. Each kind of copy follows in that order, each in the original row order, so
+    row ``r`` is copy ``r // n`` (0: the image itself) of image ``r % n``.
     """
     copies = [images]
     if shifts:
@@ -34,16 +20,12 @@ def augment(images: np.ndarray, shifts: bool, flip: bool) -> tuple[np.ndarray, n
             copies.append(shifted)
     if flip:
         copies.append(images[:, :, ::-1])
-    source = np.tile(np.arange(len(images), dtype=np.int64), len(copies))
-    return np.concatenate(copies), source
+    return np.concatenate(copies), np.tile(np.arange(len(images), dtype=np.int64), len(copies))
 
 
 def images_of_rows(images: np.ndarray, rows: np.ndarray, shifts: bool, flip: bool) -> np.ndarray:
-    """The images at ``rows`` of ``augment(images, shifts, flip)``, without augmenting them all.
-
-    ``rows`` may have any shape; the result has shape ``rows.shape + (H, W)``. Row ``r`` is copy
-    number ``r // n`` (0: the image itself) of image ``r % n``.
-    """
+    """The images at ``rows`` (any shape) of ``augment(images, shifts, flip)``, shape ``rows.shape + (H, W)``,
+    without augmenting them all."""
     rows = np.asarray(rows, dtype=np.int64)
     flat = rows.ravel()
     copies, _ = augment(images[flat % len(images)], shifts, flip)  # every copy of the m images needed

@@ -1,21 +1,11 @@
 """A small convolutional network whose last hidden layer is a feature block (``features.kind`` cnn).
 
-``fit`` trains it with PyTorch on the training split's images and labels; ``embed`` applies it with
-numpy alone, each BatchNorm folded into the layer before it, so that every transform (the features
-stage, ``fmproto explain`` on an image file) computes the same numbers and needs no PyTorch.
-
-The network: three blocks of 3x3 convolution (padding 1) -> ReLU -> 2x2 max pool (``width``,
-``2 width``, ``4 width`` channels; images of at least 8x8), then a fully connected layer to
-``embedding`` units -> ReLU: the features. While training, a BatchNorm follows each convolution and
-the fully connected layer, and dropout 0.2 and a linear layer to the classes follow the features;
-cross-entropy, AdamW (weight decay 5e-4), a one-cycle learning rate, batches of 128, each image
-mirrored left-right with probability 1/2 and each batch shifted by up to 2 pixels (one offset a
-batch). Pixels are standardised by the training images' mean and standard deviation.
-
-Deterministic: seeded, PyTorch's deterministic algorithms, and a fixed number of threads (``threads``),
-since PyTorch's sums on one and two threads differ in the last bits and training amplifies that.
-Neither PyTorch's global random state nor its thread count is left changed. The same on every
-x86-64 CPU: PyTorch otherwise picks its kernels by the CPU (see ``PORTABLE_KERNELS``).
+Three blocks of 3x3 convolution (padding 1) -> ReLU -> 2x2 max pool (``width``, ``2 width``, ``4 width``
+channels), then a fully connected layer to ``embedding`` units -> ReLU: the features. ``fit`` trains
+it with PyTorch (BatchNorm, dropout and a linear layer to the classes; AdamW, one-cycle rate, random
+mirrors and shifts); ``embed`` applies it in numpy alone, BatchNorm folded in, so explaining an image
+needs no PyTorch. The same weights on every x86-64 CPU: seeded, deterministic algorithms, a fixed
+thread count (one and two threads sum differently) and ``PORTABLE_KERNELS``.
 """
 
 import math
@@ -34,38 +24,26 @@ DROPOUT = 0.2
 WEIGHT_DECAY = 5e-4
 _EPS = 1e-5  # BatchNorm's
 _LAYERS = ("c1", "c2", "c3")
-# Float32 elements of one layer's gathered 3x3 patches computed at once in ``embed``: 16 MB.
-_PATCH_ELEMENTS = 1 << 22
+_PATCH_ELEMENTS = 1 << 22  # float32 3x3 patches gathered at once in ``embed``: 16 MB, cache-sized
 
-
-# PyTorch chooses kernels by the CPU it runs on: ATen's vectorised loops (AVX-512, AVX2 or plain),
-# oneDNN's JIT convolutions (the widest ISA there is) and MKL's matrix products. Each sums in another
-# order, and training turns a last-bit difference into another network (another test accuracy on
-# an AVX-512 machine). Each library reads its cap once, when it first loads: these pin kernels that
-# every x86-64 CPU runs alike, for about 1.7x the training time.
+# ATen, oneDNN and MKL pick kernels by the CPU, each summing in its own order, and training turns a
+# last-bit difference into another network. Each reads its cap once, when it loads: these pin
+# kernels every x86-64 CPU runs alike, for about 1.7x the training time.
 PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
 
 
 def import_torch():
-    """The ``torch`` module with ``PORTABLE_KERNELS`` in force, or a one-line ``ValueError``.
-
-    Raises
-    ------
-    ValueError
-        PyTorch is not installed (the message says how to install it), or it was loaded earlier in
-        this process with other kernel settings, which can no longer be changed.
-    """
+    """``torch`` with ``PORTABLE_KERNELS`` in force; ``ValueError`` if it is not installed or was
+    loaded earlier in this process with other kernel settings."""
     if "torch" not in sys.modules:
         os.environ.update(PORTABLE_KERNELS)
     try:
         import torch
     except ImportError:
-        raise ValueError(
-            "features.kind cnn trains with PyTorch, which is not installed; install the optional extra: "
-            "pip install -e '.[cnn]' (make env does)"
-        ) from None
-    unpinned = {key: os.environ.get(key) for key, value in PORTABLE_KERNELS.items() if os.environ.get(key) != value}
-    if unpinned or torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        raise ValueError("features.kind cnn trains with PyTorch, which is not installed; install the optional extra: "
+                         "pip install -e '.[cnn]' (make env does)") from None
+    if (any(os.environ.get(key) != value for key, value in PORTABLE_KERNELS.items())
+            or torch.backends.cpu.get_cpu_capability() != "DEFAULT"):
         raise ValueError(f"PyTorch was loaded before fmproto.representation.cnn could pin its CPU kernels ({PORTABLE_KERNELS}); "
                          "train the network in a fresh process")
     return torch
@@ -78,21 +56,17 @@ def check_shape(image_shape: tuple[int, ...]) -> None:
         raise ValueError(f"features.kind cnn needs images of at least 8x8 (three 2x2 poolings); got {height}x{width}")
 
 
-def fit(
-    images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 16, embedding: int = 128,
-    epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2,
-) -> dict[str, np.ndarray]:
-    """Train on ``images (n, H, W)`` uint8 with ``labels (n,)`` in ``0..n_classes-1``; the folded weights.
+def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 16, embedding: int = 128,
+        epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2) -> dict[str, np.ndarray]:
+    """Train on ``images (n, H, W)`` uint8 with ``labels (n,)`` in ``0..n_classes-1``.
 
-    Returns float32 arrays: ``cnn_mean``, ``cnn_std`` (pixel standardisation), ``cnn_<layer>_w`` and
-    ``cnn_<layer>_b`` for the convolutions c1, c2, c3 (``(out, in, 3, 3)``) and ``cnn_fc_w``
-    ``(embedding, 4 width * (H // 8) * (W // 8))``, ``cnn_fc_b``: what ``embed`` needs.
+    Returns the float32 state ``embed`` needs: ``cnn_mean``, ``cnn_std``, ``cnn_{c1,c2,c3}_w``
+    ``(out, in, 3, 3)`` and ``_b``, ``cnn_fc_w (embedding, 4 width (H // 8) (W // 8))`` and ``cnn_fc_b``.
     """
     check_shape(images.shape[1:])
-    for name, value, high in (("width", width, 256), ("embedding", embedding, 4096), ("epochs", epochs, 1000),
-                              ("threads", threads, 256), ("n_classes", n_classes, 1 << 16)):
-        check_int(value, name, low=1, high=high)
-    check_int(seed, "seed", low=0, high=2**31 - 1)
+    for checked in ((width, "width", 1, 256), (embedding, "embedding", 1, 4096), (epochs, "epochs", 1, 1000),
+                    (threads, "threads", 1, 256), (n_classes, "n_classes", 1, 1 << 16), (seed, "seed", 0, 2**31 - 1)):
+        check_int(*checked)
     if not 0 < float(learning_rate) <= 1:
         raise ValueError(f"learning_rate must be in (0, 1]; got {learning_rate!r}")
     if len(images) < 2 or len(labels) != len(images):
@@ -114,19 +88,12 @@ def fit(
     finally:
         torch.set_num_threads(previous[0])
         torch.use_deterministic_algorithms(previous[1])
-    state = _fold(net)
-    state["cnn_mean"], state["cnn_std"] = np.float32(mean), np.float32(std)
-    return state
+    return {**_fold(net), "cnn_mean": np.float32(mean), "cnn_std": np.float32(std)}
 
 
 def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-    """The features ``(n, embedding)`` float32 of ``images (n, H, W)``: the trained network, in numpy.
-
-    Worked through in chunks whose largest array of 3x3 patches stays near 16 MB (cache-sized: larger
-    ones were slower), one chunk a core, each on one BLAS thread. Every matrix product is exact before
-    its one rounding to float32 (``_exact_product``), so the features are the same bytes whatever the
-    BLAS kernel, the CPU, the thread count or the chunk: an image alone gets what it gets in a set.
-    """
+    """The features ``(n, embedding)`` float32 of ``images (n, H, W)``: the same bytes for an image alone
+    or in a set, on any CPU or BLAS (``_exact_product``). Chunks run a core each, on one BLAS thread."""
     check_shape(images.shape[1:])
     height, width = images.shape[1:]
     widest = max(height * width * 9 * state["cnn_c1_w"].shape[1], (height // 2) * (width // 2) * 9 * state["cnn_c2_w"].shape[1])
@@ -141,26 +108,18 @@ def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
         out[start : start + chunk] = np.maximum(_exact_product(x, state["cnn_fc_w"].T, 1) + state["cnn_fc_b"], 0)
 
     starts = range(0, len(images), chunk)
-    workers = min(len(starts), os.cpu_count() or 1)
-    if workers <= 1:
-        for start in starts:
-            run(start)
-        return out
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1) or 1) as pool:
         list(pool.map(run, starts))
     return out
 
 
 def _exact_product(X: np.ndarray, W: np.ndarray, rows_per_item: int) -> np.ndarray:
-    """``X @ W`` as float32, computed exactly and rounded once: the same bytes on any BLAS kernel.
+    """``X (n_items * rows_per_item, K) @ W (K, m)`` as float32, exact before one rounding.
 
-    ``X (n_items * rows_per_item, K)``, ``W (K, m)``. A float32 product's last bits depend on the
-    order of its sums, which OpenBLAS chooses by the CPU. Here each item's rows (one image's) are put
-    on an integer grid scaled to that item's largest value, and ``W`` on one grid, with few enough
-    bits (``b`` each, ``K 2**(2b) <= 2**53``) that every partial sum of the float64 product is an
-    integer float64 holds exactly: any order gives the same sum. Rounding to the grid costs at most
-    ``2**-b`` of the item's or the weights' largest magnitude (``b`` is 21 or more for ``K`` up to
-    2,048), about what float32 itself keeps.
+    Each item's rows (one image's) go on an integer grid scaled to the item's largest value, ``W`` on
+    another, with ``b`` bits each where ``K 2**(2b) <= 2**53``: every partial sum is then an exact
+    float64 integer, so any summation order (any BLAS kernel) gives the same bytes. The grid costs
+    at most ``2**-b`` of the largest magnitude (``b >= 21`` for ``K <= 2048``), about float32's own.
     """
     n_inner = X.shape[1]
     bits = (53 - math.ceil(math.log2(max(n_inner, 2)))) // 2
@@ -180,10 +139,8 @@ def _standardise(images: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 
 def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``x (n, H, W, C)`` channels last -> 3x3 convolution, padding 1 -> ReLU -> 2x2 max pool (floor).
-
-    Pooled before the bias and the ReLU, which commute with a maximum: a quarter of the work.
-    """
+    """``x (n, H, W, C)`` -> 3x3 convolution, padding 1 -> ReLU -> 2x2 max pool (floor).
+    Pooled before the bias and ReLU, which commute with a maximum: a quarter of the work."""
     n, height, width, channels = x.shape
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     patches = np.concatenate([padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)],
@@ -191,9 +148,7 @@ def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     kernel = w.transpose(2, 3, 1, 0).reshape(9 * channels, -1)  # the same order, by output channel
     y = _exact_product(patches.reshape(-1, 9 * channels), kernel, height * width).reshape(n, height, width, -1)
     h2, w2 = height // 2, width // 2
-    pooled = np.maximum(y[:, 0 : 2 * h2 : 2, 0 : 2 * w2 : 2], y[:, 1 : 2 * h2 : 2, 0 : 2 * w2 : 2])
-    np.maximum(pooled, y[:, 0 : 2 * h2 : 2, 1 : 2 * w2 : 2], out=pooled)
-    np.maximum(pooled, y[:, 1 : 2 * h2 : 2, 1 : 2 * w2 : 2], out=pooled)
+    pooled = y[:, : 2 * h2, : 2 * w2].reshape(n, h2, 2, w2, 2, -1).max(axis=(2, 4))
     pooled += b
     return np.maximum(pooled, 0, out=pooled)
 
@@ -253,10 +208,9 @@ def _fold(net) -> dict[str, np.ndarray]:
     """The eval-mode network's weights with each BatchNorm folded into the layer before it, float32."""
     state = {}
     for layer in (*_LAYERS, "fc"):
-        bn = getattr(net, f"{layer}_bn")
-        scale = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy() + bn.eps)
-        w = getattr(net, layer).weight.detach().double().numpy()
-        b = getattr(net, layer).bias.detach().double().numpy()
+        bn, (w, b) = getattr(net, f"{layer}_bn"), (t.detach().double().numpy() for t in getattr(net, layer).parameters())
+        mean, var, gamma, beta = (t.detach().double().numpy() for t in (bn.running_mean, bn.running_var, bn.weight, bn.bias))
+        scale = gamma / np.sqrt(var + bn.eps)
         state[f"cnn_{layer}_w"] = (w * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(np.float32)
-        state[f"cnn_{layer}_b"] = ((b - bn.running_mean.double().numpy()) * scale + bn.bias.detach().double().numpy()).astype(np.float32)
+        state[f"cnn_{layer}_b"] = ((b - mean) * scale + beta).astype(np.float32)
     return state

@@ -1,60 +1,43 @@
-"""Histograms of oriented gradients (Dalal & Triggs), computed with numpy.
-
-Unsigned gradient orientations binned with linear interpolation into ``orientations`` bins per
-``cell`` x ``cell`` cell, then each 2x2 block of cells L2-Hys normalised.
-"""
+"""Histograms of oriented gradients (Dalal & Triggs), computed with numpy."""
 
 import math
 from functools import cache
 
 import numpy as np
 
-# Images handled at once: bounds the per-pixel work arrays to a few hundred MB.
-_CHUNK = 8192
+_CHUNK = 8192  # images at once: per-pixel work arrays of a few hundred MB
 _LEVELS = 256  # uint8 grey levels: every gradient component lies in -255..255
 
 
 @cache
 def _angles() -> np.ndarray:
-    """``atan2(gy, gx)`` as float32 for every integer gradient of uint8 images, ``(511, 511)`` by (gy, gx).
-
-    numpy's arctan2 takes another code path on AVX-512 CPUs than elsewhere, with other last bits;
-    the C library's, called once per possible gradient here, gives the same table on any CPU.
-    """
+    """``atan2(gy, gx)`` float32 for every integer gradient of uint8 images, ``(511, 511)`` by (gy, gx): numpy's
+    arctan2 has other last bits on AVX-512 CPUs; the C library's gives the same table anywhere."""
     g = range(1 - _LEVELS, _LEVELS)
     return np.array([[math.atan2(y, x) for x in g] for y in g]).astype(np.float32)
 
 
 def hog(images: np.ndarray, cell: int = 4, orientations: int = 9) -> np.ndarray:
-    """HOG descriptors ``(n, n_blocks_y * n_blocks_x * 4 * orientations)`` float32 of ``(n, H, W)`` images.
+    """HOG descriptors ``(n, hog_size(...))`` float32 of ``(n, H, W)`` images.
 
-    Central-difference gradients (zero outside the image), unsigned orientations in [0, 180)
-    degrees, each pixel's magnitude split between its two nearest orientation bins; cells of
-    ``cell`` x ``cell`` pixels from the top left (a remainder of rows or columns is dropped);
-    2x2-cell blocks with stride one cell, each L2-Hys normalised (L2, clip at 0.2, L2 again).
-    A flat block (no gradient) stays zero.
+    Central-difference gradients (zero outside the image); unsigned orientations, each pixel's
+    magnitude split between its two nearest bins; ``cell`` x ``cell`` cells from the top left (a
+    remainder dropped); 2x2-cell blocks at stride one cell, L2-Hys normalised (a flat block stays 0).
     """
-    out = [_hog_chunk(images[i : i + _CHUNK], cell, orientations) for i in range(0, len(images), _CHUNK)]
-    if not out:
-        return np.zeros((0, hog_size(images.shape[1:], cell, orientations)), dtype=np.float32)
-    return np.concatenate(out)
+    starts = range(0, len(images), _CHUNK) or [0]  # no images still give (0, hog_size)
+    return np.concatenate([_hog_chunk(images[i : i + _CHUNK], cell, orientations) for i in starts])
 
 
 def hog_size(image_shape: tuple[int, int], cell: int, orientations: int) -> int:
-    """Length of one image's HOG descriptor: 2x2-cell blocks at stride one cell, ``4 * orientations`` each."""
+    """Length of one image's HOG descriptor."""
     cells_y, cells_x = image_shape[0] // cell, image_shape[1] // cell
     return (cells_y - 1) * (cells_x - 1) * 4 * orientations
 
 
 def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
-    I = images.astype(np.float32)
-    n, height, width = I.shape
-    gx = np.zeros_like(I)
-    gy = np.zeros_like(I)
-    gx[:, :, 1:-1] = I[:, :, 2:] - I[:, :, :-2]
-    gx[:, :, 0], gx[:, :, -1] = I[:, :, 1], -I[:, :, -2]
-    gy[:, 1:-1, :] = I[:, 2:, :] - I[:, :-2, :]
-    gy[:, 0, :], gy[:, -1, :] = I[:, 1, :], -I[:, -2, :]
+    n, height, width = images.shape
+    padded = np.pad(images.astype(np.float32), ((0, 0), (1, 1), (1, 1)))  # zero outside the image
+    gx, gy = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2], padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
     magnitude = np.hypot(gx, gy)
     if images.dtype == np.uint8:  # integer gradients: angles from the table, the same on every CPU
         angle = _angles()[gy.astype(np.intp) + (_LEVELS - 1), gx.astype(np.intp) + (_LEVELS - 1)]
@@ -67,8 +50,7 @@ def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
     lower = lower.astype(np.int64) % orientations
     upper = (lower + 1) % orientations
     cells_y, cells_x = height // cell, width // cell
-    # Each pixel votes into (image, cell, bin) slots: two weighted bincounts, one per nearest bin,
-    # over pixels inside whole cells (a remainder of rows or columns is dropped).
+    # Each pixel inside whole cells votes into (image, cell, bin) slots: a weighted bincount per nearest bin.
     inside = (slice(None), slice(0, cells_y * cell), slice(0, cells_x * cell))
     cell_of = (np.arange(cells_y * cell)[:, None] // cell) * cells_x + np.arange(cells_x * cell)[None, :] // cell
     slot = (np.arange(n)[:, None, None] * (cells_y * cells_x) + cell_of) * orientations  # (n, h, w)
@@ -77,12 +59,9 @@ def _hog_chunk(images: np.ndarray, cell: int, orientations: int) -> np.ndarray:
     cells = np.bincount((slot + lower[inside]).ravel(), (magnitude * (1 - upper_weight)).ravel(), size)
     cells += np.bincount((slot + upper[inside]).ravel(), (magnitude * upper_weight).ravel(), size)
     cells = cells.astype(np.float32).reshape(n, cells_y, cells_x, orientations)
-    blocks = np.concatenate(
-        [cells[:, :-1, :-1], cells[:, :-1, 1:], cells[:, 1:, :-1], cells[:, 1:, 1:]], axis=3
-    ).reshape(n, (cells_y - 1) * (cells_x - 1), 4 * orientations)
-    blocks = _l2(blocks)
-    np.minimum(blocks, 0.2, out=blocks)
-    return _l2(blocks).reshape(n, -1)
+    blocks = np.concatenate([cells[:, :-1, :-1], cells[:, :-1, 1:], cells[:, 1:, :-1], cells[:, 1:, 1:]], axis=3)
+    blocks = np.minimum(_l2(blocks.reshape(n, (cells_y - 1) * (cells_x - 1), 4 * orientations)), 0.2)
+    return _l2(blocks).reshape(n, hog_size((height, width), cell, orientations))
 
 
 def _l2(blocks: np.ndarray) -> np.ndarray:

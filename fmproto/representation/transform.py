@@ -1,40 +1,23 @@
-"""Feature transforms shared by every method: raw or standardised pixels, HOG, and PCA.
+"""Feature transforms fitted on the training split (``fit``), applied to any images (``transform``).
 
-A transform is fitted on the training split only (``fit``), then applied unchanged to any
-other images (``transform``): the validation and test images never shape it. The fitted state is a
-dict of arrays; ``to_arrays`` and ``from_arrays`` turn spec and state into arrays for
-``fmproto.pipeline.io.save_arrays`` and back.
-
-Blocks (``kind``, joined with ``+`` for combinations, e.g. ``hog+standard``):
-
-- ``raw``: the pixels as float32, 0..255;
-- ``standard``: each pixel minus its training mean, over its training standard deviation;
-- ``hog``: histograms of oriented gradients (``fmproto.representation.hog``), ``hog_orientations`` bins per
-  ``hog_cell`` x ``hog_cell`` cell, 2x2-cell blocks L2-Hys normalised;
-- ``cnn``: the ``cnn_embedding`` units of the last hidden layer of a small convolutional network
-  (``fmproto.representation.cnn``) trained on the training split's images and labels (``fit`` then needs labels).
-
-In a combination, each block is scaled so that its rows have unit mean L2 norm on the training
-split, so that the blocks weigh equally whatever their size; a lone block keeps its units. Then,
-if ``pca_components > 0``, PCA fitted on the training rows projects onto that many components,
-optionally whitened.
-
-Augmented copies of the training images (``fmproto.representation.augment``) go through the same transform.
+``kind`` joins blocks with ``+``: ``raw`` pixels, ``standard`` (standardised) pixels, ``hog``, ``cnn``
+(a network trained on the training labels). Combined blocks are scaled to unit mean row norm each, so
+none dominates by its size; then, if ``pca_components > 0``, PCA, optionally whitened.
 """
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fmproto.representation import cnn
+from fmproto.representation import augment, cnn
 from fmproto.representation.hog import hog, hog_size
 
 BLOCKS: tuple[str, ...] = ("raw", "standard", "hog", "cnn")
-# Rows transformed at once: bounds HOG's per-pixel work arrays and PCA's float64 rows to a few
-# hundred MB (8192 x 2304 HOG features x 8 bytes = 150 MB).
-_CHUNK = 8192
+_CHUNK = 8192  # rows at once: 8192 x 2304 HOG features x 8 bytes = 150 MB of float64
+# ``spec_numbers``' order in ``to_arrays``; files from before the cnn block hold the first four.
+_NUMBERS = ("hog_cell", "hog_orientations", "pca_components", "pca_whiten", "cnn_width", "cnn_embedding", "cnn_epochs",
+            "cnn_seed", "cnn_threads")
 
 
 @dataclass(frozen=True)
@@ -57,10 +40,14 @@ class FeatureSpec:
     def blocks(self) -> list[str]:
         return self.kind.split("+")
 
+    @property
+    def plain_pixels(self) -> bool:
+        """Raw pixels without PCA: stored as the uint8 images themselves, lossless and 4x smaller."""
+        return self.kind == "raw" and self.pca_components == 0
+
     def check(self, image_shape: tuple[int, ...]) -> None:
         """``ValueError`` naming the bad setting for images of ``image_shape`` (H, W)."""
-        bad = [b for b in self.blocks if b not in BLOCKS]
-        if bad or len(set(self.blocks)) != len(self.blocks):
+        if not set(self.blocks) <= set(BLOCKS) or len(set(self.blocks)) != len(self.blocks):
             raise ValueError(f"features.kind must be one or more of {', '.join(BLOCKS)} joined with '+', "
                              f"each once; got {self.kind!r}")
         if "hog" in self.blocks:
@@ -84,12 +71,7 @@ def block_widths(spec: FeatureSpec, image_shape: tuple[int, int]) -> list[int]:
 
 
 def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) -> list[int]:
-    """``block_widths``, or a ``ValueError`` for a spec that cannot be fitted on ``n_images`` images of ``image_shape``.
-
-    Everything ``fit`` refuses for these sizes, decided from them alone: a caller checks before
-    training a network or reading a pixel. PCA keeps at most as many components as the blocks
-    make features and as there are training images.
-    """
+    """``block_widths``, or the ``ValueError`` ``fit`` would raise on ``n_images`` images, before any work."""
     widths = block_widths(spec, image_shape)
     n_features = sum(widths)
     if n_images < 2:
@@ -103,13 +85,9 @@ def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) ->
 
 def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
         n_classes: int | None = None) -> dict[str, np.ndarray]:
-    """Fit the transform on training ``images (n, H, W)``; the state ``transform`` needs.
-
-    A ``cnn`` block first trains its network on the images and their ``labels`` (in
-    ``0..n_classes-1``). Then one pass over chunks of rows: per-block mean norms and, for PCA, the
-    float64 sums behind the covariance, so memory stays bounded however many features HOG makes.
-    """
-    check_fit(spec, images.shape[1:], len(images))
+    """The state ``transform`` needs, fitted on training ``images (n, H, W)`` (and for a ``cnn`` block their
+    ``labels`` in ``0..n_classes-1``): one pass over chunks of rows, so memory stays bounded however wide HOG is."""
+    widths = check_fit(spec, images.shape[1:], len(images))
     state: dict[str, np.ndarray] = {}
     if "cnn" in spec.blocks:
         if labels is None or n_classes is None:
@@ -118,31 +96,29 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
                              epochs=spec.cnn_epochs, learning_rate=spec.cnn_learning_rate, seed=spec.cnn_seed,
                              threads=spec.cnn_threads))
     if "standard" in spec.blocks:
-        mean, var = _mean_var(images.reshape(len(images), -1))
+        pixels = images.reshape(len(images), -1).astype(np.float64)
+        mean, var = pixels.mean(axis=0), pixels.var(axis=0)
+        del pixels  # 8 bytes a pixel of every training image
         state["standard_mean"] = mean.astype(np.float32)
         # Pixels that never vary (a constant border) keep their scale rather than divide by zero.
         state["standard_scale"] = np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
     norm_sums = np.zeros(len(spec.blocks))
-    widths, total, scatter = None, None, None
+    total = scatter = None
     for i in range(0, len(images), _CHUNK):
         blocks = _blocks(images[i : i + _CHUNK], spec, state)
-        widths = [b.shape[1] for b in blocks]
         norm_sums += [np.sqrt(np.einsum("ij,ij->i", b, b)).sum() for b in blocks]
         if spec.pca_components > 0:
             X = np.concatenate(blocks, axis=1).astype(np.float64)
             total = X.sum(axis=0) if total is None else total + X.sum(axis=0)
             scatter = X.T @ X if scatter is None else scatter + X.T @ X
-    # A lone block keeps its own units (pixel distances stay pixel distances); combined blocks are
-    # scaled to unit mean norm each, so that none dominates by its size (an all-zero block keeps 1).
+    # An all-zero block keeps scale 1.
     mean_norms = norm_sums / len(images)
     scales = 1.0 / np.where(mean_norms > 0, mean_norms, 1.0) if len(spec.blocks) > 1 else np.ones(1)
-    for block, scale in zip(spec.blocks, scales):
-        state[f"scale_{block}"] = np.float32(scale)
+    state.update({f"scale_{block}": np.float32(scale) for block, scale in zip(spec.blocks, scales)})
     if spec.pca_components > 0:
         d = np.repeat(scales, widths)  # each feature's block scale
         mean = total / len(images)
-        covariance = (scatter - len(images) * np.outer(mean, mean)) / (len(images) - 1)
-        covariance = d[:, None] * covariance * d[None, :]
+        covariance = d[:, None] * ((scatter - len(images) * np.outer(mean, mean)) / (len(images) - 1)) * d[None, :]
         state["pca_mean"], state["pca_components"], state["pca_scale"] = _fit_pca(d * mean, covariance, spec)
     return state
 
@@ -155,10 +131,24 @@ def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray
     return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
+def feature_arrays(train: np.ndarray, test: np.ndarray, fit_rows: np.ndarray, labels: np.ndarray, n_classes: int,
+                   spec: FeatureSpec, shifts: bool, flip: bool) -> dict[str, np.ndarray]:
+    """The features stage's arrays: ``train``, ``test``, ``augmented`` (every training image's copies),
+    ``augmented_source`` and ``to_arrays``'s, the transform fitted on ``train[fit_rows]``, ``labels[fit_rows]``."""
+    state = fit(train[fit_rows], spec, labels=labels[fit_rows], n_classes=n_classes)
+    copies, source = augment.augment(train, shifts, flip)
+
+    def features(images: np.ndarray) -> np.ndarray:
+        if spec.plain_pixels:
+            return images.reshape(len(images), int(np.prod(images.shape[1:])))
+        return transform(images, spec, state)
+
+    return {"train": features(train), "test": features(test), "augmented": features(copies[len(train):]),
+            "augmented_source": source[len(train):], **to_arrays(spec, state, shifts, flip)}
+
+
 def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:
-    blocks = _blocks(images, spec, state)
-    for block, values in zip(spec.blocks, blocks):
-        values *= state[f"scale_{block}"]
+    blocks = [values * state[f"scale_{block}"] for block, values in zip(spec.blocks, _blocks(images, spec, state))]
     X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
     if "pca_components" in state:
         return ((X - state["pca_mean"]) @ state["pca_components"]) * state["pca_scale"]
@@ -166,61 +156,34 @@ def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.
 
 
 def to_arrays(spec: FeatureSpec, state: dict[str, np.ndarray], shifts: bool, flip: bool) -> dict[str, np.ndarray]:
-    """The spec, fitted state and augmentation flags as named arrays, for ``fmproto.pipeline.io.save_arrays``."""
-    arrays = {f"state_{name}": np.asarray(value) for name, value in state.items()}
-    arrays["spec_kind"] = np.array(spec.kind)
-    arrays["spec_numbers"] = np.array([spec.hog_cell, spec.hog_orientations, spec.pca_components,
-                                       int(spec.pca_whiten), spec.cnn_width, spec.cnn_embedding, spec.cnn_epochs,
-                                       spec.cnn_seed, spec.cnn_threads], dtype=np.int64)
-    arrays["spec_cnn_learning_rate"] = np.float64(spec.cnn_learning_rate)
-    arrays["augment_flags"] = np.array([shifts, flip], dtype=bool)
-    return arrays
+    """The spec, fitted state and augmentation flags as named arrays."""
+    return {**{f"state_{name}": np.asarray(value) for name, value in state.items()}, "spec_kind": np.array(spec.kind),
+            "spec_numbers": np.array([int(getattr(spec, name)) for name in _NUMBERS], dtype=np.int64),
+            "spec_cnn_learning_rate": np.float64(spec.cnn_learning_rate),
+            "augment_flags": np.array([shifts, flip], dtype=bool)}
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[FeatureSpec, dict[str, np.ndarray], tuple[bool, bool]]:
     """``to_arrays`` inverted: the spec, the fitted state and the (shifts, flip) flags."""
-    cell, orientations, components, whiten, *network = (int(v) for v in arrays["spec_numbers"])
-    spec = FeatureSpec(str(arrays["spec_kind"]), cell, orientations, components, bool(whiten))
-    if network:  # files written before the cnn block have 4 numbers
-        width, embedding, epochs, seed, threads = network
-        spec = dataclasses.replace(spec, cnn_width=width, cnn_embedding=embedding, cnn_epochs=epochs, cnn_seed=seed,
-                                   cnn_threads=threads, cnn_learning_rate=float(arrays["spec_cnn_learning_rate"]))
+    numbers = {name: int(value) for name, value in zip(_NUMBERS, arrays["spec_numbers"])}
+    numbers["pca_whiten"] = bool(numbers["pca_whiten"])
+    if "spec_cnn_learning_rate" in arrays:
+        numbers["cnn_learning_rate"] = float(arrays["spec_cnn_learning_rate"])
     state = {name.removeprefix("state_"): value for name, value in arrays.items() if name.startswith("state_")}
-    shifts, flip = (bool(v) for v in arrays["augment_flags"])
-    return spec, state, (shifts, flip)
+    return FeatureSpec(str(arrays["spec_kind"]), **numbers), state, tuple(bool(v) for v in arrays["augment_flags"])
 
 
 def _blocks(images: np.ndarray, spec: FeatureSpec, state: dict) -> list[np.ndarray]:
-    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # not -1: that fails for no images
-    out = []
-    for block in spec.blocks:
-        if block == "raw":
-            out.append(rows.astype(np.float32))
-        elif block == "standard":
-            out.append((rows.astype(np.float32) - state["standard_mean"]) / state["standard_scale"])
-        elif block == "cnn":
-            out.append(cnn.embed(images, state))
-        else:
-            out.append(hog(images, spec.hog_cell, spec.hog_orientations))
-    return out
-
-
-def _mean_var(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    X = rows.astype(np.float64)
-    mean = X.mean(axis=0)
-    return mean, ((X - mean) ** 2).mean(axis=0)
+    rows = images.reshape(len(images), int(np.prod(images.shape[1:]))).astype(np.float32)  # not -1: fails for n=0
+    make = {"raw": lambda: rows, "standard": lambda: (rows - state["standard_mean"]) / state["standard_scale"],
+            "cnn": lambda: cnn.embed(images, state), "hog": lambda: hog(images, spec.hog_cell, spec.hog_orientations)}
+    return [make[block]() for block in spec.blocks]
 
 
 def _fit_pca(mean: np.ndarray, covariance: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, top components ``(n_features, n_components)`` and per-component scale, in float32.
-
-    From the eigen-decomposition of the float64 covariance, on one BLAS thread; each component's
-    sign is fixed so its largest-magnitude entry is positive, so the result does not depend on the
-    LAPACK build's sign choices (its last bits still depend on the BLAS kernel, so on the CPU).
-    Whitening divides each component by its standard deviation on the training rows.
-    """
-    # One BLAS thread: LAPACK's reductions split across threads sum in another order, and the
-    # components would then change in their last bits with the machine's core count.
+    """Mean, top components ``(n_features, n_components)``, each with its largest entry positive (whatever
+    LAPACK's sign), and per-component scale, float32."""
+    # One BLAS thread: threaded reductions sum in another order, changing the last bits by core count.
     with threadpool_limits(1, user_api="blas"):
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
     order = np.argsort(eigenvalues)[::-1][: spec.pca_components]

@@ -5,7 +5,7 @@ import pytest
 from sklearn.cluster import KMeans
 
 from fmproto.evaluation.scores import accuracy
-from fmproto.prototypes.kmeans import kmeans, kmeans_per_class, n_prototypes_per_class
+from fmproto.prototypes.kmeans import fit_class_prototypes, kmeans, kmeans_per_class, n_prototypes_per_class
 from fmproto.prototypes.lvq import glvq
 from fmproto.prototypes.centroids import nearest_prototype
 
@@ -374,3 +374,24 @@ def test_kmeans_then_glvq_on_real_data(fashion_train):
     assert valid_before > 0.72  # more prototypes beat the class means (about 0.68)
     assert train_after >= train_before + 0.005
     assert valid_after >= valid_before - 0.005
+
+
+def test_fit_class_prototypes_reports_each_class_and_refines_with_glvq():
+    counts, names = np.array([2, 1, 3]), ["a", "b", "c"]
+    prototypes, labels, fits = kmeans_per_class(BLOBS, BLOB_Y, counts, seed=4)
+    km = fit_class_prototypes(BLOBS, BLOB_Y, counts, names, seed=4)
+    assert km.prototypes.tobytes() == prototypes.tobytes() and km.prototype_labels.tolist() == labels.tolist()
+    assert km.summary == {"metric": "mse", "n_prototypes": 6, "classes": {
+        name: {"n_prototypes": int(k), "inertia": round(fit.inertia, 2), "iterations": fit.n_iter}
+        for name, k, fit in zip(names, counts, fits)}}
+    rows = km.history_rows(names)
+    assert len(rows) == sum(fit.n_iter for fit in fits)
+    assert rows[0] == {"series": "a", "iteration": 1, "mean_distance": round(float(fits[0].history[0]), 4)}
+
+    refined = fit_class_prototypes(BLOBS, BLOB_Y, counts, names, seed=4, lvq_epochs=2, lvq_learning_rate=0.1,
+                                   X_valid=BLOBS[::3], y_valid=BLOB_Y[::3])
+    expected = glvq(prototypes, labels, BLOBS, BLOB_Y, epochs=2, learning_rate=0.1, seed=4)
+    assert refined.prototypes.tobytes() == expected.tobytes()
+    assert refined.summary["lvq"] == {"epochs": 2, "valid_accuracy_before": 1.0}
+    with pytest.raises(ValueError, match="pass X_valid and y_valid"):
+        fit_class_prototypes(BLOBS, BLOB_Y, counts, names, seed=4, lvq_epochs=1)

@@ -209,3 +209,28 @@ def test_check_fit_refuses_exactly_what_fit_refuses(spec, n_images, refused):
     with pytest.raises(ValueError) as by_check:
         transform.check_fit(spec, (12, 12), n_images)
     assert str(by_check.value) == str(by_fit.value)
+
+
+def test_feature_arrays_fit_on_the_fit_rows_and_transform_every_image():
+    rng = np.random.default_rng(7)
+    train, test = (rng.integers(0, 256, size=(n, 12, 12)).astype(np.uint8) for n in (30, 8))
+    fit_rows = np.arange(0, 30, 2)
+    spec = FeatureSpec("hog+standard", hog_cell=4, pca_components=4)
+    arrays = transform.feature_arrays(train, test, fit_rows, rng.integers(0, 3, 30), 3, spec, shifts=True, flip=False)
+    state = transform.fit(train[fit_rows], spec)
+    copies, _ = augment.augment(train, True, False)
+    for name, images in (("train", train), ("test", test), ("augmented", copies[30:])):
+        assert arrays[name].tobytes() == transform.transform(images, spec, state).tobytes()
+    np.testing.assert_array_equal(arrays["augmented_source"], np.tile(np.arange(30), 4))
+    assert transform.from_arrays(arrays)[0::2] == (spec, (True, False))
+
+
+def test_plain_pixels_are_stored_as_uint8_rows():
+    rng = np.random.default_rng(8)
+    train, test = (rng.integers(0, 256, size=(n, 9, 10)).astype(np.uint8) for n in (12, 3))
+    arrays = transform.feature_arrays(train, test, np.arange(6), np.zeros(12, int), 1, FeatureSpec("raw"),
+                                      shifts=False, flip=True)
+    assert arrays["train"].dtype == np.uint8 and arrays["train"].shape == (12, 90)
+    np.testing.assert_array_equal(arrays["test"], test.reshape(3, 90))
+    np.testing.assert_array_equal(arrays["augmented"], train[:, :, ::-1].reshape(12, 90))
+    assert FeatureSpec("raw").plain_pixels and not FeatureSpec("raw", pca_components=2).plain_pixels
