@@ -1,8 +1,7 @@
 """k-means (seeded k-means++ and Lloyd iterations), and several prototypes per class by k-means inside each class.
 
-Distances are squared euclidean, measured in float64 from the differences of the rows
-(``fmproto.search.distances.exact_distances``); a float32 matrix product, a chunk of rows at a time, only
-screens which pairs to measure. So every figure is the same for any BLAS build and thread count.
+Squared euclidean distances are measured in float64 (``fmproto.search.distances``); a float32 matrix
+product only screens which pairs to measure, so every figure is the same for any BLAS and thread count.
 """
 
 from collections.abc import Mapping
@@ -42,55 +41,18 @@ def kmeans(
     tol: float = 1e-4,
     init: np.ndarray | None = None,
 ) -> KMeansResult:
-    """Cluster the rows of ``X`` into ``n_clusters`` groups by Lloyd's algorithm.
+    """Cluster the rows of ``X`` ``(n_samples, n_features)`` or ``(n_samples, H, W)`` by Lloyd's algorithm.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
-        Finite numbers; used as float32 rows.
-    n_clusters : int, 1 <= n_clusters <= n_samples
-    seed : int, SeedSequence or Generator
-        Passed to ``numpy.random.default_rng`` for the k-means++ draws; the same seed gives
-        bit-identical results.
-    max_iter : int >= 1
-        Most assignment steps.
-    tol : float >= 0, finite
-        Stop once an assignment step lowers the inertia by at most ``tol`` times its previous value
-        (with ``tol=0``: once it stops falling), or changes no assignment.
-    init : ndarray of shape (n_clusters, n_features), optional
-        Starting centres instead of k-means++ (``seed`` is then unused).
-
-    Returns
-    -------
-    KMeansResult
-        ``centers`` are the centres the final ``assignments`` were made against; ``inertia`` and
-        ``history`` are measured against them.
-
-    Raises
-    ------
-    ValueError
-        If ``X`` holds NaN or inf, ``n_clusters`` or ``max_iter`` is not an integer in range, or
-        ``tol`` is negative or not finite.
-
-    Notes
-    -----
-    Initialisation is greedy k-means++ (as scikit-learn): the first centre is a uniformly drawn row;
-    each next one is the best, by resulting inertia, of ``2 + int(log(n_clusters))`` rows drawn with
-    probability proportional to their squared distance to the nearest centre chosen so far.
-
-    Each row goes to its nearest centre by float64 distance, the lowest centre index on ties; a float32
-    matrix product only screens the centres (``fmproto.search.distances.exact_nearest``). The inertia is the
-    float64 sum of those float64 squared distances, and k-means++ draws from float64 distances too
-    (``fmproto.search.distances.exact_minimum``). So every result is bit-identical for any BLAS build and
-    thread count. Distances are measured between the rows shifted by their float32 mean (which
-    makes the float32 screening sharper), so they can differ from ones measured on the unshifted
-    rows in the last bits. A cluster left empty by an
-    assignment step is re-seeded with the row furthest from its own centre (lowest row index on ties;
-    several empty clusters take the next-furthest rows in turn), which also lowers the inertia.
-
-    The inertia never increases from one step to the next (``history`` is non-increasing). Exact
-    arithmetic guarantees that; a step that float32 rounding would make worse is discarded and the
-    run stops with the previous centres.
+    Greedy k-means++ (as scikit-learn) seeded by ``seed`` (int, SeedSequence or Generator) unless
+    ``init`` ``(n_clusters, n_features)`` gives the starting centres. Stops after ``max_iter`` steps,
+    when a step changes no assignment, or lowers the inertia by at most ``tol`` times its previous
+    value. Each row goes to its nearest centre by float64 distance (lowest centre index on ties; a
+    float32 product only screens), measured on rows shifted by their float32 mean, so results are
+    bit-identical for any BLAS and thread count. A cluster left empty is re-seeded with the row
+    furthest from its centre (lowest index on ties). ``history`` never increases: a step that float32
+    rounding of the centres would make worse is discarded and the run stops.
+    ``ValueError`` for NaN or inf in ``X``, ``n_clusters`` outside ``1..n_samples``, ``max_iter < 1``,
+    or ``tol`` negative or not finite.
     """
     X = checked_rows(X, "X", dtype=np.float32)
     n_samples = len(X)
@@ -152,25 +114,11 @@ def kmeans_per_class(
 ) -> tuple[np.ndarray, np.ndarray, list[KMeansResult]]:
     """Prototypes for each class: the centres of a k-means run on that class's rows alone.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
-    y : ndarray of shape (n_samples,), ints in ``0..n_classes-1``
-    n_prototypes : ndarray of shape (n_classes,), ints >= 1
-        Prototypes per class (see ``n_prototypes_per_class``); ``n_classes = len(n_prototypes)``.
-    seed : int
-        Class ``c`` runs with ``numpy.random.SeedSequence(seed).spawn(n_classes)[c]``: independent
-        streams, and class ``c``'s prototypes do not change when another class's count does.
-    max_iter, tol
-        As in ``kmeans``.
-
-    Returns
-    -------
-    prototypes : ndarray of shape (n_prototypes.sum(), n_features), float32, class 0's first
-    prototype_labels : ndarray of shape (n_prototypes.sum(),), int64
-    results : list of KMeansResult, one per class
-
-    ``ValueError`` if a count is below 1 or above its class's rows, or a label is out of range.
+    ``n_prototypes`` ``(n_classes,)`` ints: the count of each class (``y`` in ``0..n_classes-1``).
+    Class ``c`` runs with ``SeedSequence(seed).spawn(n_classes)[c]``, so its prototypes do not change
+    when another class's count does. Returns ``prototypes (n_prototypes.sum(), n_features)`` float32
+    (class 0's first), their labels int64, and one ``KMeansResult`` a class. ``ValueError`` if a count
+    is below 1 or above its class's rows, or a label is out of range.
     """
     X = as_rows(X)
     y = np.asarray(y)
