@@ -1,8 +1,5 @@
-"""Seconds and queries per second: figures that change from run to run, kept out of git and dvc.lock.
-
-A stage writes them to ``--timings`` (``timings/<stage>.json``), which no stage declares as an output:
-declared, its hash in ``dvc.lock`` would change on every rerun. ``fmproto report`` shows them.
-"""
+"""Seconds and queries per second, written to ``--timings``: no stage declares it as an output, since
+its hash in ``dvc.lock`` would change on every rerun."""
 
 import time
 from contextlib import contextmanager
@@ -27,7 +24,7 @@ class Stopwatch:
 
 
 def write(path: str | Path | None, figures: dict) -> None:
-    """Write ``figures`` (nested dicts of numbers) to ``path`` as JSON; nothing when ``path`` is None."""
+    """Write ``figures`` to ``path`` as JSON; nothing when ``path`` is None."""
     if path is not None:
         io.write_json(path, figures)
 
