@@ -67,9 +67,7 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[zipfile.Zi
             if version not in ((1, 0), (2, 0)):
                 raise _error(path, f"array {name[:80]!r} has .npy format version {version[0]}.{version[1]}; "
                              "expected 1.0 or 2.0")
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(member)
+            shape, _, dtype = getattr(np.lib.format, f"read_array_header_{version[0]}_0")(member)
             header_size = member.tell()
         if dtype.hasobject:
             raise _error(path, f"array {name[:80]!r} holds Python objects, which would need pickle to load")

@@ -231,11 +231,12 @@ def _fail(name: str, must: str, value: Any) -> None:
     raise ParamError(f"{name} must be {must}; got {_shown(value)}")
 
 
-def _in_range(name: str, value: float, low: float | None, high: float | None) -> float:
-    if low is not None and value < low:
-        _fail(name, f"at least {low}", value)
-    if high is not None and value > high:
-        _fail(name, f"at most {high}", value)
+def _in_range(name: str, value: float, low: float | None, high: float | None, open_low: bool = False,
+              open_high: bool = False) -> float:
+    if low is not None and (value <= low if open_low else value < low):
+        _fail(name, f"greater than {low}" if open_low else f"at least {low}", value)
+    if high is not None and (value >= high if open_high else value > high):
+        _fail(name, f"less than {high}" if open_high else f"at most {high}", value)
     return value
 
 
@@ -255,11 +256,7 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
             _fail(name, "a number", value)
         if not math.isfinite(value):
             _fail(name, "a finite number", value)
-        if open_low and low is not None and value <= low:
-            _fail(name, f"greater than {low}", value)
-        if open_high and high is not None and value >= high:
-            _fail(name, f"less than {high}", value)
-        return float(_in_range(name, value, low, high))
+        return float(_in_range(name, value, low, high, open_low, open_high))
     return check
 
 

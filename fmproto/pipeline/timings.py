@@ -2,7 +2,7 @@
 its hash in ``dvc.lock`` would change on every rerun."""
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fmproto.pipeline import io
@@ -33,8 +33,6 @@ def read_all(folder: str | Path) -> dict[str, dict]:
     """Every ``<stage>.json`` in ``folder``, by stage name (an unreadable file is skipped)."""
     found = {}
     for path in sorted(Path(folder).glob("*.json")):
-        try:
+        with suppress(ValueError):
             found[path.stem] = io.read_json(path)
-        except ValueError:
-            continue
     return found
