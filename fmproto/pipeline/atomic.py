@@ -50,12 +50,9 @@ _open_transaction: _Transaction | None = None
 @contextmanager
 def transaction(before_commit: Callable[[], None] | None = None,
                 exact_folders: Sequence[PathLike] = ()) -> Iterator[None]:
-    """Hold back every ``atomic_path`` write in the block, then commit all of them or none.
-
-    An exception in the block or ``before_commit`` removes the temp files and new folders. If one
-    replacement fails, every target gets its old file back and an ``OSError`` names the target. Files
-    and links in ``exact_folders`` the block did not write are removed. SIGINT/SIGTERM wait for the commit.
-    """
+    """Hold back every ``atomic_path`` write in the block (and ``before_commit``), then commit all or none:
+    if one replacement fails, every target gets its old file back and an ``OSError`` names the target.
+    Files and links in ``exact_folders`` the block did not write are removed. SIGINT/SIGTERM wait."""
     global _open_transaction
     if _open_transaction is not None:
         raise RuntimeError("a transaction is already open")
@@ -93,8 +90,7 @@ def _commit(done: _Transaction, exact_folders: list[Path]) -> None:
         done.discard()
         if not isinstance(err, OSError):
             raise
-        outcome = ("could not put back " + "; ".join(not_restored) if not_restored
-                   else "no output was changed")
+        outcome = "could not put back " + "; ".join(not_restored) if not_restored else "no output was changed"
         raise OSError(err.errno, f"{err.strerror or err}; {outcome}", err.filename) from err
     for _, backup in undo:
         if backup is not None:
@@ -240,10 +236,8 @@ def remove_leftovers(path: PathLike) -> None:
 
 
 def output_problem(path: PathLike, folder: bool = False) -> str | None:
-    """Why ``path`` cannot be an output file (or, ``folder``, an output folder); None when it can.
-
-    A link to a file is refused (a rename replaces the link); a link to a folder is written through.
-    """
+    """Why ``path`` cannot be an output file (or ``folder``), or None; a link to a folder is written through,
+    a link to a file refused (a rename would replace the link)."""
     path = Path(path)
     try:
         kind = path_kind(path)
@@ -292,11 +286,8 @@ def _name_output(err: OSError, path: Path, tmp: str | None) -> OSError:
 
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``path`` (same suffix: numpy, matplotlib and pandas act on it); on success
-    it replaces ``path`` (at the end of an open ``transaction``), on error it is deleted.
-
-    ``ValueError`` when ``output_problem`` refuses ``path``. Parent folders are created.
-    """
+    """Yield a temp path beside ``path`` with its suffix (numpy, matplotlib and pandas act on it); on success
+    it replaces ``path`` (at the end of an open ``transaction``). ``ValueError`` if ``output_problem``."""
     path = Path(path)
     problem = output_problem(path)
     if problem is not None:

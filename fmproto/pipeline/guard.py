@@ -46,11 +46,9 @@ def _describe(err: BaseException) -> str:
 
 @contextmanager
 def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence[str | Path] = ()) -> Iterator[None]:
-    """Run a stage or command body: outputs all or nothing, bad input as one line and exit status 1.
-
-    ``files`` and ``folders`` (the outputs) are checked before any work. ``ValueError``, ``OSError`` and
-    ``MemoryError`` are expected; anything else is a bug and keeps its traceback. Ctrl-C and SIGTERM exit 130.
-    """
+    """Run a stage or command body: outputs (``files``, ``folders``) all or nothing, checked first; a
+    ``ValueError``, ``OSError`` or ``MemoryError`` is one line and exit status 1 (a bug keeps its
+    traceback), Ctrl-C and SIGTERM exit 130."""
     under_dvc = bool(os.environ.get("DVC_STAGE"))
     watch = None
     committing = False

@@ -15,11 +15,8 @@ _ANN = ("backend", "metric", "seed", "n_trees", "search_k", "hnsw_m", "hnsw_ef_c
 
 def method_settings(params_path: str | Path, classes: list[str],
                     train_labels: np.ndarray | None = None) -> tuple[dict, dict[str, dict]]:
-    """The checked ``evaluate`` section, and each method's settings for ``estimators.make``.
-
-    Counts that do not fit ``train_labels`` are an error when ``evaluate.method`` is kmeans, else
-    kmeans's ``n_prototypes`` is None (``kmeans_problem`` says why).
-    """
+    """The checked ``evaluate`` section, and each method's settings for ``estimators.make``; kmeans counts
+    that do not fit ``train_labels`` are an error for method kmeans, else None (``kmeans_problem``)."""
     p, km, an = evaluate_params.read(params_path), kmeans_params.read(params_path), ann_params.read(params_path)
     counts, problem = _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)
     if problem is not None and p["method"] == "kmeans":
