@@ -17,9 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fmproto.pipeline.atomic import TEMP_MARK, PathLike, atomic_path, output_problem, remove_leftovers, transaction
-from fmproto.pipeline.checks import DataError
-from fmproto.pipeline.checks import data_error as _error
-from fmproto.pipeline.checks import require_file as _require_file
+from fmproto.pipeline.checks import DataError, data_error as _error, require_file as _require_file
 
 __all__ = ["TEMP_MARK", "PathLike", "DataError", "atomic_path", "output_problem", "remove_leftovers", "transaction",
            "save_arrays", "array_headers", "load_arrays", "write_json", "read_json", "write_csv", "read_csv"]

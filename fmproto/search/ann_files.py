@@ -2,8 +2,7 @@
 
 import os
 
-from fmproto.pipeline.checks import data_error as _error
-from fmproto.pipeline.checks import require_file as _require_file
+from fmproto.pipeline.checks import data_error as _error, require_file as _require_file
 from fmproto.pipeline.io import PathLike, atomic_path
 
 ANNOY_METRICS = ("angular", "euclidean", "manhattan", "hamming", "dot")
