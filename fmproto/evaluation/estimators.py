@@ -1,9 +1,5 @@
-"""The four classifiers as estimators, chosen by name, so evaluate-valid, evaluate-test and
-`fmproto explain` fit and predict alike.
-
-Each is a small class: ``fit(X, y, n_classes)`` on float32 rows ``X (n, n_features)`` with labels
-``y (n,)`` returns the fitted estimator; ``predict(X)`` gives labels ``(n_query,)``. The neighbour
-methods also answer ``kneighbors(X, k)`` with ``(distances, indices)`` into the fit rows, nearest first.
+"""The four classifiers as estimators chosen by name: ``fit(X (n, n_features), y (n,), n_classes)`` returns the
+estimator, ``predict(X)`` labels ``(n_query,)``; the neighbour methods also have ``kneighbors(X, k)``.
 """
 
 import numpy as np

@@ -2,33 +2,21 @@
 
 import numpy as np
 
-# Neighbours drawn beside an image at most: a picture of k=1000 neighbours would explain nothing.
-MAX_SHOWN = 10
+MAX_SHOWN = 10  # neighbours drawn beside an image: a picture of k=1000 would explain nothing
 
 
 def top_confusions(cm: np.ndarray, n: int) -> list[tuple[int, int]]:
-    """The ``n`` most frequent (true, predicted) confusions of a confusion matrix, most frequent first.
-
-    Only off-diagonal cells with a count above 0; ties go to the lower (true, predicted) pair.
-    """
+    """The ``n`` most frequent off-diagonal (true, predicted) cells above 0; ties to the lower pair."""
     cm = np.asarray(cm)
     true, predicted = np.nonzero(cm * (1 - np.eye(len(cm), dtype=cm.dtype)))
     order = np.lexsort((predicted, true, -cm[true, predicted]))[:n]
     return [(int(true[i]), int(predicted[i])) for i in order]
 
 
-def pick_explanations(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    n_random: int,
-    confusions: list[tuple[int, int]],
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Indices of misclassified images to explain.
-
-    First one image for each ``(true, predicted)`` confusion that occurs (the lowest index, so the
-    choice is stable), then ``n_random`` other misclassified images drawn with ``rng``.
-    """
+def pick_explanations(y_true: np.ndarray, y_pred: np.ndarray, n_random: int, confusions: list[tuple[int, int]],
+                      rng: np.random.Generator) -> np.ndarray:
+    """Misclassified images to explain: the lowest index of each ``(true, predicted)`` confusion that
+    occurs, then ``n_random`` others drawn with ``rng``."""
     wrong = np.flatnonzero(y_true != y_pred)
     chosen = []
     for true_class, predicted_class in confusions:
@@ -40,34 +28,14 @@ def pick_explanations(
     return np.array(chosen + sorted(int(i) for i in extra), dtype=np.int64)
 
 
-def explanation_grid(
-    query_images: np.ndarray,
-    query_ids: np.ndarray,
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    neighbour_images: np.ndarray,
-    neighbour_ids: np.ndarray,
-    neighbour_labels: np.ndarray,
-    neighbour_distances: np.ndarray,
-    classes: list[str],
-) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Rows of ``[query, neighbour_1, ..., neighbour_k]`` with titles and red marks.
+def explanation_grid(query_images: np.ndarray, query_ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+                     neighbour_images: np.ndarray, neighbour_ids: np.ndarray, neighbour_labels: np.ndarray,
+                     neighbour_distances: np.ndarray, classes: list[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Rows of ``[query, neighbour_1, ..., neighbour_k]``: images ``(n * (k + 1), H, W)``, titles and red marks.
 
-    Parameters
-    ----------
-    query_images : ndarray of shape (n, H, W)
-    query_ids, y_true, y_pred : ndarray of shape (n,)
-        ``y_true`` may be -1 for an image with no known label (a user's file).
-    neighbour_images : ndarray of shape (n, k, H, W)
-    neighbour_ids, neighbour_labels, neighbour_distances : ndarray of shape (n, k)
-
-    Returns
-    -------
-    images : ndarray of shape (n * (k + 1), H, W)
-    titles : list of str
-    marks : ndarray of bool, shape (n * (k + 1),)
-        A query is marked when its prediction is wrong; a neighbour when its label differs from the
-        query's true label (for an unlabelled query: from its prediction).
+    Queries ``(n, H, W)`` with ``(n,)`` ids and labels (``y_true`` -1: unknown); neighbours ``(n, k, H, W)``
+    with ``(n, k)`` ids, labels and distances. A query is marked when wrong; a neighbour when its label
+    differs from the query's true label (unknown: from its prediction).
     """
     n, k = neighbour_labels.shape
     images = np.concatenate([query_images[:, None], neighbour_images], axis=1).reshape(n * (k + 1), *query_images.shape[1:])

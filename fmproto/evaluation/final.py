@@ -12,14 +12,8 @@ from fmproto.search.knn import kneighbors
 
 def score_methods(fit_sets: dict[str, tuple], X_test: np.ndarray, y_test: np.ndarray, classes: list[str],
                   settings: dict[str, dict], skip=(), clock: Callable[[], float] = time.perf_counter):
-    """Fit each method of ``estimators.METHODS`` on ``fit_sets[method][:2]`` (``X_fit, y_fit``) and predict ``X_test``.
-
-    Returns
-    -------
-    summary : ``{method: {"accuracy", "macro_f1"}}``, None for a method in ``skip``
-    predictions : ``{method: ndarray of shape (n_test,)}`` for the methods scored
-    seconds : ``{method: float}``, fit and predict together
-    """
+    """Fit each method on ``fit_sets[method][:2]`` and predict ``X_test``: ``{method: {"accuracy", "macro_f1"}}``
+    (None for a method in ``skip``), ``{method: predictions (n_test,)}`` and ``{method: seconds}``."""
     summary, predictions, seconds = {}, {}, {}
     for method in estimators.METHODS:
         if method in skip:
@@ -43,13 +37,9 @@ def fit_sets(feats: dict, labels: np.ndarray, fit_idx: np.ndarray) -> dict[str, 
 def explanations_figure(method: str, settings: dict[str, dict], train: dict, test: dict, feats: dict, split: dict,
                         y_pred: np.ndarray, fit_set: tuple, *, k: int, metric: str, n_random: int,
                         confusions: list[tuple[int, int]] | str, seed: int, n_auto: int = 2):
-    """Misclassified test images, each beside its ``min(k, MAX_SHOWN)`` exact nearest rows of ``fit_set``.
-
-    First one image for each ``(true, predicted)`` confusion that occurs (``"auto"``: ``method``'s
-    ``n_auto`` most frequent on validation, fitted on the training split, so the choice never looks
-    at the test set), then ``n_random`` others drawn with ``seed``. ``fit_set`` is ``fitset.fit_data``'s
-    ``(X_fit, y_fit, rows)``; an augmented row is drawn as the shifted or flipped image it is. ``train``
-    and ``test`` are ingested datasets (``images``, ``labels``; ``train`` also ``classes``).
+    """Misclassified test images, each beside its ``min(k, MAX_SHOWN)`` exact nearest rows of ``fit_set``
+    (``fitset.fit_data``'s ``(X_fit, y_fit, rows)``), one for each of ``confusions`` first. ``"auto"``:
+    ``method``'s ``n_auto`` most frequent on validation, fitted on the training split, never the test set.
     """
     labels, y_test, classes = train["labels"], test["labels"], train["classes"].tolist()
     if confusions == "auto":

@@ -1,8 +1,7 @@
-"""All-or-nothing outputs: each file written to a temp file beside it, then renamed over it.
+"""All-or-nothing outputs: each file goes to a temp file beside it, then is renamed over it.
 
-A killed stage never leaves a half-written output for DVC to cache. Inside ``transaction()`` the
-renames wait for the end of the block and are all or none. An output must be a new path or a regular
-file (never a folder, a link, a FIFO or a device), and an ``OSError`` while writing it names it.
+Inside ``transaction()`` the renames wait for the end of the block and are all or none, so a killed
+stage never leaves a half-written output for DVC to cache. An ``OSError`` while writing names the output.
 """
 
 import errno
@@ -15,7 +14,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fmproto.pipeline.checks import kind_of, path_kind
@@ -26,28 +25,23 @@ _MASK = os.umask(0)
 os.umask(_MASK)
 _FILE_MODE = 0o666 & ~_MASK  # mkstemp makes 0600 files; outputs get what a plain open() would give
 
-# In every temp file's name: .gitignore ignores them, and the next run removes a killed run's
-# leftovers (``remove_leftovers``).
+# In every temp file's name: .gitignore ignores them; the next run removes a killed run's leftovers.
 TEMP_MARK = ".fmproto-tmp"
 
 
 class _Transaction:
-    """Writes held back until the run succeeded: ``pending`` maps a target's absolute path to
-    (the target as named, its temp file); ``created_dirs`` are the folders made for them."""
+    """``pending``: a target's absolute path -> (the target as named, its temp file)."""
 
     def __init__(self) -> None:
         self.pending: dict[Path, tuple[Path, Path]] = {}
         self.created_dirs: list[Path] = []
 
     def discard(self) -> None:
-        """Delete the temp files, then the new folders left empty (best effort: leftovers go next run)."""
         for _, tmp in self.pending.values():
             _unlink_quietly(tmp)
         for folder in reversed(self.created_dirs):  # deepest first
-            try:
+            with suppress(OSError):  # not empty: something else wrote there too
                 folder.rmdir()
-            except OSError:  # not empty: something else wrote there too
-                pass
 
 
 _open_transaction: _Transaction | None = None
@@ -56,15 +50,9 @@ _open_transaction: _Transaction | None = None
 @contextmanager
 def transaction(before_commit: Callable[[], None] | None = None,
                 exact_folders: Sequence[PathLike] = ()) -> Iterator[None]:
-    """Hold every ``atomic_path`` write inside the block back, then commit all of them or none.
-
-    An exception in the block, or from ``before_commit`` (called when the block succeeded), removes
-    the temp files and the folders the block created. The commit checks every target first (a regular
-    file or nothing, its folder writable, not immutable or append-only), then replaces each while
-    keeping its old file aside; if one replacement fails, every replaced target gets its old file back
-    and an ``OSError`` names the target. Files and links in ``exact_folders`` that the block did not
-    write are removed in the same step. SIGINT and SIGTERM during the commit take effect after it.
-    """
+    """Hold back every ``atomic_path`` write in the block (and ``before_commit``), then commit all or none:
+    if one replacement fails, every target gets its old file back and an ``OSError`` names the target.
+    Files and links in ``exact_folders`` the block did not write are removed. SIGINT/SIGTERM wait."""
     global _open_transaction
     if _open_transaction is not None:
         raise RuntimeError("a transaction is already open")
@@ -102,8 +90,7 @@ def _commit(done: _Transaction, exact_folders: list[Path]) -> None:
         done.discard()
         if not isinstance(err, OSError):
             raise
-        outcome = ("could not put back " + "; ".join(not_restored) if not_restored
-                   else "no output was changed")
+        outcome = "could not put back " + "; ".join(not_restored) if not_restored else "no output was changed"
         raise OSError(err.errno, f"{err.strerror or err}; {outcome}", err.filename) from err
     for _, backup in undo:
         if backup is not None:
@@ -111,7 +98,7 @@ def _commit(done: _Transaction, exact_folders: list[Path]) -> None:
 
 
 def _put_back(undo: list[tuple[Path, Path | None]]) -> list[str]:
-    """Undo ``_commit``'s steps, last first; each target that could not be restored, as text."""
+    """Undo ``_commit``'s steps, last first; return the targets that could not be restored."""
     failed = []
     for target, backup in reversed(undo):
         try:
@@ -129,15 +116,12 @@ def _put_back(undo: list[tuple[Path, Path | None]]) -> list[str]:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with suppress(OSError):  # its folder turned read-only: the next run's remove_leftovers deletes it
         path.unlink(missing_ok=True)
-    except OSError:  # its folder turned read-only: the next run's remove_leftovers deletes it
-        pass
 
 
 def _keep_aside(target: Path, in_place: bool) -> Path:
-    """``target``'s file under a new temp name beside it: a hard link when ``in_place`` (so the target
-    stays until its replacement lands) and hard links work, else a rename."""
+    """``target`` under a new temp name: hard-linked when ``in_place`` (it stays until replaced), else renamed."""
     while True:
         backup = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_MARK}.old")
         if in_place:
@@ -154,14 +138,11 @@ def _keep_aside(target: Path, in_place: bool) -> Path:
 
 
 def _stale_files(folders: list[Path], done: _Transaction) -> list[Path]:
-    """The files and links at any depth in ``folders`` that are neither a target nor a temp file of ``done``."""
+    """The files and links under ``folders`` that are neither a target nor a temp file of ``done``."""
     ours = set()  # (device, inode): a target named by another spelling of its path is still ours
-    for target, tmp in done.pending.values():
-        for path in (target, tmp):
-            try:
-                info = os.lstat(path)
-            except FileNotFoundError:
-                continue
+    for path in (path for pair in done.pending.values() for path in pair):
+        with suppress(FileNotFoundError):
+            info = os.lstat(path)
             ours.add((info.st_dev, info.st_ino))
     stale = []
     for folder in folders:
@@ -179,7 +160,7 @@ _FS_IOC_GETFLAGS = 0x80000000 | struct.calcsize("l") << 16 | ord("f") << 8 | 1  
 
 
 def _inode_flags(path: Path) -> int:
-    """``path``'s inode flags (what ``lsattr`` shows), or 0 where they cannot be read."""
+    """What ``lsattr`` shows, or 0 where it cannot be read."""
     if sys.platform != "linux":
         return 0
     import fcntl
@@ -223,7 +204,7 @@ def _check_replaceable(path: Path, removing: bool = False) -> None:
 
 @contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is over, then take effect (their handlers run then)."""
+    """SIGINT and SIGTERM wait until the block is over, then their handlers run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -255,12 +236,8 @@ def remove_leftovers(path: PathLike) -> None:
 
 
 def output_problem(path: PathLike, folder: bool = False) -> str | None:
-    """Why ``path`` cannot be an output file (or, ``folder``, an output folder); None when it can.
-
-    A file must be new or a regular file (a link would itself be replaced, not written through); a
-    folder must be new or a folder (a link to one is written through); the nearest existing path
-    above a new one must be a folder.
-    """
+    """Why ``path`` cannot be an output file (or ``folder``), or None; a link to a folder is written through,
+    a link to a file refused (a rename would replace the link)."""
     path = Path(path)
     try:
         kind = path_kind(path)
@@ -290,7 +267,6 @@ def output_problem(path: PathLike, folder: bool = False) -> str | None:
 
 
 def _make_parents(folder: Path) -> None:
-    """``mkdir -p folder``, telling the open transaction which folders are new."""
     missing = []
     while not folder.exists():
         missing.append(folder)
@@ -310,13 +286,8 @@ def _name_output(err: OSError, path: Path, tmp: str | None) -> OSError:
 
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it replaces ``path`` (at the end of an open
-    ``transaction``), on error it is deleted.
-
-    ``ValueError`` when ``path`` cannot be an output (``output_problem``). Parent folders are created.
-    The temp name keeps ``path``'s suffix, which numpy, matplotlib and pandas act on. An ``OSError``
-    naming no file (a full disk) or only the temp file is made to name ``path``.
-    """
+    """Yield a temp path beside ``path`` with its suffix (numpy, matplotlib and pandas act on it); on success
+    it replaces ``path`` (at the end of an open ``transaction``). ``ValueError`` if ``output_problem``."""
     path = Path(path)
     problem = output_problem(path)
     if problem is not None:

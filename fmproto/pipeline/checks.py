@@ -1,8 +1,4 @@
-"""Argument checks the core shares (integers, rows of numbers) and the files a reader opens.
-
-A bad call fails with one ``ValueError`` naming the argument and what it should be, not deep inside
-numpy. A file to read must be a regular file: anything else is named as what it is (``DataError``).
-"""
+"""Argument checks the core shares (one ``ValueError`` naming the argument), and the files a reader opens."""
 
 import os
 import re
@@ -32,10 +28,7 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
 
 
 def rows(X, name: str = "X", dtype=None) -> np.ndarray:
-    """``(n, ...)`` finite numbers as ``(n, n_features)`` rows, or a ``ValueError`` naming ``name``.
-
-    No copy unless ``dtype`` asks for a cast; integer images stay as they are when ``dtype`` is None.
-    """
+    """``(n, ...)`` finite numbers as ``(n, n_features)`` rows (a copy only if ``dtype`` casts), or a ``ValueError``."""
     X = np.asarray(X)
     if X.ndim < 2:
         raise ValueError(f"{name} must have shape (n, n_features) or (n, H, W); got shape {X.shape}")
@@ -54,18 +47,17 @@ class DataError(ValueError):
 
 
 def data_error(path, problem: str) -> DataError:
-    """``DataError("<path>: <problem>")``, line breaks in ``problem`` joined: a stage logs one line."""
+    """``DataError("<path>: <problem>")`` on one line."""
     return DataError(f"{os.fspath(path)}: {_LINE_BREAKS.sub(' ', str(problem))}")
 
 
 def kind_of(mode: int) -> str:
-    """What an ``os.stat`` mode is, with its article: ``"a regular file"``, ``"a FIFO"``..."""
+    """What an ``os.stat`` mode is: ``"a regular file"``, ``"a FIFO"``..."""
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def path_kind(path) -> str | None:
-    """What is at ``path`` following links (``kind_of``); None when nothing is, ``"a symbolic link to
-    nothing"`` for a dangling link; ``OSError`` for other failures (a folder that cannot be searched)."""
+    """What is at ``path`` following links (``kind_of``), None when nothing is, or ``"a symbolic link to nothing"``."""
     try:
         return kind_of(os.stat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: a file on the way
@@ -73,10 +65,7 @@ def path_kind(path) -> str | None:
 
 
 def require_file(path) -> Path:
-    """``path`` if it is a regular file (or a link to one), else a ``DataError`` saying what it is.
-
-    Checked before opening: opening a FIFO would wait for a writer.
-    """
+    """``path`` if it is a regular file (or a link to one), else a ``DataError``; opening a FIFO would hang."""
     path = Path(path)
     try:
         kind = path_kind(path)

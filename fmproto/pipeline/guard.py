@@ -1,13 +1,8 @@
-"""One-line errors and all-or-nothing outputs for every stage script and every ``fmproto`` command.
+"""One-line errors and all-or-nothing outputs (``atomic.transaction``) for every stage and ``fmproto`` command.
 
-``stage_errors`` runs the body inside ``atomic.transaction``, so a failure (bad input, a bug, Ctrl-C,
-SIGTERM, a full disk) changes no file that existed and leaves nothing new behind. Under DVC
-(``DVC_STAGE`` set) two more rules hold:
-
-- The stage does not outlive the ``dvc`` process running it: a daemon thread polls it and, once it
-  is gone, sends SIGTERM (which writes nothing), then after ``DVC_EXIT_GRACE`` seconds stuck in
-  native code exits at once. The commit checks once more that ``dvc`` is alive.
-- Each output folder then holds exactly this run's files, as if DVC had deleted it before the run.
+Under DVC (``DVC_STAGE`` set) the stage does not outlive the ``dvc`` process running it (once it is
+gone: SIGTERM, then ``os._exit`` after ``DVC_EXIT_GRACE`` seconds stuck in native code), and each output
+folder holds exactly this run's files, as if DVC had deleted it before the run.
 """
 
 import os
@@ -27,22 +22,20 @@ _MAX_ANCESTORS = 8  # how far up the process tree the dvc process is looked for
 
 
 class DvcExited(KeyboardInterrupt):
-    """The ``dvc`` process running this stage exited; a ``KeyboardInterrupt``, so that code catching
-    ``Exception`` lets it through."""
+    """The ``dvc`` process running this stage exited (a ``KeyboardInterrupt``: ``except Exception`` lets it by)."""
 
     def __init__(self, pid: int):
         super().__init__(f"stopped: dvc (pid {pid}) exited; no output written")
 
 
 def one_line(err: BaseException | str) -> str:
-    """The first line of ``err``'s message, cut to ``MAX_MESSAGE`` characters."""
     text = str(err).strip()
     message = text.splitlines()[0] if text else ""
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def _describe(err: BaseException) -> str:
-    """The line a user sees; an ``OSError`` naming a file reads ``path: No space left on device``."""
+    """An ``OSError`` naming a file reads ``path: No space left on device``."""
     if isinstance(err, OSError) and err.strerror and err.filename is not None:
         where = os.fsdecode(err.filename)
         if err.filename2 is not None:
@@ -53,13 +46,9 @@ def _describe(err: BaseException) -> str:
 
 @contextmanager
 def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence[str | Path] = ()) -> Iterator[None]:
-    """Run a stage or command body: outputs all or nothing, bad input as one line and exit status 1.
-
-    ``files`` and ``folders``, the outputs named on the command line, are checked before any work
-    (``atomic.output_problem``) and cleared of an earlier killed run's temp files. ``ValueError``,
-    ``OSError`` and ``MemoryError`` are expected failures; anything else is a bug and keeps its
-    traceback, still writing nothing. Ctrl-C and SIGTERM exit with status 130; dvc gone, with 1.
-    """
+    """Run a stage or command body: outputs (``files``, ``folders``) all or nothing, checked first; a
+    ``ValueError``, ``OSError`` or ``MemoryError`` is one line and exit status 1 (a bug keeps its
+    traceback), Ctrl-C and SIGTERM exit 130."""
     under_dvc = bool(os.environ.get("DVC_STAGE"))
     watch = None
     committing = False
@@ -108,7 +97,7 @@ def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence
 
 
 def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, parent pid, start time in clock ticks) from ``/proc/PID/stat``; None if gone."""
+    """(state, parent pid, start time in clock ticks), or None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -129,10 +118,8 @@ def _is_dvc(pid: int) -> bool:
 
 
 class _DvcWatch:
-    """The ``dvc`` process above this one, polled from a daemon thread until ``stop``.
-
-    Known by pid and start time, so a reused pid does not pass for it; a zombie counts as gone.
-    """
+    """The ``dvc`` process above this one, polled from a daemon thread until ``stop``; known by pid and
+    start time, so a reused pid does not pass for it."""
 
     def __init__(self, pid: int, started: int):
         self.pid, self.started = pid, started

@@ -1,11 +1,8 @@
 """A stage's inputs that earlier stages wrote, checked before they are trusted.
 
-- Present and of the right kind: a wrong file for a flag is one line naming what is missing.
-- Of the expected shapes, read from the ``.npy`` headers (``io.array_headers``) before anything is
-  inflated: every load is bounded by the bytes its checked arrays need.
-- Made from each other: ingest records each dataset's ``fingerprint``, split the training set's,
-  features the training set's, the test set's and the split's (``provenance``); a reader compares
-  each record with the input it was handed, so features of old images never meet new ones.
+Shapes come from the ``.npy`` headers before anything is inflated, so every load is bounded. Each
+writer records the ``fingerprint`` of the inputs it was made from (``provenance``) and a reader
+compares them with the inputs it was handed, so features of old images never meet new ones.
 """
 
 import hashlib
@@ -38,7 +35,7 @@ class Arrays(dict):
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
-    """sha256 (hex) of each array's dtype and shape as text (``"|u1(60000, 28, 28);"``), then its C-order bytes."""
+    """sha256 of each array's dtype and shape as text (``"|u1(60000, 28, 28);"``), then its C-order bytes."""
     digest = hashlib.sha256()
     for a in arrays:
         a = np.asarray(a, order="C")
@@ -48,17 +45,16 @@ def fingerprint(*arrays: np.ndarray) -> str:
 
 
 def provenance(**sources: Arrays) -> dict[str, np.ndarray]:
-    """The records a writer saves beside its arrays: ``{name}_fingerprint`` for each input it was made from."""
+    """``{name}_fingerprint`` for each input a writer's arrays were made from."""
     return {f"{name}_fingerprint": np.array(source.fingerprint) for name, source in sources.items()}
 
 
 def _outside(values: np.ndarray, n: int) -> bool:
-    """Whether a label or index array holds a value outside ``0..n-1``."""
     return bool(len(values)) and bool(values.min() < 0 or values.max() >= n)
 
 
 def check_indices(path: str | Path, indices: dict[str, np.ndarray], n: int, what: str) -> None:
-    """One-line ``DataError`` naming ``path`` when an index array is not 1-D or points outside ``0..n-1``."""
+    """``DataError`` naming ``path`` when an index array is not 1-D or points outside ``0..n-1``."""
     for name, idx in indices.items():
         if idx.ndim != 1 or _outside(idx, n):
             raise io.DataError(f"{path}: {name} indices must be 1-D within 0..{n - 1} ({what}); "
@@ -66,17 +62,15 @@ def check_indices(path: str | Path, indices: dict[str, np.ndarray], n: int, what
 
 
 def check_classes(path: str | Path, labels: np.ndarray, classes: list[str], where: str) -> None:
-    """One-line ``DataError`` naming ``path`` and the first class with no images among ``labels`` (``where``)."""
+    """``DataError`` naming ``path`` and the first class with no images among ``labels``."""
     empty = np.flatnonzero(np.bincount(labels, minlength=len(classes)) == 0)
     if len(empty):
         raise io.DataError(f"{path}: class {classes[empty[0]]!r} (label {empty[0]}) has no images {where}")
 
 
 def load_dataset(path: str | Path) -> Arrays:
-    """An ingested ``.npz``: images uint8 ``(n, H, W)``, labels ``(n,)`` within the classes, class names.
-
-    Its ``fingerprint`` is that of the images and labels read; the one ingest recorded must agree.
-    """
+    """An ingested ``.npz``: images uint8 ``(n, H, W)``, labels ``(n,)`` within the classes, class names;
+    the fingerprint ingest recorded must be that of the images and labels read."""
     headers = _headers(path, {"images": "uint8", "labels": "int", "classes": "str"})
     images, labels, classes = (headers[name][0] for name in ("images", "labels", "classes"))
     if len(images) != 3 or labels != images[:1] or len(classes) != 1:
@@ -147,7 +141,7 @@ def load_features(path: str | Path, train: Arrays, split: Arrays, test: Arrays |
 
 
 def _headers(path: str | Path, required: dict[str, str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Every array's shape and dtype; each of ``required`` present and of its kind (a ``_KINDS`` key)."""
+    """Every array's shape and dtype; each of ``required`` present and of its ``_KINDS`` kind."""
     headers = io.array_headers(path)
     for name, kind in required.items():
         if name not in headers:
@@ -163,7 +157,6 @@ def _bytes(headers: dict[str, tuple[tuple[int, ...], np.dtype]], *names: str) ->
 
 
 def _check_made_from(path: str | Path, arrays: dict[str, np.ndarray], **sources: Arrays) -> None:
-    """One-line ``DataError`` unless ``path`` records each source's fingerprint (``provenance``)."""
     for name, source in sources.items():
         what, other = _RECORDS[name]
         record = arrays.get(f"{name}_fingerprint")

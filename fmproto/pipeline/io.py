@@ -1,7 +1,6 @@
 """The pipeline's own files: .npz arrays, JSON metrics and CSV tables.
 
-Writers go through ``atomic_path`` (``fmproto.pipeline.atomic``, re-exported here with
-``transaction``): all or nothing. Readers raise a one-line ``DataError`` naming the file.
+Writers go through ``atomic_path`` (all or nothing); readers raise a one-line ``DataError`` naming the file.
 """
 
 import gzip
@@ -18,9 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fmproto.pipeline.atomic import TEMP_MARK, PathLike, atomic_path, output_problem, remove_leftovers, transaction
-from fmproto.pipeline.checks import DataError
-from fmproto.pipeline.checks import data_error as _error
-from fmproto.pipeline.checks import require_file as _require_file
+from fmproto.pipeline.checks import DataError, data_error as _error, require_file as _require_file
 
 __all__ = ["TEMP_MARK", "PathLike", "DataError", "atomic_path", "output_problem", "remove_leftovers", "transaction",
            "save_arrays", "array_headers", "load_arrays", "write_json", "read_json", "write_csv", "read_csv"]
@@ -40,7 +37,7 @@ def save_arrays(path: PathLike, /, **arrays: np.ndarray) -> None:
 
 @contextmanager
 def _open_npz(path: PathLike) -> Iterator[tuple[Path, zipfile.ZipFile]]:
-    """The ``.npz`` at ``path`` open as a zip; a failure to read it, in the block too, is a ``DataError``."""
+    """The ``.npz`` open as a zip; a failure to read it, in the block too, is a ``DataError``."""
     path = _require_file(path)
     try:
         with open(path, "rb") as f:  # our own handle: a corrupt zip must not leak it
@@ -56,11 +53,8 @@ def _open_npz(path: PathLike) -> Iterator[tuple[Path, zipfile.ZipFile]]:
 
 
 def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, tuple[int, ...], np.dtype, int]]:
-    """Each array's zip entry, shape, dtype and bytes, from the ``.npy`` headers alone.
-
-    An entry's declared size (zipfile reads no further) must be its header plus exactly the bytes
-    its shape and dtype need, so a deflate stream that would inflate further is never read.
-    """
+    """Each array's zip entry, shape, dtype and bytes, from the ``.npy`` headers alone; an entry's declared
+    size (zipfile reads no further) must match its header, so no deflate bomb is inflated."""
     found = {}
     for info in archive.infolist():
         name = info.filename.removesuffix(".npy")
@@ -71,9 +65,7 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[zipfile.Zi
             if version not in ((1, 0), (2, 0)):
                 raise _error(path, f"array {name[:80]!r} has .npy format version {version[0]}.{version[1]}; "
                              "expected 1.0 or 2.0")
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(member)
+            shape, _, dtype = getattr(np.lib.format, f"read_array_header_{version[0]}_0")(member)
             header_size = member.tell()
         if dtype.hasobject:
             raise _error(path, f"array {name[:80]!r} holds Python objects, which would need pickle to load")
@@ -86,11 +78,7 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, tuple[zipfile.Zi
 
 
 def array_headers(path: PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Each array's shape and dtype in a ``.npz``, from a few kilobytes of ``.npy`` headers.
-
-    ``DataError``: a missing or unreadable file, a member that is not an ``.npy`` array, holds
-    objects, or is stored at a size its header does not give.
-    """
+    """Each array's shape and dtype in a ``.npz``, from its ``.npy`` headers; ``DataError`` for a bad file."""
     with _open_npz(path) as (path, archive):
         return {name: (shape, dtype) for name, (_, shape, dtype, _) in _members(path, archive).items()}
 
@@ -123,10 +111,7 @@ def _plain(obj: Any) -> Any:
 
 
 def write_json(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON (indent 2, trailing newline); numpy values become Python ones.
-
-    JSON has no NaN or infinity: ``ValueError`` naming the file and the key (leave such a metric out).
-    """
+    """Write ``obj`` as JSON (indent 2, trailing newline); ``ValueError`` naming the key of a NaN or infinity."""
     obj = _plain(obj)
     where = _non_finite(obj)
     if where is not None:
@@ -137,7 +122,7 @@ def write_json(path: PathLike, obj: Any) -> None:
 
 
 def _non_finite(obj: Any, where: str = "") -> str | None:
-    """The dotted key of the first NaN or infinity in ``obj``; None when every number is finite."""
+    """The dotted key of the first NaN or infinity in ``obj``, or None."""
     if isinstance(obj, float):
         return None if math.isfinite(obj) else where
     if isinstance(obj, dict):

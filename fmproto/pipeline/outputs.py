@@ -30,10 +30,7 @@ def labelled_grid(images, y_true, y_pred, distances, classes: list[str], title: 
 
 def error_analysis(images, y_true, result, classes: list[str], n_show: int, figures: Path, set_name: str,
                    ids: np.ndarray) -> None:
-    """The images furthest from their own class's prototype, and the confidently wrong ones.
-
-    ``ids`` are the images' indices in the ingested set, shown in the titles so a reader can find them.
-    """
+    """The images furthest from their own class's prototype, and the confidently wrong ones, titled by ``ids``."""
     own = result.class_distances[np.arange(len(y_true)), y_true]
     far = scores.furthest_from_own_prototype(result.class_distances, y_true, n_show)
     labelled_grid(images[far], y_true[far], result.labels[far], own[far], classes,

@@ -1,17 +1,9 @@
 """Reading ``params.yaml`` as DVC reads it, and the checkers each section's spec (``specs/``) is made of.
 
-The file is parsed as ``dvc.utils.serialize.parse_yaml`` does (YAML 1.2, ruamel.yaml's safe loader,
-``or {}``), so a stage sees what ``dvc params diff`` shows; PyYAML's YAML 1.1 would read ``012``,
-``1:20``, ``yes`` and ``1e-4`` differently. DVC is not imported: it costs 50 ms more
-(``tests/pipeline/test_params_yaml.py`` checks the two agree). Before anything is built, duplicate or
-compound keys, self-containing aliases, alias expansion past ``MAX_VALUES``/``MAX_CHARS`` and unknown
-sections are refused in one line.
-
-A checker takes ``(name, value)`` and returns the value (converted where safe) or raises
-``ParamError`` naming the key and what is allowed. Floats must be finite and every count that sizes
-memory is bounded; bounds that depend on the data are checked by the stage with ``check_memory``.
-Allowed names are spelled out, not imported from the core, so that reading params imports no
-numerical module (``tests/pipeline/test_params.py`` checks they match).
+Parsed as ``dvc.utils.serialize.parse_yaml`` does (YAML 1.2, ruamel.yaml's safe loader), so a stage sees
+what ``dvc params diff`` shows; importing DVC would cost 50 ms. A checker takes ``(name, value)`` and
+returns the value or raises ``ParamError`` naming the key and what is allowed. Allowed names are spelled
+out, not imported from the core, so that reading params imports no numerical module.
 """
 
 import difflib
@@ -43,8 +35,7 @@ class ParamError(ValueError):
 
 
 def _shown(value: Any) -> str:
-    """``repr(value)`` cut to ``_QUOTE`` characters, built piece by piece: a value shared through
-    aliases can be a huge tree, or contain itself."""
+    """``repr(value)`` cut to ``_QUOTE`` characters, built piece by piece: aliases can make a huge tree."""
     pieces, size = [], 0
     for piece in _pieces(value):
         pieces.append(piece)
@@ -157,8 +148,7 @@ def _at(mark: Any) -> str:
 def _check_tree(path: Path, root: Any, yaml: YAML) -> None:
     """Refuse duplicate or compound keys, self-reference and too much alias expansion.
 
-    Each node is visited once, children before parents, and its expanded size kept, so an alias
-    bomb costs time linear in the file, not in its expansion.
+    Each node's expanded size is computed once, children first: an alias bomb costs time linear in the file.
     """
     values, chars = {}, {}  # id(node) -> its size with every alias expanded
     open_nodes = set()  # the nodes whose subtree is being walked: meeting one again is a cycle
@@ -230,28 +220,23 @@ def read_params(section: str, spec: dict[str, Checker], path: str | Path = "para
 
 def check_memory(name: str, value: Any, n_bytes: float, what: str, largest: int | None = None,
                  hint: str = "") -> None:
-    """``ParamError`` when ``n_bytes``, what ``value`` of param ``name`` would allocate, exceeds the limit.
-
-    ``largest``, the biggest value that fits, ends the message (``at most 23,170 fits in 2.1 GB``);
-    without it, ``hint`` does.
-    """
+    """``ParamError`` when ``n_bytes``, what ``value`` of param ``name`` would allocate, exceeds the limit;
+    the message ends with ``largest``, the biggest value that fits, or else ``hint``."""
     if n_bytes > MEMORY_LIMIT:
         advice = f"at most {largest:,} fits in {MEMORY_LIMIT / 1e9:.1f} GB" if largest is not None else hint
         raise ParamError(f"{name} {_shown(value)} needs {n_bytes / 1e9:.1f} GB for {what}; {advice}")
-
-
-# ---------------------------------------------------------------------------------------------------- checkers
 
 
 def _fail(name: str, must: str, value: Any) -> None:
     raise ParamError(f"{name} must be {must}; got {_shown(value)}")
 
 
-def _in_range(name: str, value: float, low: float | None, high: float | None) -> float:
-    if low is not None and value < low:
-        _fail(name, f"at least {low}", value)
-    if high is not None and value > high:
-        _fail(name, f"at most {high}", value)
+def _in_range(name: str, value: float, low: float | None, high: float | None, open_low: bool = False,
+              open_high: bool = False) -> float:
+    if low is not None and (value <= low if open_low else value < low):
+        _fail(name, f"greater than {low}" if open_low else f"at least {low}", value)
+    if high is not None and (value >= high if open_high else value > high):
+        _fail(name, f"less than {high}" if open_high else f"at most {high}", value)
     return value
 
 
@@ -271,11 +256,7 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
             _fail(name, "a number", value)
         if not math.isfinite(value):
             _fail(name, "a finite number", value)
-        if open_low and low is not None and value <= low:
-            _fail(name, f"greater than {low}", value)
-        if open_high and high is not None and value >= high:
-            _fail(name, f"less than {high}", value)
-        return float(_in_range(name, value, low, high))
+        return float(_in_range(name, value, low, high, open_low, open_high))
     return check
 
 

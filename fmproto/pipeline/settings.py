@@ -15,12 +15,8 @@ _ANN = ("backend", "metric", "seed", "n_trees", "search_k", "hnsw_m", "hnsw_ef_c
 
 def method_settings(params_path: str | Path, classes: list[str],
                     train_labels: np.ndarray | None = None) -> tuple[dict, dict[str, dict]]:
-    """The checked ``evaluate`` section, and each method's settings for ``estimators.make``.
-
-    ``kmeans.n_prototypes`` must name only ``classes``. Given ``train_labels`` (what kmeans fits on),
-    counts that do not fit its classes are an error when ``evaluate.method`` is kmeans; for another
-    method kmeans's ``n_prototypes`` is then None (``kmeans_problem`` says why). ANN uses ``ann.backend``.
-    """
+    """The checked ``evaluate`` section, and each method's settings for ``estimators.make``; kmeans counts
+    that do not fit ``train_labels`` are an error for method kmeans, else None (``kmeans_problem``)."""
     p, km, an = evaluate_params.read(params_path), kmeans_params.read(params_path), ann_params.read(params_path)
     counts, problem = _prototype_counts(params_path, km["n_prototypes"], classes, train_labels)
     if problem is not None and p["method"] == "kmeans":
@@ -42,7 +38,6 @@ def kmeans_problem(params_path: str | Path, classes: list[str], train_labels: np
 
 
 def _prototype_counts(params_path, spec, classes, train_labels) -> tuple[np.ndarray | None, str | None]:
-    """The counts, or None and why they do not fit ``train_labels``; ``ParamError`` for an unknown class."""
     try:
         counts = n_prototypes_per_class(spec, classes)
     except ValueError as err:  # an unknown class name: a typo, whatever the data

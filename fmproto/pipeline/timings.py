@@ -1,11 +1,8 @@
-"""Seconds and queries per second: figures that change from run to run, kept out of git and dvc.lock.
-
-A stage writes them to ``--timings`` (``timings/<stage>.json``), which no stage declares as an output:
-declared, its hash in ``dvc.lock`` would change on every rerun. ``fmproto report`` shows them.
-"""
+"""Seconds and queries per second, written to ``--timings``: no stage declares it as an output, since
+its hash in ``dvc.lock`` would change on every rerun."""
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fmproto.pipeline import io
@@ -27,7 +24,7 @@ class Stopwatch:
 
 
 def write(path: str | Path | None, figures: dict) -> None:
-    """Write ``figures`` (nested dicts of numbers) to ``path`` as JSON; nothing when ``path`` is None."""
+    """Write ``figures`` to ``path`` as JSON; nothing when ``path`` is None."""
     if path is not None:
         io.write_json(path, figures)
 
@@ -36,8 +33,6 @@ def read_all(folder: str | Path) -> dict[str, dict]:
     """Every ``<stage>.json`` in ``folder``, by stage name (an unreadable file is skipped)."""
     found = {}
     for path in sorted(Path(folder).glob("*.json")):
-        try:
+        with suppress(ValueError):
             found[path.stem] = io.read_json(path)
-        except ValueError:
-            continue
     return found

@@ -1,15 +1,9 @@
 """Approximate nearest neighbours, one API for two backends: ``build`` an index, ``query`` it.
 
-Annoy (random-projection trees, the default) keeps Annoy's rules: the seed is set before any item
-is added, item ``i`` is row ``X[i]``, the built index is read-only; ``n_trees`` (build) and
-``search_k`` (query) are its knobs. hnswlib (a navigable small-world graph; the optional extra
-``pip install -e '.[hnsw]'``) has ``m`` and ``ef_construction`` (build) and ``ef`` (query).
-
-Both are deterministic: Annoy builds on one thread; hnswlib inserts in row order on one thread with
-a fixed ``random_seed`` (unless ``threads`` says otherwise) and queries on one thread. Distances are
-in Annoy's units, float32: ``euclidean`` L2, ``manhattan`` L1 (Annoy only), ``angular``
-``sqrt(2 - 2 cos)`` (so ``angular**2 / 2`` is ``fmproto.search.distances``' cosine distance).
-Saving and loading an index live in ``fmproto.search.ann_files``.
+Annoy (the default) has ``n_trees`` (build) and ``search_k`` (query); hnswlib (the optional extra
+``.[hnsw]``) has ``m``, ``ef_construction`` and ``ef``. Both build and query on one thread, so results
+are deterministic. Distances are float32 in Annoy's units: ``euclidean`` L2, ``manhattan`` L1 (Annoy
+only), ``angular`` ``sqrt(2 - 2 cos)``.
 """
 
 from typing import Literal
@@ -31,28 +25,9 @@ _MAX_SEED = 2**31 - 1  # Annoy's set_seed takes a C int: larger values overflow,
 
 def build(X: np.ndarray, backend: Backend = "annoy", metric: AnnMetric = "euclidean", seed: int = 42, *,
           n_trees: int = 10, m: int = 16, ef_construction: int = 200, threads: int = 1):
-    """An index over the rows of ``X``; item ``i`` is row ``X[i]``.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Finite numbers, at least one row; stored as float32.
-    backend : {'annoy', 'hnswlib'}
-    metric : {'euclidean', 'angular', 'manhattan'}
-        hnswlib has no manhattan.
-    seed : int in 0..2**31-1
-        The same arguments give the same index, byte for byte (hnswlib: on the same build of it).
-    n_trees : int >= 1
-        Annoy's trees; build time and size grow linearly with it.
-    m, ef_construction : int >= 2, int >= 1
-        hnswlib's links per node (memory about ``n_samples * (4 * n_features + 8 * m)`` bytes) and
-        candidate list while inserting.
-    threads : int in 1..256
-        hnswlib's insertion threads; with more than one the graph depends on thread timing.
-
-    Returns
-    -------
-    ``annoy.AnnoyIndex`` (never ``add_item`` to it once built) or ``hnswlib.Index``.
+    """An ``annoy.AnnoyIndex`` or ``hnswlib.Index`` over the rows of ``X (n_samples, n_features)``, as float32;
+    item ``i`` is row ``X[i]``. ``seed`` in 0..2**31-1. hnswlib's graph takes about
+    ``n_samples * (4 * n_features + 8 * m)`` bytes and, with ``threads`` > 1, depends on thread timing.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
@@ -79,26 +54,11 @@ def build(X: np.ndarray, backend: Backend = "annoy", metric: AnnMetric = "euclid
 
 
 def query(index, X_query: np.ndarray, k: int, *, search_k: int = -1, ef: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` approximate nearest items of each query row, nearest first.
+    """``(distances, indices)``, each ``(n_queries, k)``: the ``k`` approximate nearest items, nearest first,
+    ties by id. Annoy may find fewer than ``k``: missing places hold ``-1`` and ``inf``.
 
-    Parameters
-    ----------
-    index : from ``build`` (or ``ann_files.load_annoy_index``)
-    X_query : ndarray of shape (n_queries, n_features)
-    k : int >= 1 (hnswlib: at most the items in the index)
-    search_k : int, -1 or >= 1
-        Annoy's candidates per query (-1: ``n_trees * k``). With an explicit value the candidates do
-        not depend on ``k``, so the first ``j`` columns of a ``k``-query equal a ``j``-query.
-    ef : int >= 1
-        hnswlib's candidate list (it uses ``max(ef, k)``).
-
-    Returns
-    -------
-    distances : ndarray of shape (n_queries, k), float32, ascending; ties by item id
-    indices : ndarray of shape (n_queries, k), int64
-        Annoy can find fewer than ``k`` (always when the index holds fewer, sometimes with a small
-        ``search_k``): missing places at the end hold ``-1`` and ``inf``, so a vote must mask them.
-        Of items tied at the k-th distance, Annoy keeps the lower id; hnswlib chooses.
+    ``search_k`` (Annoy, -1: ``n_trees * k``): with an explicit value the first ``j`` columns of a
+    ``k``-query equal a ``j``-query. ``ef`` (hnswlib): its candidate list, ``max(ef, k)``.
     """
     X_query = checked_rows(X_query, "X_query", np.float32)
     if isinstance(index, annoy.AnnoyIndex):
@@ -138,18 +98,9 @@ def _query_annoy(index, X_query, k, search_k):
 
 
 def recall_at_k(approx_distances: np.ndarray, exact_distances: np.ndarray, rtol: float = 1e-3) -> float:
-    """ann-benchmarks' recall: the mean fraction of returned neighbours as near as the true k-th.
-
-    Parameters
-    ----------
-    approx_distances : ndarray of shape (n_queries, k)
-        From ``query``; ``inf`` (missing) and NaN never count.
-    exact_distances : ndarray of shape (n_queries, k)
-        True distances in any order (the row maximum is the k-th). Distances, not ids, are compared,
-        so either of two items tied at the k-th distance is a hit.
-    rtol : float >= 0
-        A hit is at most ``k-th * (1 + rtol)``: Annoy's float32 sums and exact search's expanded
-        products agree to about 1e-5 relative on pixels. A k-th distance of 0 admits only 0.
+    """ann-benchmarks' recall: the mean fraction of ``approx_distances (n_queries, k)`` at most the true k-th
+    (the row maximum of ``exact_distances``) times ``1 + rtol``; ``inf`` and NaN never count. Distances,
+    not ids, are compared, so either of two items tied at the k-th is a hit.
     """
     approx = np.asarray(approx_distances, dtype=np.float64)
     exact = np.asarray(exact_distances, dtype=np.float64)
@@ -165,7 +116,7 @@ def recall_at_k(approx_distances: np.ndarray, exact_distances: np.ndarray, rtol:
 
 
 def import_hnswlib():
-    """The ``hnswlib`` module, imported only when asked for, or a one-line ``ValueError`` saying how to install it."""
+    """The ``hnswlib`` module, or a ``ValueError`` saying how to install it."""
     try:
         import hnswlib
     except ImportError:
@@ -175,7 +126,7 @@ def import_hnswlib():
 
 
 def hnswlib_problem(metric: str) -> str | None:
-    """Why hnswlib cannot serve ``metric`` here (no such space, not installed), in one line; None when it can."""
+    """Why hnswlib cannot serve ``metric`` (no such space, not installed), or None."""
     if metric not in HNSW_METRICS:
         return f"metric {metric!r} has no hnswlib space (euclidean, angular)"
     try:

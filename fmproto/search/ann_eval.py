@@ -1,9 +1,5 @@
-"""Measuring an ANN index: validation accuracy and recall for each k, and the recall/speed frontier.
-
-The frontier is ann-benchmarks' picture: for each setting of each backend (Annoy: n_trees x
-search_k; hnswlib: M x ef), recall@k against exact search and queries per second on one query
-thread. Recalls are deterministic; every rate changes from run to run, so callers keep rates out of
-anything versioned.
+"""Measuring an ANN index: validation accuracy and recall for each k, and ann-benchmarks' recall/speed
+frontier. Recalls are deterministic; rates change from run to run, so keep them out of anything versioned.
 """
 
 import time
@@ -21,10 +17,7 @@ QUERY_KNOB = {"annoy": "search_k", "hnswlib": "ef"}
 
 def exact_reference(X_train: np.ndarray, X_queries: np.ndarray, k: int, metric: str,
                     clock: Callable[[], float] = time.perf_counter) -> tuple[np.ndarray, float]:
-    """Exact search's ``k`` nearest distances ``(n_queries, k)`` in Annoy's units, and its queries per second.
-
-    ``knn.kneighbors`` as the pipeline runs it, on numpy's BLAS threads (every core by default).
-    """
+    """Exact search's ``k`` nearest distances ``(n_queries, k)`` in Annoy's units, and its queries per second."""
     start = clock()
     distances, _ = kneighbors(X_queries, X_train, k, metric=ANN_TO_EXACT[metric])
     seconds = clock() - start
@@ -36,20 +29,11 @@ def exact_reference(X_train: np.ndarray, X_queries: np.ndarray, k: int, metric: 
 def scores_by_k(approx_distances: np.ndarray, approx_indices: np.ndarray, exact_distances: np.ndarray,
                 y_train: np.ndarray, y_valid: np.ndarray, n_classes: int, ks: list[int], recall_k: int,
                 weights: str) -> dict:
-    """Recall@``recall_k``, the best k and validation accuracy and recall for each k, from one query.
+    """Recall@``recall_k``, and validation accuracy and recall for each k, from one query of
+    ``(n_valid, >= max(ks, recall_k))`` (a fixed ``search_k``: its first k columns answer a k-query).
 
-    Parameters
-    ----------
-    approx_distances, approx_indices : ndarray of shape (n_valid, >= max(ks, recall_k))
-        From ``ann.query`` with a fixed ``search_k``: its first k columns are a k-query's answer. A
-        missing neighbour (index -1) gets no vote.
-    exact_distances : ndarray of shape (n_valid, >= max(ks, recall_k))
-        Exact distances in Annoy's units, nearest first.
-
-    Returns
-    -------
     ``{"recall_at_k": {"k", "recall"}, "best_k", "valid_accuracy_best_k", "by_k": {str(k): {"accuracy",
-    "recall"}}}``, rounded to 5 decimals, ``by_k`` in the order of ``ks``; ties go to the smaller k.
+    "recall"}}}``, rounded to 5 decimals; the best k's ties go to the smaller k.
     """
     def recall(k):
         return round(ann.recall_at_k(approx_distances[:, :k], exact_distances[:, :k]), 5)
@@ -68,22 +52,11 @@ def scores_by_k(approx_distances: np.ndarray, approx_indices: np.ndarray, exact_
 def frontier(X_train: np.ndarray, X_queries: np.ndarray, exact_distances: np.ndarray, k: int,
              grids: dict[str, tuple[list[int], list[int]]], *, metric: str = "euclidean", seed: int = 42,
              ef_construction: int = 200, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
-    """Recall@k and queries per second of every setting of every backend in ``grids``.
+    """Recall@k and queries per second of every setting in ``grids``, ``{"annoy": (n_trees list, search_k
+    list), "hnswlib": (M list, ef list)}``: one index per build value, queried at every query value.
 
-    Parameters
-    ----------
-    X_train : ndarray of shape (n_train, n_features)
-    X_queries : ndarray of shape (n_queries, n_features)
-    exact_distances : ndarray of shape (n_queries, >= k)
-        True distances in Annoy's units, nearest first (``exact_reference``).
-    grids : ``{"annoy": (n_trees list, search_k list), "hnswlib": (M list, ef list)}``
-        One index per build value, queried at every query value; an empty list leaves a backend out.
-    clock : callable returning seconds (a test passes a fake one)
-
-    Returns
-    -------
-    One dict a setting, in the order of ``grids`` then ascending values: ``{"backend", "n_trees" |
-    "M", "search_k" | "ef", "recall", "queries_per_second", "build_seconds"}``.
+    One dict a setting, in the order of ``grids`` then ascending values: ``{"backend", "n_trees" | "M",
+    "search_k" | "ef", "recall", "queries_per_second", "build_seconds"}``.
     """
     points = []
     for backend, (sizes, efforts) in grids.items():
@@ -104,11 +77,8 @@ def frontier(X_train: np.ndarray, X_queries: np.ndarray, exact_distances: np.nda
 
 
 def crossover(points: list[dict], exact_queries_per_second: float, recalls: list[float]) -> dict[str, dict]:
-    """For each recall and backend, the setting with the most queries per second that reaches it.
-
-    Returns ``{str(recall): {backend: {**point, "beats_exact": bool} or None}}``, backends in their
-    order in ``points``; the earlier point on equal rates; ``beats_exact``: faster than exact search.
-    """
+    """``{str(recall): {backend: {**point, "beats_exact": bool} or None}}``: the fastest setting reaching
+    each recall (the earlier on equal rates)."""
     table = {}
     for recall in recalls:
         table[str(recall)] = {}
@@ -128,10 +98,7 @@ def recall_rows(points: list[dict], backend: str) -> list[dict]:
 
 
 def frontier_lines(points: list[dict], exact_queries_per_second: float | None = None) -> dict[str, tuple[list, list]]:
-    """``{"annoy, n_trees=10": (recalls, queries per second), ...}``: a line per backend and build value.
-
-    Given exact search's rate, a last line ``"exact search"`` at that rate from the lowest recall to 1.
-    """
+    """``{"annoy, n_trees=10": (recalls, queries per second), ...}``, then ``"exact search"`` if its rate is given."""
     lines: dict[str, tuple[list, list]] = {}
     for p in points:
         knob = BUILD_KNOB[p["backend"]]

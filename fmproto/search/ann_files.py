@@ -1,24 +1,15 @@
-"""Annoy and hnswlib indexes as files: saved atomically, an Annoy index memory-mapped back.
-
-Apart from fmproto.pipeline.io so that a change here reruns only the stages that save or load an
-index, never fetch or ingest.
-"""
+"""Annoy and hnswlib indexes as files (apart from ``pipeline.io``, so a change here never reruns fetch)."""
 
 import os
 
-from fmproto.pipeline.checks import data_error as _error
-from fmproto.pipeline.checks import require_file as _require_file
+from fmproto.pipeline.checks import data_error as _error, require_file as _require_file
 from fmproto.pipeline.io import PathLike, atomic_path
 
 ANNOY_METRICS = ("angular", "euclidean", "manhattan", "hamming", "dot")
 
 
 def save_index(index, path: PathLike) -> None:
-    """Save a built ``annoy.AnnoyIndex`` or ``hnswlib.Index`` atomically.
-
-    Annoy memory-maps the file it saved to; the rename keeps that mapping valid (same inode).
-    hnswlib writes exactly the path it is given (no suffix added).
-    """
+    """Save a built ``annoy.AnnoyIndex`` or ``hnswlib.Index`` atomically (the rename keeps Annoy's mapping valid)."""
     with atomic_path(path) as tmp:
         if hasattr(index, "save_index"):  # hnswlib
             index.save_index(os.fspath(tmp))
@@ -27,24 +18,7 @@ def save_index(index, path: PathLike) -> None:
 
 
 def load_annoy_index(path: PathLike, n_features: int, metric: str):
-    """Memory-map a saved Annoy index.
-
-    Parameters
-    ----------
-    path : str or PathLike
-    n_features : int
-        Vector length the index was built with.
-    metric : {"angular", "euclidean", "manhattan", "hamming", "dot"}
-
-    Returns
-    -------
-    annoy.AnnoyIndex, loaded and read-only.
-
-    Raises
-    ------
-    DataError
-        Missing file, or one annoy cannot load with this ``n_features`` and ``metric``.
-    """
+    """A saved Annoy index, memory-mapped; ``DataError`` when annoy cannot load it with these arguments."""
     from annoy import AnnoyIndex  # only the ANN stages need it
 
     if metric not in ANNOY_METRICS:

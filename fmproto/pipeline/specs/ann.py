@@ -1,5 +1,4 @@
-"""``ann``: the approximate-neighbour index: read by ann-index, ann-frontier (metric, seed, recall_k,
-hnsw_ef_construction) and the final model."""
+"""``ann``: the approximate-neighbour index: read by ann-index, ann-frontier and the final model."""
 
 from fmproto.pipeline.params import read_params, integer, one_of, list_of, WEIGHTS, MEMORY_LIMIT, ParamError, check_memory
 
@@ -21,7 +20,6 @@ SPEC = {
 
 
 def read(path) -> dict:
-    """The checked ``ann`` section of the params file at ``path`` (one-line ``ParamError`` otherwise)."""
     return read_params("ann", SPEC, path)
 
 

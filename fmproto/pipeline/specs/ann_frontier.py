@@ -1,10 +1,9 @@
-"""``ann_frontier``: the ANN recall/speed benchmark's grid, read by ann-frontier only (with ann.metric,
-ann.seed, ann.recall_k and ann.hnsw_ef_construction, so the frontier measures the index's own k)."""
+"""``ann_frontier``: the ANN recall/speed benchmark's grid, read by ann-frontier only."""
 
 from fmproto.pipeline.params import read_params, integer, number, list_of
 from fmproto.pipeline.specs import ann as ann_spec
 
-SHARED = ("metric", "seed", "recall_k", "hnsw_ef_construction")  # read from the ann section
+SHARED = ("metric", "seed", "recall_k", "hnsw_ef_construction")  # from ann: the frontier measures the index's own k
 
 SPEC = {
     "n_trees": list_of(integer(low=1, high=1000), min_len=0, max_len=16, unique=True),
@@ -17,6 +16,6 @@ SPEC = {
 
 
 def read(path) -> dict:
-    """The checked ``ann_frontier`` section plus ``ann``'s shared keys, by their own names (one-line ``ParamError``)."""
+    """The checked ``ann_frontier`` section plus ``ann``'s ``SHARED`` keys."""
     shared = read_params("ann", {key: ann_spec.SPEC[key] for key in SHARED}, path, partial=True)
     return {**shared, **read_params("ann_frontier", SPEC, path)}
