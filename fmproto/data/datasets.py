@@ -1,8 +1,7 @@
 """IDX and Kaggle-layout CSV readers, plain or gzipped, and the dataset folder holding them.
 
 Bad input raises one ``DataError`` line naming the file (and CSV row and column), quoting at most 80 characters;
-headers are checked before allocating, so a gzip bomb or a 20 MB line costs little more than a valid file.
-"""
+headers are checked before allocating, so a gzip bomb or a 20 MB line costs little more than a valid file."""
 
 import gzip
 import io
@@ -25,17 +24,14 @@ PathLike = str | os.PathLike
 IDX_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 MAX_DATA_BYTES = 512 * 1024**2  # most bytes a reader returns: uint8 images, int64 labels (real train: 47,520,000)
-# Every neighbour search fits a screening projection on up to 8,192 rows: about 20 * 8192 * p + 16.5 * p**2 bytes
-# for p pixels, 1.7 GB at 80x80, within the stages' 2 GiB (tests/data/test_datasets.py measures it).
+# Neighbour searches fit a projection on up to 8,192 rows, 20 * 8192 * p + 16.5 * p**2 bytes: 1.7 GB at 80x80 (tested).
 MAX_IMAGE_PIXELS = 6_400
-# CSV bounds: header columns, characters of a header name, and characters a data line may take per column (an
-# int64 literal needs 20; the rest is room for spaces and leading zeros).
+# CSV bounds: columns, characters of a header name, characters per column of a data line (an int64 needs 20).
 MAX_CSV_COLUMNS = 100_000
 MAX_HEADER_CELL_CHARS = 64
 MAX_CELL_CHARS = 32
 CHUNK_BYTES = 1 << 20  # read (and inflated) at a time
 
-_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 _QUOTE = 80  # characters of offending content quoted in a message
 
 
@@ -60,7 +56,7 @@ def _fill(path: PathLike, f, out: np.ndarray) -> int:
     try:
         while got < len(view) and (n := f.readinto(view[got: got + CHUNK_BYTES])):
             got += n
-    except _GZIP_ERRORS as err:  # gzip.BadGzipFile is an OSError: caught first
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # gzip.BadGzipFile is an OSError: caught first
         raise _error(path, f"corrupt or truncated gzip ({_cut(str(err))})") from None
     except OSError as err:
         raise _error(path, f"cannot read ({err.strerror or err})") from None
@@ -89,20 +85,15 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 def read_idx(path: PathLike) -> np.ndarray:
-    """IDX unsigned bytes (type 0x08), gzipped or plain (told by content): uint8 of the declared shape.
-
-    ``DataError`` for a damaged file, another type, a zero dimension, a payload shorter or longer than declared
-    or over ``MAX_DATA_BYTES`` (refused from the header; a gzip is inflated at most one byte past it).
-    """
+    """IDX unsigned bytes (type 0x08), gzipped or plain (told by content): uint8 of the declared shape. Refused:
+    a payload not as declared or over ``MAX_DATA_BYTES`` (from the header; gzip inflated at most a byte past)."""
     with _open(path) as (f, gz):
         return _idx_payload(path, f, gz, _idx_header(path, f, gz))
 
 
 def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Matching IDX images ``(n, H, W)`` uint8 and labels ``(n,)`` int64; both headers are checked first.
-
-    ``DataError`` also for images over ``MAX_IMAGE_PIXELS``, counts that disagree (named on the labels), or
-    both over ``MAX_DATA_BYTES`` together."""
+    """Matching IDX images ``(n, H, W)`` uint8 and labels ``(n,)`` int64, both headers checked first: counts
+    must agree (else named on the labels), images within ``MAX_IMAGE_PIXELS``, both within ``MAX_DATA_BYTES``."""
     with _open(images_path) as (images_file, images_gz), _open(labels_path) as (labels_file, labels_gz):
         image_dims = _idx_header(images_path, images_file, images_gz)
         if len(image_dims) != 3:
@@ -192,8 +183,7 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
 
     Header ``label,pixel1,...,pixelN`` (BOM, spaces, quoted names allowed); rows of N + 1 integer literals
     (spaces, sign, digits; no ``1.0``, ``nan``, quotes or empty cells): pixels 0..255, labels of at most 18
-    digits. ``image_shape`` (H, W) is needed when N is not a square. A bad row's error gives row and column.
-    """
+    digits. ``image_shape`` (H, W) is needed when N is not a square."""
     path = _require_file(path)
     with _open(path) as (f, _):
         names, rest = _csv_header(path, f)
@@ -267,7 +257,7 @@ def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray,
     # (measured); refusing the carried line once longer than a valid one stays under 10 (tested).
     max_line = len(names) * (MAX_CELL_CHARS + 1)  # cells, commas and the line end
     row_bytes = len(names) - 1 + 8  # uint8 pixels and an int64 label
-    labels, pixels, n_rows, carry = [], [], 0, rest
+    parts, n_rows, carry = [], 0, rest
     while True:
         piece = _read(path, f, CHUNK_BYTES)
         buf = carry + piece
@@ -276,10 +266,8 @@ def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray,
         if block:
             if not block.endswith(b"\n"):  # the last line of a file without a final line end
                 block += b"\n"
-            block_labels, block_pixels = _csv_block(path, block, names, n_rows, max_line)
-            labels.append(block_labels)
-            pixels.append(block_pixels)
-            n_rows += len(block_labels)
+            parts.append(_csv_block(path, block, names, n_rows, max_line))
+            n_rows += len(parts[-1][0])
             if n_rows * row_bytes > MAX_DATA_BYTES:
                 raise _error(path, f"rows 1 to {n_rows} take {n_rows * row_bytes:,} bytes as images and "
                              f"int64 labels, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
@@ -289,7 +277,7 @@ def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray,
             break
     if not n_rows:
         raise _error(path, "header but no data rows")
-    return np.concatenate(labels), np.concatenate(pixels)
+    return tuple(map(np.concatenate, zip(*parts)))
 
 
 def _csv_block(path: Path, block: bytes, names: list[str], row0: int, max_line: int) -> tuple[np.ndarray, np.ndarray]:
@@ -432,8 +420,7 @@ def check_labels(labels: np.ndarray, n_classes: int, source: PathLike) -> None:
 
 def check_every_class(labels: np.ndarray, n_classes: int, source: PathLike,
                       class_names: list[str] | None = None) -> None:
-    """``DataError`` naming ``source`` and the first class in ``0..n_classes - 1`` absent from ``labels``,
-    by its name in ``class_names`` when given: ``class 'Dress' (label 3) has no images; ...``."""
+    """``DataError`` naming ``source`` and the first class absent from ``labels``, by its ``class_names`` name."""
     counts = np.bincount(np.asarray(labels), minlength=n_classes)
     empty = np.flatnonzero(counts == 0)
     if len(empty):

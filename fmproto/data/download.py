@@ -1,11 +1,7 @@
 """Get the four real Fashion-MNIST files, checked against known checksums, without root.
 
-Sources, tried in order for the files the folder lacks: the folder itself (checked, never replaced), each of
-``local_dirs`` (read only), ``SYSTEM_DIR`` (Debian's ``dataset-fashion-mnist``), that package fetched with
-``apt-get download`` and unpacked without root, then each of ``urls``. A source that is absent or unreachable
-is skipped; files that fail the checksum (of the decompressed bytes, so any gzip of the real content passes)
-or a download over ``max_download(name)`` stop with ``FetchError``. Reads stop one byte past the expected
-size, and files are staged and all checked before any is moved in.
+Checksums are of the decompressed bytes, so any gzip of the real content passes; reads stop one byte past the
+expected size, and files are staged and all checked before any is moved in (a failure leaves no partial file).
 """
 
 import gzip
@@ -36,8 +32,7 @@ SHA256: dict[str, str] = dict(zip(FILES, (
 # Bytes decompressed, and as the official server sends them (other gzips, e.g. Debian's, differ a little).
 SIZE: dict[str, int] = dict(zip(FILES, (47_040_016, 60_008, 7_840_016, 10_008)))
 GZ_SIZE: dict[str, int] = dict(zip(FILES, (26_421_880, 29_515, 4_422_102, 5_148)))
-# How far a download may exceed GZ_SIZE: room for another gzip of the same content, small next to what an
-# endless or hostile response could send.
+# How far a download may exceed GZ_SIZE: room for another gzip of the content, small next to an endless response.
 DOWNLOAD_SLACK = 64 * 1024
 DOWNLOAD_SLACK_FRACTION = 0.05
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -45,8 +40,6 @@ OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 APT_PACKAGE = "dataset-fashion-mnist"
 URL_TIMEOUT = 20.0  # seconds per connect or read, so an offline machine moves on quickly
 APT_TIMEOUT = 300.0  # seconds for each of apt-get download and dpkg-deb -x
-
-_PACKAGE_DIR = "usr/share/datasets/fashion-mnist"  # inside the unpacked .deb
 _CHUNK = 1 << 20
 
 
@@ -127,8 +120,10 @@ def fetch_with_origin(
 ) -> tuple[Path, str]:
     """Make ``directory`` hold the four verified files; return it and where they came from.
 
-    ``urls`` are base addresses (``url/<file name>``); ``log`` gets a line per source tried. ``FetchError``
-    when a file fails its checksum (at once) or every source failed (with each one's reason).
+    Sources, in order, for the files it lacks (those it has are checked, never replaced): ``local_dirs`` (read
+    only), ``system_dir`` (Debian's ``dataset-fashion-mnist``), that package via ``apt-get download``, then
+    ``urls`` (``url/<file name>``); one that is absent or unreachable is skipped. ``FetchError`` at once for a
+    file that fails its checksum or a download over ``max_download``, or when every source failed.
     """
     directory = Path(directory)
     log = log or (lambda line: None)
@@ -220,9 +215,9 @@ def _from_apt(directory: Path, names: list[str]) -> None:
             raise _Unavailable("apt-get download left no .deb file")
         _run([dpkg_deb, "-x", str(debs[0]), "root"], cwd=tmp)
         try:
-            _from_folder(Path(tmp, "root", _PACKAGE_DIR), directory, names, origin=debs[0].name)
-        except _Unavailable as err:
-            raise _Unavailable(f"{debs[0].name} /{_PACKAGE_DIR}: {err}") from None
+            _from_folder(Path(tmp, "root", *SYSTEM_DIR.parts[1:]), directory, names, origin=debs[0].name)
+        except _Unavailable as err:  # the package installs to SYSTEM_DIR
+            raise _Unavailable(f"{debs[0].name} {SYSTEM_DIR}: {err}") from None
 
 
 def _run(args: list[str], cwd: str) -> None:
