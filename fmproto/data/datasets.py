@@ -365,9 +365,8 @@ def find_dataset(directory: PathLike) -> dict:
     return {"format": "csv", "train": candidates["train"][0], "test": candidates["test"][0]}
 
 
-def read_dataset_split(
-    found: dict, split: Literal["train", "test"], image_shape: tuple[int, int] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def read_dataset_split(found: dict, split: Literal["train", "test"],
+                       image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 of one split located by ``find_dataset``; an IDX
     file's own shape must agree with ``image_shape`` (H, W) when it is given."""
     if split not in ("train", "test"):
@@ -383,10 +382,8 @@ def read_dataset_split(
     return images, labels
 
 
-def read_dataset(
-    directory: PathLike, n_classes: int, image_shape: tuple[int, int] | None = None,
-    class_names: list[str] | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_dataset(directory: PathLike, n_classes: int, image_shape: tuple[int, int] | None = None,
+                 class_names: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (images, labels), "test": (images, labels)}`` from ``directory``: labels in
     ``0..n_classes - 1``, training images of every class (named by ``class_names``), one image shape."""
     if class_names is not None and len(class_names) != n_classes:
@@ -413,16 +410,14 @@ def check_labels(labels: np.ndarray, n_classes: int, source: PathLike) -> None:
         raise _error(source, f"labels must be 1-D integers; got {labels.dtype} of shape {labels.shape}")
     outside = np.flatnonzero((labels < 0) | (labels >= n_classes))
     if outside.size:
-        first = outside[0]
-        raise _error(source, f"label {labels[first]} outside the {n_classes} classes (0..{n_classes - 1}) "
-                     f"at index {first}; {outside.size} labels out of range")
+        raise _error(source, f"label {labels[outside[0]]} outside the {n_classes} classes (0..{n_classes - 1}) "
+                     f"at index {outside[0]}; {outside.size} labels out of range")
 
 
 def check_every_class(labels: np.ndarray, n_classes: int, source: PathLike,
                       class_names: list[str] | None = None) -> None:
     """``DataError`` naming ``source`` and the first class absent from ``labels``, by its ``class_names`` name."""
-    counts = np.bincount(np.asarray(labels), minlength=n_classes)
-    empty = np.flatnonzero(counts == 0)
+    empty = np.flatnonzero(np.bincount(np.asarray(labels), minlength=n_classes) == 0)
     if len(empty):
         first = int(empty[0])
         what = f"class {_cut(repr(class_names[first]))} (label {first})" if class_names else f"class {first}"

@@ -109,15 +109,9 @@ def fetch_fashion_mnist(directory: str | Path, **sources) -> Path:
     return fetch_with_origin(directory, **sources)[0]
 
 
-def fetch_with_origin(
-    directory: str | Path,
-    *,
-    local_dirs: Sequence[str | Path] = (),
-    system_dir: str | Path = SYSTEM_DIR,
-    use_apt: bool = True,
-    urls: Sequence[str] = (OFFICIAL_URL,),
-    log: Callable[[str], None] | None = None,
-) -> tuple[Path, str]:
+def fetch_with_origin(directory: str | Path, *, local_dirs: Sequence[str | Path] = (),
+                      system_dir: str | Path = SYSTEM_DIR, use_apt: bool = True, urls: Sequence[str] = (OFFICIAL_URL,),
+                      log: Callable[[str], None] | None = None) -> tuple[Path, str]:
     """Make ``directory`` hold the four verified files; return it and where they came from.
 
     Sources, in order, for the files it lacks (those it has are checked, never replaced): ``local_dirs`` (read
