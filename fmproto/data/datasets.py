@@ -1,9 +1,7 @@
-"""Dataset readers: IDX files and Kaggle-layout CSVs, plain or gzipped, and the folder holding them.
+"""IDX and Kaggle-layout CSV readers, plain or gzipped, and the dataset folder holding them.
 
-Bad input raises one ``DataError`` line naming the file (in a CSV also the row and column), quoting
-at most 80 characters of it. Files are read ``CHUNK_BYTES`` at a time and what a header declares is
-checked before allocating, so a gzip bomb or a 20 MB line costs little more than a valid file.
-"""
+Bad input raises one ``DataError`` line naming the file (and CSV row and column), quoting at most 80 characters;
+headers are checked before allocating, so a gzip bomb or a 20 MB line costs little more than a valid file."""
 
 import gzip
 import io
@@ -19,58 +17,46 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fmproto.pipeline.checks import DataError
-from fmproto.pipeline.checks import data_error as _error
-from fmproto.pipeline.checks import require_file as _require_file
+from fmproto.pipeline.checks import DataError, data_error as _error, require_file as _require_file
 
 PathLike = str | os.PathLike
 
-IDX_NAMES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-# The most bytes one reader returns: uint8 images with int64 labels (the real train set: 47,520,000).
-MAX_DATA_BYTES = 512 * 1024**2
-# Every neighbour search fits a screening projection on up to 8,192 rows: peak about
-# 20 * 8192 * p + 16.5 * p**2 bytes for p pixels, 1.7 GB at 80x80, within the stages' 2 GiB
-# (tests/data/test_datasets.py measures it). Refused at ingest, before the images are read.
+IDX_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MAX_DATA_BYTES = 512 * 1024**2  # most bytes a reader returns: uint8 images, int64 labels (real train: 47,520,000)
+# Neighbour searches fit a projection on up to 8,192 rows, 20 * 8192 * p + 16.5 * p**2 bytes: 1.7 GB at 80x80 (tested).
 MAX_IMAGE_PIXELS = 6_400
-# CSV bounds: header columns, characters of a header name, and characters a data line may take per
-# column (an int64 literal needs 20; the rest is room for spaces and leading zeros).
+# CSV bounds: columns, characters of a header name, characters per column of a data line (an int64 needs 20).
 MAX_CSV_COLUMNS = 100_000
 MAX_HEADER_CELL_CHARS = 64
 MAX_CELL_CHARS = 32
 CHUNK_BYTES = 1 << 20  # read (and inflated) at a time
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 _QUOTE = 80  # characters of offending content quoted in a message
 
 
 @contextmanager
 def _open(path: PathLike):
-    """``(file, gz)``: ``path`` gunzipped on the fly when its content starts ``1f 8b`` (GzipFile
-    inflates only what each read asks for). Read it with ``_fill`` and ``_read``."""
+    """``(file, gz)``: ``path``, gunzipped only as far as it is read when its content starts ``1f 8b``."""
     _require_file(path)  # a FIFO is named, not opened: it would wait for a writer
     try:
         raw = open(path, "rb")
     except OSError as err:
         raise _error(path, f"cannot read ({err.strerror or err})") from None
     with raw:
-        gz = _read(path, raw, 2) == _GZIP_MAGIC
+        gz = _read(path, raw, 2) == b"\x1f\x8b"
         raw.seek(0)
         with gzip.GzipFile(fileobj=raw) if gz else nullcontext(raw) as f:
             yield f, gz
 
 
 def _fill(path: PathLike, f, out: np.ndarray) -> int:
-    """Read into the uint8 array ``out``, ``CHUNK_BYTES`` at a time; return how many bytes it got.
-    A read error becomes one ``DataError`` naming ``path``."""
+    """Read into the uint8 array ``out``, ``CHUNK_BYTES`` at a time; return how many bytes it got."""
     view, got = memoryview(out).cast("B"), 0
     try:
         while got < len(view) and (n := f.readinto(view[got: got + CHUNK_BYTES])):
             got += n
-    except _GZIP_ERRORS as err:  # gzip.BadGzipFile is an OSError: caught first
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # gzip.BadGzipFile is an OSError: caught first
         raise _error(path, f"corrupt or truncated gzip ({_cut(str(err))})") from None
     except OSError as err:
         raise _error(path, f"cannot read ({err.strerror or err})") from None
@@ -98,28 +84,16 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return _cut("x".join(map(str, shape)))
 
 
-# ---------------------------------------------------------------------------------------------------- IDX
-
-
 def read_idx(path: PathLike) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (type 0x08), gzipped or plain (told by content, not name).
-
-    Returns an ndarray of uint8 of the declared shape, e.g. ``(n, H, W)`` for idx3, ``(n,)`` for
-    idx1. Raises ``DataError`` for an empty, damaged or truncated file, another magic number or
-    type, a zero dimension, a payload shorter or longer than declared, or one over
-    ``MAX_DATA_BYTES`` (refused from the header; a gzip is inflated at most one byte past it).
-    """
+    """IDX unsigned bytes (type 0x08), gzipped or plain (told by content): uint8 of the declared shape. Refused:
+    a payload not as declared or over ``MAX_DATA_BYTES`` (from the header; gzip inflated at most a byte past)."""
     with _open(path) as (f, gz):
         return _idx_payload(path, f, gz, _idx_header(path, f, gz))
 
 
 def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read matching IDX images ``(n, H, W)`` uint8 and labels ``(n,)`` int64.
-
-    Both headers are checked before either payload is read. Raises ``DataError`` for anything
-    ``read_idx`` refuses, images not 3-D or over ``MAX_IMAGE_PIXELS`` pixels, labels not 1-D,
-    counts that disagree (named on the labels), or both over ``MAX_DATA_BYTES`` together.
-    """
+    """Matching IDX images ``(n, H, W)`` uint8 and labels ``(n,)`` int64, both headers checked first: counts
+    must agree (else named on the labels), images within ``MAX_IMAGE_PIXELS``, both within ``MAX_DATA_BYTES``."""
     with _open(images_path) as (images_file, images_gz), _open(labels_path) as (labels_file, labels_gz):
         image_dims = _idx_header(images_path, images_file, images_gz)
         if len(image_dims) != 3:
@@ -182,22 +156,20 @@ def _idx_header(path: PathLike, f, gz: bool) -> tuple[int, ...]:
 def _idx_payload(path: PathLike, f, gz: bool, dims: tuple[int, ...]) -> np.ndarray:
     """The ``prod(dims)`` bytes after the header, shaped ``dims``; nothing may follow them."""
     expected, shape = math.prod(dims), _shape_text(dims)
+    truncated = f"truncated: dimensions {shape} need {expected} data bytes, file has "
     actual = -1 if gz else os.fstat(f.fileno()).st_size - 4 - 4 * len(dims)  # a plain file's, before allocating
     if 0 <= actual < expected:
-        raise _error(path, f"truncated: dimensions {shape} need {expected} data bytes, file has {actual}")
+        raise _error(path, f"{truncated}{actual}")
     if actual > expected:
         raise _error(path, f"{actual - expected} trailing bytes after the {expected} data bytes of dimensions {shape}")
     data = np.empty(expected, dtype=np.uint8)  # pages are taken as written: a truncated gzip costs what it held
-    got = _fill(path, f, data)
-    if got < expected:
-        raise _error(path, f"truncated: dimensions {shape} need {expected} data bytes, file has {got}")
+    if (got := _fill(path, f, data)) < expected:
+        raise _error(path, f"{truncated}{got}")
     if _read(path, f, 1):  # the rest is never inflated
         raise _error(path, f"trailing bytes after the {expected} data bytes of dimensions {shape} "
                      "(not inflated further)")
     return data.reshape(dims)
 
-
-# ---------------------------------------------------------------------------------------------------- CSV
 
 _MAX_DIGITS = 18  # significant digits of a label: 10**18 - 1 fits int64
 _INTEGER = re.compile(rb"[+-]?[0-9]+")
@@ -207,21 +179,18 @@ _CELL_BYTES[list(b"0123456789+- \t,\r\n")] = True
 
 
 def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 from a Kaggle-layout CSV, plain or gzipped.
+    """Images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 from a Kaggle-layout CSV, plain or gzipped.
 
-    Header ``label,pixel1,...,pixelN`` (a byte-order mark, spaces and double quotes around names
-    allowed); each row N + 1 integer literals (spaces, an optional sign, digits): pixels in 0..255,
-    labels of at most 18 digits; ``1.0``, ``1e2``, ``0x1F``, ``nan``, quoted or empty cells are
-    refused. Lines end ``\\n`` or ``\\r\\n``. ``image_shape`` (H, W) is needed when N is not a square.
-    Raises ``DataError`` naming the file and, for a bad row, its 1-based row, line and column.
-    """
+    Header ``label,pixel1,...,pixelN`` (BOM, spaces, quoted names allowed); rows of N + 1 integer literals
+    (spaces, sign, digits; no ``1.0``, ``nan``, quotes or empty cells): pixels 0..255, labels of at most 18
+    digits. ``image_shape`` (H, W) is needed when N is not a square."""
     path = _require_file(path)
     with _open(path) as (f, _):
         names, rest = _csv_header(path, f)
         n_pixels, side = len(names) - 1, math.isqrt(len(names) - 1)
         if image_shape is None and side * side != n_pixels:
             raise _error(path, f"{n_pixels} pixel columns is not a square number; give image_shape (height, width)")
-        shape = (side, side) if image_shape is None else _check_image_shape(image_shape)
+        shape = (side, side) if image_shape is None else check_image_shape(image_shape)
         if math.prod(shape) != n_pixels:
             raise _error(path, f"image_shape {_shape_text(shape)} needs {math.prod(shape)} pixel columns "
                          f"but the header has {n_pixels}")
@@ -230,7 +199,8 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
     return pixels.reshape(len(pixels), *shape), labels
 
 
-def _check_image_shape(image_shape) -> tuple[int, int]:
+def check_image_shape(image_shape) -> tuple[int, int]:
+    """``image_shape`` as ``(height, width)`` ints, or ``ValueError``."""
     shape = tuple(image_shape)
     if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
         raise ValueError(f"image_shape must be (height, width) of positive ints; got {image_shape!r}")
@@ -238,11 +208,9 @@ def _check_image_shape(image_shape) -> tuple[int, int]:
 
 
 def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
-    """The checked column names and the bytes read past the header line.
-
-    Own code, not pandas: ``pd.read_csv(nrows=0)`` on a 21 MB header of 3 million columns was still
-    running after 5 minutes at 490 MB (measured); this stops past ``MAX_CSV_COLUMNS`` within 10 MB.
-    """
+    """The checked column names and the bytes read past the header line."""
+    # Not pandas: read_csv(nrows=0) on a 21 MB header of 3 million columns still ran after 5 minutes at 490 MB
+    # (measured); this stops past MAX_CSV_COLUMNS within 10 MB.
     line, n_commas = bytearray(), 0
     while True:
         piece = _read(path, f, 1 << 16)
@@ -275,8 +243,7 @@ def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
         raise _error(path, f"missing header: line 1 starts with the number {names[0]}; "
                      "expected 'label,pixel1,...,pixelN'")
     if len(names) < 2:
-        raise _error(path, f"header {_quote(line.decode())} has no pixel columns; "
-                     "expected 'label,pixel1,...,pixelN'")
+        raise _error(path, f"header {_quote(line.decode())} has no pixel columns; expected 'label,pixel1,...,pixelN'")
     for column, (name, want) in enumerate(zip(names, ["label"] + [f"pixel{j}" for j in range(1, len(names))]), 1):
         if name != want:
             raise _error(path, f"header column {column} is {_quote(name)}, expected {want!r} "
@@ -285,15 +252,12 @@ def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
 
 
 def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``(n,)`` int64 and pixels ``(n, N)`` uint8 of the data lines, read ``CHUNK_BYTES`` at a time.
-
-    Each piece's complete lines go to ``_csv_block``; the incomplete last one is carried over, and
-    refused once it is longer than a valid line could be. Lines are split here, not by pandas: its
-    ``read_csv(chunksize=1000)`` took 96 MB to refuse one 20 MB line (measured); this stays under 10 (tested).
-    """
+    """Labels ``(n,)`` int64 and pixels ``(n, N)`` uint8 of the data lines; a partial line is carried over."""
+    # Lines are split here, not by pandas: its read_csv(chunksize=1000) took 96 MB to refuse one 20 MB line
+    # (measured); refusing the carried line once longer than a valid one stays under 10 (tested).
     max_line = len(names) * (MAX_CELL_CHARS + 1)  # cells, commas and the line end
     row_bytes = len(names) - 1 + 8  # uint8 pixels and an int64 label
-    labels, pixels, n_rows, carry = [], [], 0, rest
+    parts, n_rows, carry = [], 0, rest
     while True:
         piece = _read(path, f, CHUNK_BYTES)
         buf = carry + piece
@@ -302,10 +266,8 @@ def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray,
         if block:
             if not block.endswith(b"\n"):  # the last line of a file without a final line end
                 block += b"\n"
-            block_labels, block_pixels = _csv_block(path, block, names, n_rows, max_line)
-            labels.append(block_labels)
-            pixels.append(block_pixels)
-            n_rows += len(block_labels)
+            parts.append(_csv_block(path, block, names, n_rows, max_line))
+            n_rows += len(parts[-1][0])
             if n_rows * row_bytes > MAX_DATA_BYTES:
                 raise _error(path, f"rows 1 to {n_rows} take {n_rows * row_bytes:,} bytes as images and "
                              f"int64 labels, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
@@ -315,30 +277,26 @@ def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray,
             break
     if not n_rows:
         raise _error(path, "header but no data rows")
-    return np.concatenate(labels), np.concatenate(pixels)
+    return tuple(map(np.concatenate, zip(*parts)))
 
 
 def _csv_block(path: Path, block: bytes, names: list[str], row0: int, max_line: int) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and pixels of complete data lines (``block`` ends with ``\\n``), rows from ``row0 + 1``.
-
-    pandas parses the cells once vectorised checks have passed that it would accept no more than
-    the format does: only the bytes of integer literals, ``\\r`` only before ``\\n``, each line
-    short enough and with N commas. On any failure ``_csv_line_error`` names the first bad row.
-    """
+    """Labels and pixels of complete data lines (``block`` ends with ``\\n``), rows from ``row0 + 1``."""
+    # pandas parses only blocks it would not accept more of than the format: integer literal bytes, \r only
+    # before \n, lines short enough and with N commas. Else the first bad row is named.
     a = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(a == _LF)
     commas = np.searchsorted(np.flatnonzero(a == _COMMA), ends)
-    values = None
     if (_CELL_BYTES[a].all() and (a[np.flatnonzero(a == _CR) + 1] == _LF).all()
             and (np.diff(ends, prepend=-1) <= max_line).all() and (np.diff(commas, prepend=0) == len(names) - 1).all()):
         try:
             values = pd.read_csv(io.BytesIO(block), header=None, dtype=np.int64, na_filter=False).to_numpy()
         except (ValueError, OverflowError):  # a cell not an int64 literal; pandas' ParserError is a ValueError
             pass
-    if values is not None:
-        labels, pixels = values[:, 0], values[:, 1:]
-        if ((labels > -10**_MAX_DIGITS) & (labels < 10**_MAX_DIGITS)).all() and 0 <= pixels.min() <= pixels.max() <= 255:
-            return labels.copy(), pixels.astype(np.uint8)
+        else:
+            labels, pixels = values[:, 0], values[:, 1:]
+            if ((labels > -10**_MAX_DIGITS) & (labels < 10**_MAX_DIGITS)).all() and 0 <= pixels.min() <= pixels.max() <= 255:
+                return labels.copy(), pixels.astype(np.uint8)
     lines = block.split(b"\n")[:-1]
     for row, line in enumerate(lines, start=row0 + 1):
         if error := _csv_line_error(path, row, names, line, max_line):
@@ -374,36 +332,28 @@ def _csv_line_error(path: Path, row: int, names: list[str], line: bytes, max_lin
     return None
 
 
-# ---------------------------------------------------------------------------------------------------- datasets
-
-
 def find_dataset(directory: PathLike) -> dict:
-    """``{"format": "idx", "train": (images, labels), "test": (images, labels)}`` for the four IDX
-    files (``IDX_NAMES``, each plain or ``.gz``), else ``{"format": "csv", "train": path, "test": path}``
-    for the one ``.csv``/``.csv.gz`` whose name holds ``train`` (``test``), any case. ``DataError``
-    for neither layout, part of the IDX set, a file both plain and gzipped, or several candidates."""
+    """``{"format": "idx", "train": (images, labels), "test": (images, labels)}`` for the four IDX files
+    (``IDX_NAMES``, each plain or ``.gz``), else ``{"format": "csv", "train": path, "test": path}`` for the one
+    ``.csv``/``.csv.gz`` whose name holds ``train`` (``test``), any case. ``DataError`` for neither layout,
+    part of the IDX set, a file both plain and gzipped, or several candidates."""
     directory = Path(directory)
     if not directory.is_dir():
         raise _error(directory, "dataset folder not found" if not directory.exists() else "not a folder")
-    found_idx, missing = {}, []
-    for base in (name for pair in IDX_NAMES.values() for name in pair):
-        present = [p for p in (directory / base, directory / f"{base}.gz") if os.path.lexists(p)]  # a FIFO too: read_idx names it
-        if len(present) == 2:
-            raise _error(directory, f"both {base} and {base}.gz are present; keep one")
-        if present:
-            found_idx[base] = present[0]
-        else:
-            missing.append(f"{base}[.gz]")
-    if found_idx and missing:
+    idx_names = [name for pair in IDX_NAMES.values() for name in pair]
+    present = {base: [p for p in (directory / base, directory / f"{base}.gz") if os.path.lexists(p)]  # a FIFO too
+               for base in idx_names}
+    if both := [base for base, paths in present.items() if len(paths) == 2]:
+        raise _error(directory, f"both {both[0]} and {both[0]}.gz are present; keep one")
+    missing = [f"{base}[.gz]" for base, paths in present.items() if not paths]
+    if 0 < len(missing) < len(idx_names):
         raise _error(directory, f"incomplete IDX dataset: missing {', '.join(missing)}")
-    if found_idx:
-        return {"format": "idx", **{split: tuple(found_idx[n] for n in names) for split, names in IDX_NAMES.items()}}
-
+    if not missing:
+        return {"format": "idx", **{split: tuple(present[n][0] for n in names) for split, names in IDX_NAMES.items()}}
     csvs = sorted(p for p in directory.iterdir() if not p.is_dir() and p.name.lower().endswith((".csv", ".csv.gz")))
     candidates = {split: [p for p in csvs if split in p.name.lower()] for split in ("train", "test")}
-    if not csvs or not any(candidates.values()):
-        raise _error(directory, "no dataset found: expected the four IDX files "
-                     f"({', '.join(n for pair in IDX_NAMES.values() for n in pair)}, each [.gz]) "
+    if not any(candidates.values()):
+        raise _error(directory, f"no dataset found: expected the four IDX files ({', '.join(idx_names)}, each [.gz]) "
                      "or one *train*.csv and one *test*.csv (or .csv.gz)")
     for split, paths in candidates.items():
         if not paths:
@@ -415,11 +365,10 @@ def find_dataset(directory: PathLike) -> dict:
     return {"format": "csv", "train": candidates["train"][0], "test": candidates["test"][0]}
 
 
-def read_dataset_split(
-    found: dict, split: Literal["train", "test"], image_shape: tuple[int, int] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 of one split located by ``find_dataset``;
-    an IDX file's own shape must agree with ``image_shape`` (H, W) when it is given."""
+def read_dataset_split(found: dict, split: Literal["train", "test"],
+                       image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 of one split located by ``find_dataset``; an IDX
+    file's own shape must agree with ``image_shape`` (H, W) when it is given."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
     if found.get("format") == "csv":
@@ -427,16 +376,14 @@ def read_dataset_split(
     if found.get("format") != "idx":
         raise ValueError(f"found['format'] must be 'idx' or 'csv'; got {found.get('format')!r}")
     images, labels = read_idx_pair(*found[split])
-    if image_shape is not None and images.shape[1:] != _check_image_shape(image_shape):
+    if image_shape is not None and images.shape[1:] != check_image_shape(image_shape):
         raise _error(found[split][0], f"images are {_shape_text(images.shape[1:])} but image_shape is "
-                     f"{_shape_text(_check_image_shape(image_shape))}")
+                     f"{_shape_text(check_image_shape(image_shape))}")
     return images, labels
 
 
-def read_dataset(
-    directory: PathLike, n_classes: int, image_shape: tuple[int, int] | None = None,
-    class_names: list[str] | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_dataset(directory: PathLike, n_classes: int, image_shape: tuple[int, int] | None = None,
+                 class_names: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (images, labels), "test": (images, labels)}`` from ``directory``: labels in
     ``0..n_classes - 1``, training images of every class (named by ``class_names``), one image shape."""
     if class_names is not None and len(class_names) != n_classes:
@@ -463,17 +410,14 @@ def check_labels(labels: np.ndarray, n_classes: int, source: PathLike) -> None:
         raise _error(source, f"labels must be 1-D integers; got {labels.dtype} of shape {labels.shape}")
     outside = np.flatnonzero((labels < 0) | (labels >= n_classes))
     if outside.size:
-        first = outside[0]
-        raise _error(source, f"label {labels[first]} outside the {n_classes} classes (0..{n_classes - 1}) "
-                     f"at index {first}; {outside.size} labels out of range")
+        raise _error(source, f"label {labels[outside[0]]} outside the {n_classes} classes (0..{n_classes - 1}) "
+                     f"at index {outside[0]}; {outside.size} labels out of range")
 
 
 def check_every_class(labels: np.ndarray, n_classes: int, source: PathLike,
                       class_names: list[str] | None = None) -> None:
-    """``DataError`` naming ``source`` and the first class in ``0..n_classes - 1`` absent from ``labels``,
-    by its name in ``class_names`` when given: ``class 'Dress' (label 3) has no images; ...``."""
-    counts = np.bincount(np.asarray(labels), minlength=n_classes)
-    empty = np.flatnonzero(counts == 0)
+    """``DataError`` naming ``source`` and the first class absent from ``labels``, by its ``class_names`` name."""
+    empty = np.flatnonzero(np.bincount(np.asarray(labels), minlength=n_classes) == 0)
     if len(empty):
         first = int(empty[0])
         what = f"class {_cut(repr(class_names[first]))} (label {first})" if class_names else f"class {first}"

@@ -1,13 +1,7 @@
 """Get the four real Fashion-MNIST files, checked against known checksums, without root.
 
-Sources, tried in order for the files the folder lacks: the folder itself (files there are checked,
-never replaced), each of ``local_dirs`` (read only), ``SYSTEM_DIR`` (Debian's ``dataset-fashion-mnist``),
-that package fetched with ``apt-get download`` and unpacked without root, then each of ``urls``.
-An absent or unreachable source is skipped with its reason kept; files that arrive but fail the
-checksum, or a download over ``max_download(name)``, stop with ``FetchError``. Checksums are of the
-decompressed bytes, so Debian's, upstream's and re-gzipped copies all pass; reads stop one byte past
-the expected size (no endless response or gzip bomb is read whole). Files are staged as hidden temp
-files, all checked, then moved in: a failed fetch leaves no partial file.
+Checksums are of the decompressed bytes, so any gzip of the real content passes; reads stop one byte past the
+expected size, and files are staged and all checked before any is moved in (a failure leaves no partial file).
 """
 
 import gzip
@@ -22,40 +16,23 @@ import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-
-FILES: tuple[str, ...] = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
-# SHA-256 of the decompressed IDX bytes; upstream's .gz md5s are 8d4fb7e6..., 25c81989...,
-# bef4ecab..., bb300cfd..., but Debian re-gzipped the same content, so only this covers both.
-SHA256: dict[str, str] = {
-    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}
-# Bytes of each file: ``SIZE`` decompressed (the IDX file), ``GZ_SIZE`` as the official server
-# sends it. Other gzips of the same content (Debian's are 24 bytes shorter) differ a little in size.
-SIZE: dict[str, int] = {
-    "train-images-idx3-ubyte.gz": 47_040_016,
-    "train-labels-idx1-ubyte.gz": 60_008,
-    "t10k-images-idx3-ubyte.gz": 7_840_016,
-    "t10k-labels-idx1-ubyte.gz": 10_008,
-}
-GZ_SIZE: dict[str, int] = {
-    "train-images-idx3-ubyte.gz": 26_421_880,
-    "train-labels-idx1-ubyte.gz": 29_515,
-    "t10k-images-idx3-ubyte.gz": 4_422_102,
-    "t10k-labels-idx1-ubyte.gz": 5_148,
-}
-# How far a download may exceed GZ_SIZE: room for a mirror that gzipped the same content with
-# other settings, small next to what an endless or hostile response could send.
+FILES: tuple[str, ...] = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+# SHA-256 of the decompressed IDX bytes: Debian re-gzipped upstream's content, so the .gz md5s cover only one.
+SHA256: dict[str, str] = dict(zip(FILES, (
+    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+)))
+# Bytes decompressed, and as the official server sends them (other gzips, e.g. Debian's, differ a little).
+SIZE: dict[str, int] = dict(zip(FILES, (47_040_016, 60_008, 7_840_016, 10_008)))
+GZ_SIZE: dict[str, int] = dict(zip(FILES, (26_421_880, 29_515, 4_422_102, 5_148)))
+# How far a download may exceed GZ_SIZE: room for another gzip of the content, small next to an endless response.
 DOWNLOAD_SLACK = 64 * 1024
 DOWNLOAD_SLACK_FRACTION = 0.05
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -63,12 +40,7 @@ OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 APT_PACKAGE = "dataset-fashion-mnist"
 URL_TIMEOUT = 20.0  # seconds per connect or read, so an offline machine moves on quickly
 APT_TIMEOUT = 300.0  # seconds for each of apt-get download and dpkg-deb -x
-
-_PACKAGE_DIR = "usr/share/datasets/fashion-mnist"  # inside the unpacked .deb
-_GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
-
-Log = Callable[[str], None]
 
 
 class FetchError(RuntimeError):
@@ -83,33 +55,15 @@ class _Unavailable(Exception):
     """This source cannot provide the files (absent, no network); the next source is tried."""
 
 
-def content_sha256(path: str | Path, max_size: int = max(SIZE.values())) -> str:
-    """SHA-256 hex digest of the file's content, gunzipped if it starts with the gzip magic bytes.
+def content_sha256(path: str | Path, max_size: int = max(SIZE.values()), out: BinaryIO | None = None) -> str:
+    """SHA-256 hex digest of the content, gunzipped if it starts ``1f 8b``; each chunk also goes to ``out``.
 
-    Content over ``max_size`` bytes raises ``ContentTooLarge`` without inflating the rest; a damaged
-    gzip raises ``OSError`` (``gzip.BadGzipFile``), ``EOFError`` or ``zlib.error``.
+    ``ContentTooLarge`` past ``max_size`` bytes, the rest not inflated; a damaged gzip raises ``OSError``
+    (``gzip.BadGzipFile``), ``EOFError`` or ``zlib.error``.
     """
-    return _read_content(Path(path), max_size)
-
-
-def plain_name(name: str) -> str:
-    """The decompressed IDX file's name for ``name`` (one of ``FILES``): without ``.gz``."""
-    return name.removesuffix(".gz")
-
-
-def write_content(path: str | Path, name: str, out: BinaryIO) -> None:
-    """Write the checked, decompressed content of ``path`` (the file ``name``) to ``out``: the IDX
-    bytes, the same whichever gzip held them. ``FetchError`` naming ``path`` if it is not the real
-    ``name``; ``out`` may then hold part of it (write to a temp file)."""
-    problem = _mismatch(Path(path), name, out)
-    if problem:
-        raise FetchError(f"{path}: {problem}")
-
-
-def _read_content(path: Path, max_size: int, out: BinaryIO | None = None) -> str:
-    """``content_sha256``, also writing each decompressed chunk to ``out`` when given."""
+    path = Path(path)
     with path.open("rb") as f:
-        is_gzip = f.read(2) == _GZIP_MAGIC
+        is_gzip = f.read(2) == b"\x1f\x8b"
     digest, n_bytes = hashlib.sha256(), 0
     with gzip.open(path, "rb") if is_gzip else path.open("rb") as f:
         while chunk := f.read(min(_CHUNK, max_size + 1 - n_bytes)):
@@ -122,25 +76,31 @@ def _read_content(path: Path, max_size: int, out: BinaryIO | None = None) -> str
     return digest.hexdigest()
 
 
+def plain_name(name: str) -> str:
+    """The decompressed IDX file's name for ``name`` (one of ``FILES``): without ``.gz``."""
+    return name.removesuffix(".gz")
+
+
+def write_content(path: str | Path, name: str, out: BinaryIO) -> None:
+    """Write the decompressed content of ``path`` (the file ``name``) to ``out``: the same whichever gzip held it.
+    ``FetchError`` naming ``path`` if it is not the real ``name``; ``out`` may then hold part of it."""
+    if problem := _mismatch(Path(path), name, out):
+        raise FetchError(f"{path}: {problem}")
+
+
 def max_download(name: str) -> int:
     """The most bytes a download of ``name`` (one of ``FILES``) may take before it is stopped."""
     return GZ_SIZE[name] + max(DOWNLOAD_SLACK, int(GZ_SIZE[name] * DOWNLOAD_SLACK_FRACTION))
 
 
 def verify(directory: str | Path) -> None:
-    """Check that ``directory`` holds the four Fashion-MNIST files with the right content.
-
-    Each file may be gzipped (any header or level) or stored decompressed without the ``.gz``.
-    Raises ``FetchError`` naming the first file that is missing or mismatched, with the sha256 got
-    and expected.
-    """
-    directory = Path(directory)
+    """``FetchError`` naming the first of the four files (each gzipped or plain without ``.gz``) missing from
+    ``directory`` or not the real one (with the sha256 got and expected)."""
     for name in FILES:
-        path = _local_path(directory, name)
+        path = _local_path(Path(directory), name)
         if not path.exists():
             raise FetchError(f"{path}: missing")
-        problem = _mismatch(path, name)
-        if problem:
+        if problem := _mismatch(path, name):
             raise FetchError(f"{path}: {problem}")
 
 
@@ -149,45 +109,29 @@ def fetch_fashion_mnist(directory: str | Path, **sources) -> Path:
     return fetch_with_origin(directory, **sources)[0]
 
 
-def fetch_with_origin(
-    directory: str | Path,
-    *,
-    local_dirs: Sequence[str | Path] = (),
-    system_dir: str | Path = SYSTEM_DIR,
-    use_apt: bool = True,
-    urls: Sequence[str] = (OFFICIAL_URL,),
-    log: Log | None = None,
-) -> tuple[Path, str]:
-    """Make ``directory`` hold the four verified Fashion-MNIST files; return it and where they came from.
+def fetch_with_origin(directory: str | Path, *, local_dirs: Sequence[str | Path] = (),
+                      system_dir: str | Path = SYSTEM_DIR, use_apt: bool = True, urls: Sequence[str] = (OFFICIAL_URL,),
+                      log: Callable[[str], None] | None = None) -> tuple[Path, str]:
+    """Make ``directory`` hold the four verified files; return it and where they came from.
 
-    ``local_dirs`` are folders of the published .gz files tried first (read, never written);
-    ``system_dir`` an installed ``dataset-fashion-mnist``; ``use_apt`` tries ``apt-get download``;
-    ``urls`` are base addresses tried last (``url/<file name>``); ``log`` gets one line per source.
-    Raises ``FetchError`` when a file fails its checksum (at once) or every source failed (with
-    each one's reason).
+    Sources, in order, for the files it lacks (those it has are checked, never replaced): ``local_dirs`` (read
+    only), ``system_dir`` (Debian's ``dataset-fashion-mnist``), that package via ``apt-get download``, then
+    ``urls`` (``url/<file name>``); one that is absent or unreachable is skipped. ``FetchError`` at once for a
+    file that fails its checksum or a download over ``max_download``, or when every source failed.
     """
-    directory, system_dir = Path(directory), Path(system_dir)
+    directory = Path(directory)
     log = log or (lambda line: None)
     present = [name for name in FILES if _local_path(directory, name).exists()]
     for name in present:
         path = _local_path(directory, name)
-        problem = _mismatch(path, name)
-        if problem:
+        if problem := _mismatch(path, name):
             raise FetchError(f"{path}: {problem}; fetch never replaces existing files, so remove or replace it")
     missing = [name for name in FILES if name not in present]
     if not missing:
         return directory, "already present"
-
-    folders = [*map(Path, local_dirs), system_dir]
-    sources: list[tuple[str, Callable[[Path, list[str]], None]]] = [
-        (str(folder), lambda d, names, folder=folder: _from_folder(folder, d, names, origin=str(folder)))
-        for folder in folders
-    ]
-    if use_apt:
-        sources.append((f"apt package {APT_PACKAGE}", _from_apt))
-    for url in urls:
-        sources.append((url, lambda d, names, url=url: _from_url(url, d, names)))
-
+    sources = [(str(folder), partial(_from_folder, folder)) for folder in [*map(Path, local_dirs), Path(system_dir)]]
+    sources += [(f"apt package {APT_PACKAGE}", _from_apt)] if use_apt else []
+    sources += [(url, partial(_from_url, url)) for url in urls]
     reasons = []
     for label, install in sources:
         log(f"getting {len(missing)} Fashion-MNIST file(s) from {label}")
@@ -196,24 +140,23 @@ def fetch_with_origin(
         except _Unavailable as err:
             log(f"  {label}: {err}")
             reasons.append(f"{label}: {err}")
-            continue
-        origin = f"from {label}"
-        return directory, f"{len(present)} already present, {len(missing)} {origin}" if present else origin
+        else:
+            origin = f"from {label}"
+            return directory, f"{len(present)} already present, {len(missing)} {origin}" if present else origin
     what = "the Fashion-MNIST files" if not present else ", ".join(missing)
     raise FetchError(f"no source could provide {what} for {directory} ({'; '.join(reasons)})")
 
 
 def _local_path(directory: Path, name: str) -> Path:
     """``directory / name``, or its decompressed twin (no ``.gz``) when only that one exists."""
-    path = directory / name
-    plain = directory / name.removesuffix(".gz")
+    path, plain = directory / name, directory / plain_name(name)
     return plain if not path.exists() and plain.exists() else path
 
 
 def _mismatch(path: Path, name: str, out: BinaryIO | None = None) -> str | None:
     """Why ``path`` does not hold the real ``name``, or None when its content checks out (and went to ``out``)."""
     try:
-        got = _read_content(path, SIZE[name], out)
+        got = content_sha256(path, SIZE[name], out)
     except ContentTooLarge:
         return f"decompressed content is over the {SIZE[name]:,} bytes of {name}; not read further"
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
@@ -233,8 +176,7 @@ def _install(directory: Path, names: list[str], origin: str, copy: Callable[[str
             with staged[name].open("xb") as out:  # "x": created with the usual umask permissions
                 copy(name, out)
         for name, tmp in staged.items():
-            problem = _mismatch(tmp, name)
-            if problem:
+            if problem := _mismatch(tmp, name):
                 raise FetchError(f"{name} from {origin} is not the Fashion-MNIST file: {problem}")
         for name, tmp in staged.items():
             tmp.replace(directory / name)
@@ -243,18 +185,17 @@ def _install(directory: Path, names: list[str], origin: str, copy: Callable[[str
             tmp.unlink(missing_ok=True)
 
 
-def _from_folder(folder: Path, directory: Path, names: list[str], *, origin: str) -> None:
+def _from_folder(folder: Path, directory: Path, names: list[str], origin: str | None = None) -> None:
     if not folder.is_dir():
         raise _Unavailable("no such folder")
-    absent = [name for name in names if not _local_path(folder, name).is_file()]
-    if absent:
+    if absent := [name for name in names if not _local_path(folder, name).is_file()]:
         raise _Unavailable(f"lacks {', '.join(absent)}")
 
     def copy(name: str, out: BinaryIO) -> None:
         with _local_path(folder, name).open("rb") as f:  # a gunzipped twin is checked by content alike
             shutil.copyfileobj(f, out, _CHUNK)
 
-    _install(directory, names, origin, copy)
+    _install(directory, names, origin or str(folder), copy)
 
 
 def _from_apt(directory: Path, names: list[str]) -> None:
@@ -268,9 +209,9 @@ def _from_apt(directory: Path, names: list[str]) -> None:
             raise _Unavailable("apt-get download left no .deb file")
         _run([dpkg_deb, "-x", str(debs[0]), "root"], cwd=tmp)
         try:
-            _from_folder(Path(tmp, "root", _PACKAGE_DIR), directory, names, origin=debs[0].name)
-        except _Unavailable as err:
-            raise _Unavailable(f"{debs[0].name} /{_PACKAGE_DIR}: {err}") from None
+            _from_folder(Path(tmp, "root", *SYSTEM_DIR.parts[1:]), directory, names, origin=debs[0].name)
+        except _Unavailable as err:  # the package installs to SYSTEM_DIR
+            raise _Unavailable(f"{debs[0].name} {SYSTEM_DIR}: {err}") from None
 
 
 def _run(args: list[str], cwd: str) -> None:

@@ -14,27 +14,12 @@ class Split:
     dropped: np.ndarray  # (n_dropped,) int64, sorted
 
 
-def validation_split(
-    labels: np.ndarray,
-    valid_pct: float,
-    *,
-    seed: int,
-    stratify: bool = False,
-    drop: np.ndarray | None = None,
-) -> Split:
-    """Hold out ``valid_pct`` of the kept images for validation.
+def validation_split(labels: np.ndarray, valid_pct: float, *, seed: int, stratify: bool = False,
+                     drop: np.ndarray | None = None) -> Split:
+    """Hold out ``valid_pct`` (in (0, 1)) of the images not in ``drop`` for validation; ``labels`` is ``(n,)``.
 
-    Parameters
-    ----------
-    labels : ndarray of shape (n,)
-    valid_pct : float in (0, 1)
-    seed : int
-        Seeds ``numpy.random.default_rng``; the same seed and inputs give the same split.
-    stratify : bool
-        False draws the validation images uniformly from all kept images (the original analysis);
-        True draws ``round(valid_pct * n_c)`` from each class ``c``, so class shares match.
-    drop : ndarray of int, optional
-        Indices removed before splitting (duplicates, leaked images); they land in ``dropped``.
+    ``seed`` seeds ``numpy.random.default_rng``. ``stratify`` draws ``round(valid_pct * n_c)`` from each class
+    ``c`` so class shares match; otherwise the draw is uniform over all kept images.
     """
     if not 0 < valid_pct < 1:
         raise ValueError(f"valid_pct must be in (0, 1); got {valid_pct!r}")
@@ -48,11 +33,9 @@ def validation_split(
     if stratify:
         # Stable sort by class keeps the random order inside each class; take each class's head.
         by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]
-        classes, starts, counts = np.unique(labels[by_class], return_index=True, return_counts=True)
-        n_valid = np.round(valid_pct * counts).astype(np.int64)
+        _, starts, counts = np.unique(labels[by_class], return_index=True, return_counts=True)
         rank = np.arange(len(by_class)) - np.repeat(starts, counts)
-        is_valid = rank < np.repeat(n_valid, counts)
-        valid = by_class[is_valid]
+        valid = by_class[rank < np.repeat(np.round(valid_pct * counts).astype(np.int64), counts)]
     else:
         valid = shuffled[: int(round(valid_pct * len(kept)))]
     train = np.setdiff1d(kept, valid)
@@ -62,26 +45,16 @@ def validation_split(
 
 
 def later_of_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """For within-set duplicate pairs, the higher index of each: drop these to keep one of each group."""
+    """The higher index of each within-set duplicate pair: dropping these keeps one image of each group."""
     return np.unique(np.maximum(i, j)).astype(np.int64)
 
 
 def drop_for_policy(sets: np.ndarray, i: np.ndarray, j: np.ndarray, policy: str) -> np.ndarray:
-    """Training images to drop before splitting, from dedup-check's pairs, by ``split.drop`` policy.
+    """Sorted unique training indices to drop before splitting, by ``split.drop`` policy, from dedup-check's pairs.
 
-    Parameters
-    ----------
-    sets : ndarray of str, shape (n_pairs,)
-        ``"train"``, ``"test"`` or ``"train_test"`` for each pair (exact or near).
-    i, j : ndarray of int, shape (n_pairs,)
-        The pair's indices; for ``train_test`` pairs ``i`` is the training image.
-    policy : {"none", "duplicates", "leaks", "both"}
-        ``duplicates`` drops the later image of each pair inside train (one of each group stays),
-        ``leaks`` every training image with a copy in test, ``both`` the union.
-
-    Returns
-    -------
-    ndarray of int64, sorted and unique.
+    ``sets`` ``(n_pairs,)`` says ``"train"``, ``"test"`` or ``"train_test"`` for each pair ``(i, j)`` (``i`` the
+    training image of a ``train_test`` pair). ``duplicates`` drops the later of each pair inside train,
+    ``leaks`` every training image with a copy in test, ``both`` the union.
     """
     if policy not in ("none", "duplicates", "leaks", "both"):
         raise ValueError(f"policy must be one of 'none', 'duplicates', 'leaks', 'both'; got {policy!r}")

@@ -1,5 +1,4 @@
-"""The image ``fmproto explain`` classifies: a PNG or a ``.npy`` array, its size checked from its
-header (IHDR chunk, ``.npy`` header) before anything is decoded. Not a dep of ingest."""
+"""The image ``fmproto explain`` classifies: a PNG or ``.npy`` array, its size checked from its header first."""
 
 import os
 import struct
@@ -7,29 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.pipeline.checks import data_error as _error
-from fmproto.pipeline.checks import require_file
+from fmproto.data.datasets import check_image_shape
+from fmproto.pipeline.checks import data_error as _error, require_file
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# 16-bit RGBA pixels stored raw take 8 H W bytes plus a byte a row; metadata (an ICC profile) gets
-# 1 MiB more. A larger file is refused before any chunk is read.
+# 16-bit RGBA pixels stored raw take 8 H W bytes plus a byte a row; metadata (an ICC profile) gets 1 MiB more.
 _PNG_SLACK = 1 << 20
 
 
 def read_image_file(path: str | os.PathLike, image_shape: tuple[int, int]) -> np.ndarray:
-    """Read an image to classify, ``(H, W)`` uint8, from a ``.png`` or ``.npy`` file (suffix in any case).
+    """An image to classify, ``(H, W)`` uint8, from a ``.png`` or ``.npy`` file (suffix in any case).
 
-    PNG colour becomes grey with the ITU-R 601 luma weights (as PIL's ``"L"`` mode) and alpha
-    composites over black, the Fashion-MNIST background; ``.npy`` values must be whole numbers in
-    0..255. Raises ``DataError`` naming the file (missing, another type or size than
-    ``image_shape`` (H, W), unreadable, values out of range), ``ValueError`` for a bad ``image_shape``.
+    PNG colour becomes grey by ITU-R 601 luma (PIL's ``"L"``), alpha composited over black (the Fashion-MNIST
+    background); ``.npy`` values must be whole numbers in 0..255. ``DataError`` naming the file for another
+    type or size than ``image_shape`` (H, W) or a file that cannot be read, ``ValueError`` for a bad shape.
     """
     path = require_file(path)
-    shape = tuple(image_shape)
-    if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
-        raise ValueError(f"image_shape must be (height, width) of positive ints; got {image_shape!r}")
-    shape = int(shape[0]), int(shape[1])
-    suffix = path.suffix.lower()
+    shape, suffix = check_image_shape(image_shape), path.suffix.lower()
     if suffix == ".png":
         _check_size(path, _png_size(path), shape)
         limit, size = _PNG_SLACK + shape[0] * (8 * shape[1] + 1), path.stat().st_size
@@ -51,8 +43,7 @@ def read_image_file(path: str | os.PathLike, image_shape: tuple[int, int]) -> np
     return image.astype(np.uint8)
 
 
-def _cut(text: str) -> str:
-    """At most 80 characters of ``text``: a message quotes no more of a hostile file."""
+def _cut(text: str) -> str:  # a message quotes no more of a hostile file
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -63,13 +54,13 @@ def _check_size(path: Path, got: tuple[int, ...], shape: tuple[int, int]) -> Non
 
 
 def _png_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the IHDR chunk, the first after the 8-byte signature."""
+    """(height, width) from the IHDR chunk, the first after the 8-byte signature; nothing is decoded."""
     try:
         with path.open("rb") as f:
             head = f.read(24)  # signature, chunk length, "IHDR", width, height (big-endian)
     except OSError as err:
         raise _error(path, f"cannot read ({err.strerror or err})") from None
-    if head[:8] != _PNG_SIGNATURE:
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
         raise _error(path, "not a readable PNG (no PNG signature)")
     if len(head) < 24 or head[12:16] != b"IHDR":
         raise _error(path, "not a readable PNG (no IHDR chunk after the signature)")
@@ -78,7 +69,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
-    """The shape in a ``.npy`` header, after checking its dtype is numbers; the data is not read."""
+    """The shape in a ``.npy`` header, its dtype checked to be numbers; the data is not read."""
     try:
         with path.open("rb") as f:
             version = np.lib.format.read_magic(f)
@@ -102,8 +93,7 @@ def _read_png_grey(path: Path) -> np.ndarray:
     except Exception as err:  # PIL raises several unrelated types for a bad file
         raise _error(path, f"not a readable PNG ({type(err).__name__}: {_cut(str(err))})") from None
     # matplotlib gives floats in 0..1 for PNGs; integer arrays would already be 0..255.
-    scale = 255.0 if np.issubdtype(pixels.dtype, np.floating) else 1.0
-    pixels = pixels.astype(np.float64) * scale
+    pixels = pixels.astype(np.float64) * (255.0 if np.issubdtype(pixels.dtype, np.floating) else 1.0)
     if pixels.ndim == 3:
         if pixels.shape[2] in (2, 4):  # grey+alpha or RGBA: composite over black
             pixels = pixels[..., :-1] * (pixels[..., -1:] / 255.0)

@@ -9,10 +9,7 @@ def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def per_class_samples(labels: np.ndarray, n_classes: int, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """``per_class`` random indices of each class, shape ``(n_classes, per_class)``.
-
-    A class with fewer images than ``per_class`` is padded with -1 at the end of its row.
-    """
+    """``per_class`` random indices of each class, ``(n_classes, per_class)``; a short class's row ends in -1s."""
     labels = np.asarray(labels)
     shuffled = rng.permutation(len(labels))
     by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]  # random order inside each class
