@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.data import datasets
+from fmproto.data import folder
 from fmproto.search import knn
 
 # The fetch stage's output (`make data`): the files the pipeline itself reads.
@@ -52,7 +52,7 @@ WARM_UP = 500  # test images searched once before each timed run
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if not DATA_DIR.is_dir():
         sys.exit(f"bench: {DATA_DIR} is missing; run `make data` (the fetch stage) first")
-    splits = datasets.read_dataset(DATA_DIR, 10)
+    splits = folder.read_dataset(DATA_DIR, 10)
     return (*splits["train"], *splits["test"])
 
 

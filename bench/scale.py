@@ -50,7 +50,7 @@ import numpy as np
 
 from fmproto.search import ann, knn
 from fmproto.representation import augment
-from fmproto.data import datasets
+from fmproto.data import folder
 from fmproto.evaluation import plots
 
 # The fetch stage's output (`make data`): the files the pipeline itself reads.
@@ -109,7 +109,7 @@ def part(args) -> dict:
             "recall": None if exact is None else ann.recall_at_k(distances, exact), "peak_mb": peak()}
 
 
-def run_part(method: str, n: int, folder: Path, timeout: float) -> dict:
+def run_part(method: str, n: int, work: Path, timeout: float) -> dict:
     """``part`` in a fresh child process; a row that says why when it was not run, ran out of time or failed."""
     row = {"rows": n, "method": method, "build_seconds": None, "query_seconds": None, "queries_per_second": None,
            "recall": None, "peak_mb": None, "note": ""}
@@ -117,9 +117,9 @@ def run_part(method: str, n: int, folder: Path, timeout: float) -> dict:
     if need > 0.9 * have:
         row["note"] = f"not run: needs about {need / 1e9:.1f} GB, {have / 1e9:.1f} GB available"
         return row
-    exact = folder / f"exact-{n}.npy"
-    command = [sys.executable, __file__, "--part", method, "--rows", str(folder / f"rows-{n}.npy"),
-               "--queries", str(folder / "queries.npy"), "--exact", str(exact), "--out", str(exact)]
+    exact = work / f"exact-{n}.npy"
+    command = [sys.executable, __file__, "--part", method, "--rows", str(work / f"rows-{n}.npy"),
+               "--queries", str(work / "queries.npy"), "--exact", str(exact), "--out", str(exact)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -184,19 +184,19 @@ def main() -> None:
 
     if not DATA_DIR.is_dir():
         sys.exit(f"bench: {DATA_DIR} is missing; run `make data` (the fetch stage) first")
-    splits = datasets.read_dataset(DATA_DIR, 10)
+    splits = folder.read_dataset(DATA_DIR, 10)
     images, test = splits["train"][0], splits["test"][0]
     pick = np.sort(np.random.default_rng(0).choice(len(test), N_QUERIES, replace=False))
     rows = []
     with tempfile.TemporaryDirectory(prefix="fmproto-scale-") as tmp:
-        folder = Path(tmp)
-        np.save(folder / "queries.npy", test[pick].reshape(N_QUERIES, -1))
+        work = Path(tmp)
+        np.save(work / "queries.npy", test[pick].reshape(N_QUERIES, -1))
         for n in sorted(args.sizes):
-            np.save(folder / f"rows-{n}.npy", training_rows(n, images))
+            np.save(work / f"rows-{n}.npy", training_rows(n, images))
             for method in METHODS:  # exact first: it writes the ANN runs' reference
-                rows.append(run_part(method, n, folder, args.timeout))
+                rows.append(run_part(method, n, work, args.timeout))
                 print(f"{n:,} {method}: {rows[-1]['note'] or 'done'}", file=sys.stderr, flush=True)
-            (folder / f"rows-{n}.npy").unlink()
+            (work / f"rows-{n}.npy").unlink()
     print(table(rows))
     figure(rows, args.figure)
     print(json.dumps(rows))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.data import datasets
+from fmproto.data import folder
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, io
 from fmproto.pipeline.specs import data as data_params, ingest as ingest_params
@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     with guard.stage_errors("ingest", files=[args.train_out, args.test_out, args.metrics], folders=[args.figures]):
         data, p = data_params.read(args.params), ingest_params.read(args.params)
         classes = data["classes"]
-        splits = datasets.read_dataset(args.data_dir, len(classes), image_shape=data["image_shape"],
+        splits = folder.read_dataset(args.data_dir, len(classes), image_shape=data["image_shape"],
                                        class_names=classes)
 
         rng = np.random.default_rng(p["seed"])

@@ -1,4 +1,4 @@
-"""IDX and Kaggle-layout CSV readers, plain or gzipped, and the dataset folder holding them.
+"""IDX and Kaggle-layout CSV readers, plain or gzipped (``fmproto.data.folder`` finds them in a dataset folder).
 
 Bad input raises one ``DataError`` line naming the file (and CSV row and column), quoting at most 80 characters;
 headers are checked before allocating, so a gzip bomb or a 20 MB line costs little more than a valid file."""
@@ -12,7 +12,6 @@ import struct
 import zlib
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,8 +20,6 @@ from fmproto.pipeline.checks import DataError, data_error as _error, require_fil
 
 PathLike = str | os.PathLike
 
-IDX_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 MAX_DATA_BYTES = 512 * 1024**2  # most bytes a reader returns: uint8 images, int64 labels (real train: 47,520,000)
 # Neighbour searches fit a projection on up to 8,192 rows, 20 * 8192 * p + 16.5 * p**2 bytes: 1.7 GB at 80x80 (tested).
 MAX_IMAGE_PIXELS = 6_400
@@ -57,7 +54,7 @@ def _fill(path: PathLike, f, out: np.ndarray) -> int:
         while got < len(view) and (n := f.readinto(view[got: got + CHUNK_BYTES])):
             got += n
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # gzip.BadGzipFile is an OSError: caught first
-        raise _error(path, f"corrupt or truncated gzip ({_cut(str(err))})") from None
+        raise _error(path, f"corrupt or truncated gzip ({cut(str(err))})") from None
     except OSError as err:
         raise _error(path, f"cannot read ({err.strerror or err})") from None
     return got
@@ -69,7 +66,7 @@ def _read(path: PathLike, f, n: int) -> bytes:
     return out[: _fill(path, f, out)].tobytes()
 
 
-def _cut(text: str) -> str:
+def cut(text: str) -> str:
     return text if len(text) <= _QUOTE else text[: _QUOTE - 3] + "..."
 
 
@@ -77,11 +74,11 @@ def _quote(text: str | bytes) -> str:
     """``repr`` of ``text`` (bytes as UTF-8, bad bytes escaped), cut to 80 characters."""
     if isinstance(text, bytes):
         text = text[: 4 * _QUOTE].decode("utf-8", "backslashreplace")
-    return _cut(repr(text))
+    return cut(repr(text))
 
 
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return _cut("x".join(map(str, shape)))
+def shape_text(shape: tuple[int, ...]) -> str:
+    return cut("x".join(map(str, shape)))
 
 
 def read_idx(path: PathLike) -> np.ndarray:
@@ -98,18 +95,18 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
         image_dims = _idx_header(images_path, images_file, images_gz)
         if len(image_dims) != 3:
             raise _error(images_path, f"images must be 3-D (n, H, W) idx3 data; got {len(image_dims)}-D "
-                         f"{_shape_text(image_dims)}")
+                         f"{shape_text(image_dims)}")
         label_dims = _idx_header(labels_path, labels_file, labels_gz)
         if len(label_dims) != 1:
             raise _error(labels_path, f"labels must be 1-D (n,) idx1 data; got {len(label_dims)}-D "
-                         f"{_shape_text(label_dims)}")
+                         f"{shape_text(label_dims)}")
         n = image_dims[0]
         if label_dims[0] != n:
             raise _error(labels_path, f"{label_dims[0]} labels but {n} images in {os.fspath(images_path)}")
         _check_image_pixels(images_path, image_dims[1:])
         n_bytes = n * (image_dims[1] * image_dims[2] + 8)
         if n_bytes > MAX_DATA_BYTES:
-            raise _error(images_path, f"{n} images of {_shape_text(image_dims[1:])} and their int64 labels "
+            raise _error(images_path, f"{n} images of {shape_text(image_dims[1:])} and their int64 labels "
                          f"need {n_bytes:,} bytes, over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES)")
         images = _idx_payload(images_path, images_file, images_gz, image_dims)
         labels = _idx_payload(labels_path, labels_file, labels_gz, label_dims)
@@ -119,7 +116,7 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
 def _check_image_pixels(path: PathLike, shape: tuple[int, ...]) -> None:
     n_pixels = math.prod(shape)
     if n_pixels > MAX_IMAGE_PIXELS:
-        raise _error(path, f"images of {_shape_text(shape)} ({n_pixels:,} pixels) are larger than the "
+        raise _error(path, f"images of {shape_text(shape)} ({n_pixels:,} pixels) are larger than the "
                      f"{MAX_IMAGE_PIXELS:,} pixels (e.g. 80x80) that the stages handle within their memory "
                      "limit (MAX_IMAGE_PIXELS)")
 
@@ -144,18 +141,18 @@ def _idx_header(path: PathLike, f, gz: bool) -> tuple[int, ...]:
                      f"file has {4 + len(raw_dims)}")
     dims = struct.unpack(f">{ndim}I", raw_dims)
     if 0 in dims:
-        raise _error(path, f"IDX dimensions {_shape_text(dims)} include a 0")
+        raise _error(path, f"IDX dimensions {shape_text(dims)} include a 0")
     n_bytes = math.prod(dims)
     if n_bytes > MAX_DATA_BYTES:
         size = f"{n_bytes:,}" if n_bytes < 10**18 else f"about 1e{len(str(n_bytes)) - 1}"
-        raise _error(path, f"IDX header declares dimensions {_shape_text(dims)}, {size} data bytes, "
+        raise _error(path, f"IDX header declares dimensions {shape_text(dims)}, {size} data bytes, "
                      f"over the limit of {MAX_DATA_BYTES:,} (MAX_DATA_BYTES); nothing read")
     return dims
 
 
 def _idx_payload(path: PathLike, f, gz: bool, dims: tuple[int, ...]) -> np.ndarray:
     """The ``prod(dims)`` bytes after the header, shaped ``dims``; nothing may follow them."""
-    expected, shape = math.prod(dims), _shape_text(dims)
+    expected, shape = math.prod(dims), shape_text(dims)
     truncated = f"truncated: dimensions {shape} need {expected} data bytes, file has "
     actual = -1 if gz else os.fstat(f.fileno()).st_size - 4 - 4 * len(dims)  # a plain file's, before allocating
     if 0 <= actual < expected:
@@ -192,7 +189,7 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
             raise _error(path, f"{n_pixels} pixel columns is not a square number; give image_shape (height, width)")
         shape = (side, side) if image_shape is None else check_image_shape(image_shape)
         if math.prod(shape) != n_pixels:
-            raise _error(path, f"image_shape {_shape_text(shape)} needs {math.prod(shape)} pixel columns "
+            raise _error(path, f"image_shape {shape_text(shape)} needs {math.prod(shape)} pixel columns "
                          f"but the header has {n_pixels}")
         _check_image_pixels(path, shape)
         labels, pixels = _csv_rows(path, f, rest, names)
@@ -324,102 +321,9 @@ def _csv_line_error(path: Path, row: int, names: list[str], line: bytes, max_lin
         if not _INTEGER.fullmatch(literal):
             return _error(path, f"{at}, column {name}: {_quote(cell)} is not an integer")
         if len(literal.lstrip(b"+-").lstrip(b"0")) > _MAX_DIGITS:
-            value = _cut(literal.decode())
+            value = cut(literal.decode())
             what = f"label {value} has more than {_MAX_DIGITS} digits" if name == "label" else f"pixel {value} outside 0..255"
             return _error(path, f"{at}, column {name}: {what}")
         if name != "label" and not 0 <= int(literal) <= 255:
             return _error(path, f"{at}, column {name}: pixel {int(literal)} outside 0..255")
     return None
-
-
-def find_dataset(directory: PathLike) -> dict:
-    """``{"format": "idx", "train": (images, labels), "test": (images, labels)}`` for the four IDX files
-    (``IDX_NAMES``, each plain or ``.gz``), else ``{"format": "csv", "train": path, "test": path}`` for the one
-    ``.csv``/``.csv.gz`` whose name holds ``train`` (``test``), any case. ``DataError`` for neither layout,
-    part of the IDX set, a file both plain and gzipped, or several candidates."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise _error(directory, "dataset folder not found" if not directory.exists() else "not a folder")
-    idx_names = [name for pair in IDX_NAMES.values() for name in pair]
-    present = {base: [p for p in (directory / base, directory / f"{base}.gz") if os.path.lexists(p)]  # a FIFO too
-               for base in idx_names}
-    if both := [base for base, paths in present.items() if len(paths) == 2]:
-        raise _error(directory, f"both {both[0]} and {both[0]}.gz are present; keep one")
-    missing = [f"{base}[.gz]" for base, paths in present.items() if not paths]
-    if 0 < len(missing) < len(idx_names):
-        raise _error(directory, f"incomplete IDX dataset: missing {', '.join(missing)}")
-    if not missing:
-        return {"format": "idx", **{split: tuple(present[n][0] for n in names) for split, names in IDX_NAMES.items()}}
-    csvs = sorted(p for p in directory.iterdir() if not p.is_dir() and p.name.lower().endswith((".csv", ".csv.gz")))
-    candidates = {split: [p for p in csvs if split in p.name.lower()] for split in ("train", "test")}
-    if not any(candidates.values()):
-        raise _error(directory, f"no dataset found: expected the four IDX files ({', '.join(idx_names)}, each [.gz]) "
-                     "or one *train*.csv and one *test*.csv (or .csv.gz)")
-    for split, paths in candidates.items():
-        if not paths:
-            raise _error(directory, f"no *{split}*.csv (or .csv.gz) next to {', '.join(p.name for p in csvs)}")
-        if len(paths) > 1:
-            raise _error(directory, f"several {split} CSV candidates: {', '.join(p.name for p in paths)}; keep one")
-    if candidates["train"][0] == candidates["test"][0]:
-        raise _error(candidates["train"][0], "name matches both *train* and *test*; rename it")
-    return {"format": "csv", "train": candidates["train"][0], "test": candidates["test"][0]}
-
-
-def read_dataset_split(found: dict, split: Literal["train", "test"],
-                       image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 of one split located by ``find_dataset``; an IDX
-    file's own shape must agree with ``image_shape`` (H, W) when it is given."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
-    if found.get("format") == "csv":
-        return read_csv_images(found[split], image_shape)
-    if found.get("format") != "idx":
-        raise ValueError(f"found['format'] must be 'idx' or 'csv'; got {found.get('format')!r}")
-    images, labels = read_idx_pair(*found[split])
-    if image_shape is not None and images.shape[1:] != check_image_shape(image_shape):
-        raise _error(found[split][0], f"images are {_shape_text(images.shape[1:])} but image_shape is "
-                     f"{_shape_text(check_image_shape(image_shape))}")
-    return images, labels
-
-
-def read_dataset(directory: PathLike, n_classes: int, image_shape: tuple[int, int] | None = None,
-                 class_names: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"train": (images, labels), "test": (images, labels)}`` from ``directory``: labels in
-    ``0..n_classes - 1``, training images of every class (named by ``class_names``), one image shape."""
-    if class_names is not None and len(class_names) != n_classes:
-        raise ValueError(f"class_names must hold n_classes ({n_classes}) names; got {len(class_names)}")
-    found = find_dataset(directory)
-    splits = {}
-    for name in ("train", "test"):
-        images, labels = read_dataset_split(found, name, image_shape=image_shape)
-        source = found[name][-1] if found["format"] == "idx" else found[name]
-        check_labels(labels, n_classes, source=source)
-        if name == "train":
-            check_every_class(labels, n_classes, source, class_names)
-        splits[name] = (images, labels)
-    if splits["train"][0].shape[1:] != splits["test"][0].shape[1:]:
-        raise _error(directory, f"train images are {_shape_text(splits['train'][0].shape[1:])} "
-                     f"but test images are {_shape_text(splits['test'][0].shape[1:])}")
-    return splits
-
-
-def check_labels(labels: np.ndarray, n_classes: int, source: PathLike) -> None:
-    """``DataError`` naming ``source`` unless ``labels`` are 1-D integers in ``0..n_classes - 1``."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise _error(source, f"labels must be 1-D integers; got {labels.dtype} of shape {labels.shape}")
-    outside = np.flatnonzero((labels < 0) | (labels >= n_classes))
-    if outside.size:
-        raise _error(source, f"label {labels[outside[0]]} outside the {n_classes} classes (0..{n_classes - 1}) "
-                     f"at index {outside[0]}; {outside.size} labels out of range")
-
-
-def check_every_class(labels: np.ndarray, n_classes: int, source: PathLike,
-                      class_names: list[str] | None = None) -> None:
-    """``DataError`` naming ``source`` and the first class absent from ``labels``, by its ``class_names`` name."""
-    empty = np.flatnonzero(np.bincount(np.asarray(labels), minlength=n_classes) == 0)
-    if len(empty):
-        first = int(empty[0])
-        what = f"class {_cut(repr(class_names[first]))} (label {first})" if class_names else f"class {first}"
-        more = f" ({len(empty) - 1} more classes have none)" if len(empty) > 1 else ""
-        raise _error(source, f"{what} has no images{more}; every class needs at least one training image")

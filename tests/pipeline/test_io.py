@@ -196,18 +196,18 @@ def test_readers_name_what_is_not_a_regular_file(tmp_path, kind, problem, reader
 
 def test_a_fifo_in_a_dataset_folder_is_named_not_missing(tmp_path):
     from conftest import synthetic_dataset
-    from fmproto.data import datasets
+    from fmproto.data import folder
 
-    folder = synthetic_dataset(tmp_path / "data", n_train=12, n_test=4)
-    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
-    os.mkfifo(folder / "t10k-labels-idx1-ubyte")
-    raises_one_line(folder / "t10k-labels-idx1-ubyte", "is a FIFO, not a regular file",
-                    datasets.read_dataset, folder, n_classes=4)
+    data = synthetic_dataset(tmp_path / "data", n_train=12, n_test=4)
+    (data / "t10k-labels-idx1-ubyte.gz").unlink()
+    os.mkfifo(data / "t10k-labels-idx1-ubyte")
+    raises_one_line(data / "t10k-labels-idx1-ubyte", "is a FIFO, not a regular file",
+                    folder.read_dataset, data, n_classes=4)
     csv = tmp_path / "csv"
     csv.mkdir()
     (csv / "x-train.csv").write_text("label,pixel1\n0,1\n")
     os.mkfifo(csv / "x-test.csv")
-    raises_one_line(csv / "x-test.csv", "is a FIFO, not a regular file", datasets.read_dataset, csv, n_classes=1)
+    raises_one_line(csv / "x-test.csv", "is a FIFO, not a regular file", folder.read_dataset, csv, n_classes=1)
 
 
 def test_a_link_to_a_regular_file_is_read_through(tmp_path):
