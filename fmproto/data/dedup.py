@@ -1,10 +1,8 @@
 """Exact and near duplicate images, within one set and between two (train/test leakage).
 
-Exact duplicates: equal bytes, found through a 64-bit fingerprint of each image (a wrapping dot
-product with fixed random weights), the few images sharing one grouped by their full bytes. Near
-duplicates: pairs whose RMS pixel difference is below a threshold, by the exact-search engine's
-radius query. Both keep at most ``max_pairs`` pairs and say whether more existed; within one set
-``i < j``, between sets ``i`` indexes the first.
+Exact: equal bytes, through a 64-bit fingerprint of each image, the few sharing one compared byte by
+byte. Near: RMS pixel difference below a threshold, by ``KnnIndex.radius_pairs``. Both keep at most
+``max_pairs`` pairs and say whether more existed; within one set ``i < j``.
 """
 
 import math
@@ -20,7 +18,7 @@ SETS: tuple[str, ...] = ("train", "test", "train_test")
 # The two sets each pair's i and j index, by the ``sets`` name of the pair.
 _SIDES = {"train": ("train", "train"), "test": ("test", "test"), "train_test": ("train", "test")}
 
-# Pairs of a tile measured exactly at once: 4096, fewer for large images (10 bytes a pixel: 32 MB).
+# Pairs of a tile measured exactly at once (in tile_bytes): 4096, fewer for large images (10 bytes a pixel).
 _EXACT_BATCH = 4096
 _EXACT_BYTES = _EXACT_BATCH * 784 * 10
 _FINGERPRINT_BATCH = 4096  # rows fingerprinted at once: a (rows, bytes) uint64 temporary
@@ -43,16 +41,6 @@ class Pairs:
         return len(self.i)
 
 
-def content_keys(images: np.ndarray) -> np.ndarray:
-    """One hashable key per image: its bytes as a numpy void scalar, shape ``(n,)``."""
-    images = np.ascontiguousarray(images)
-    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # not -1: that fails for zero rows
-    return rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()
-
-
-# ---------------------------------------------------------------------------------------------- exact
-
-
 def exact_duplicates(images: np.ndarray, others: np.ndarray | None = None, *, max_pairs: int = 100_000) -> Pairs:
     """Pairs of identical images within ``images (n, ...)``, or between it and ``others (m, ...)``.
 
@@ -61,21 +49,16 @@ def exact_duplicates(images: np.ndarray, others: np.ndarray | None = None, *, ma
     """
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
     A, B = _pair_rows(images, others)
-    if others is None:
-        (group,) = _content_groups(A)
-        # Members sorted by (group, index): each group is a run; a member's partners follow it in its run.
-        partners = np.flatnonzero(group >= 0)
-        partners = partners[np.argsort(group[partners], kind="stable")]
-        run_ids = group[partners]
+    group_a, group_b = _content_groups(A) * 2 if others is None else _content_groups(A, B)
+    # Partners sorted by (group, index): image i's are a run of those sharing its group.
+    partners = np.flatnonzero(group_b >= 0)
+    partners = partners[np.argsort(group_b[partners], kind="stable")]
+    run_ids = group_b[partners]
+    if others is None:  # a member's partners follow it in its run
         first = partners
         start = np.arange(1, len(partners) + 1)
         count = np.searchsorted(run_ids, run_ids, side="right") - start
     else:
-        group_a, group_b = _content_groups(A, B)
-        # The partners of image i are the run of others sharing its group, sorted by index.
-        partners = np.flatnonzero(group_b >= 0)
-        partners = partners[np.argsort(group_b[partners], kind="stable")]
-        run_ids = group_b[partners]
         first = np.flatnonzero(group_a >= 0)
         start = np.searchsorted(run_ids, group_a[first], side="left")
         count = np.searchsorted(run_ids, group_a[first], side="right") - start
@@ -108,7 +91,8 @@ def _content_groups(*arrays: np.ndarray) -> list[np.ndarray]:
         offsets = np.cumsum([0] + [len(rows) for rows in as_bytes])
         which = np.searchsorted(offsets, shared, side="right") - 1
         candidates = np.concatenate([as_bytes[k][shared[which == k] - offsets[k]] for k in range(len(as_bytes))])
-        _, ids, counts = np.unique(content_keys(candidates), return_inverse=True, return_counts=True)
+        keys = candidates.view(np.dtype((np.void, candidates.shape[1]))).ravel()  # a row's bytes, hashable
+        _, ids, counts = np.unique(keys, return_inverse=True, return_counts=True)
         twin = counts[ids] > 1
         group[shared[twin]] = ids[twin]
     return np.split(group, np.cumsum([len(rows) for rows in as_bytes])[:-1])
@@ -122,17 +106,8 @@ def _row_bytes(rows: np.ndarray) -> np.ndarray:
     return rows.view(np.uint8).reshape(len(rows), rows.shape[1] * rows.itemsize)
 
 
-# ----------------------------------------------------------------------------------------------- near
-
-
-def near_duplicates(
-    images: np.ndarray,
-    threshold: float,
-    others: np.ndarray | None = None,
-    *,
-    chunk: int = 4096,
-    max_pairs: int = 100_000,
-) -> Pairs:
+def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | None = None, *, chunk: int = 4096,
+                    max_pairs: int = 100_000) -> Pairs:
     """The closest ``max_pairs`` pairs with ``0 < RMS pixel difference < threshold`` (identical ones excluded).
 
     Within ``images (n, ...)``, or between it and ``others (m, ...)``. ``chunk``: the float32 score
@@ -145,9 +120,8 @@ def near_duplicates(
     A, B = _pair_rows(images, others)
     within = others is None
     groups = _content_groups(A) * 2 if within else _content_groups(A, B)
-    empty = Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
     if not len(A) or not len(B) or threshold == 0:
-        return empty
+        return Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
     n_pixels = A.shape[1]
     index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
     rows = max(1, chunk * chunk // len(B))  # the score block: at most chunk**2 pairs
@@ -160,14 +134,6 @@ def near_duplicates(
     return Pairs(i=i[order], j=j[order], distance=distance[order], capped=capped)
 
 
-def _exact_batch(n_pixels: int) -> int:
-    """Pairs measured exactly at once: ``_EXACT_BATCH``, fewer for images of more than 784 pixels."""
-    return max(1, min(_EXACT_BATCH, _EXACT_BYTES // (10 * max(1, n_pixels))))
-
-
-# ---------------------------------------------------------------------------------------------- memory
-
-
 def tile_bytes(tile: int, n_pixels: int) -> int:
     """Bytes one tile of side ``tile`` of ``near_duplicates`` takes at most, the kept pairs aside.
 
@@ -177,7 +143,8 @@ def tile_bytes(tile: int, n_pixels: int) -> int:
     n_pixels = check_int(n_pixels, "n_pixels", low=1)
     block = tile * tile * (4 + 4 + 1 + 1)
     rows = 2 * tile * n_pixels * 4
-    exact = _exact_batch(n_pixels) * n_pixels * (8 + 1 + 1)  # float64 differences, uint8 gathers of both sides
+    batch = max(1, min(_EXACT_BATCH, _EXACT_BYTES // (10 * n_pixels)))
+    exact = batch * n_pixels * (8 + 1 + 1)  # float64 differences, uint8 gathers of both sides
     return block + rows + exact
 
 
@@ -202,20 +169,9 @@ def table_bytes(max_pairs: int) -> int:
     return 6 * check_int(max_pairs, "max_pairs", low=0) * _TABLE_ROW_BYTES
 
 
-# ------------------------------------------------------------------------------------------- all sets
-
-
-def find_all(
-    train_images: np.ndarray,
-    test_images: np.ndarray,
-    train_labels: np.ndarray,
-    test_labels: np.ndarray,
-    classes: list[str],
-    near_threshold: float,
-    *,
-    chunk: int = 4096,
-    max_pairs: int = 100_000,
-) -> tuple[pd.DataFrame, dict]:
+def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray,
+             classes: list[str], near_threshold: float, *, chunk: int = 4096,
+             max_pairs: int = 100_000) -> tuple[pd.DataFrame, dict]:
     """Exact and near duplicates within train, within test and between them, as a table and metrics.
 
     Images ``(n, H, W)``, labels indexing ``classes``; ``near_threshold``, ``chunk`` and ``max_pairs``
@@ -296,9 +252,6 @@ def summary(metrics: dict) -> str:
         capped = " (capped at max_pairs)" if any(metrics[f"{kind}_capped"].values()) else ""
         lines.append(f"{what}: train {n['train']}, test {n['test']}, train/test {n['train_test']}{capped}")
     return "\n".join(lines)
-
-
-# -------------------------------------------------------------------------------------------- checks
 
 
 def _check_threshold(threshold) -> float:

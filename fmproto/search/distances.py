@@ -1,10 +1,9 @@
 """Distances between rows: float32 blocks through BLAS, and exact float64 checks.
 
-A float32 product rounds differently on different BLAS builds and thread counts, so nothing that must
-be reproducible is read from it directly: ``exact_distances`` measures pairs in float64 without BLAS,
-and ``exact_nearest``/``exact_minimum`` use a rigorous bound on the float32 rounding to pick which
-pairs need that look. This is the search over a few prototypes that change every k-means or GLVQ
-step; ``engine.KnnIndex`` is fitted once on many rows (fitting it each step made k-means 3x slower).
+A float32 product rounds as the BLAS likes, so nothing reproducible is read from it: ``exact_nearest``
+and ``exact_minimum`` bound its rounding to pick the pairs ``exact_distances`` measures in float64.
+This searches the few prototypes that change every k-means or GLVQ step (a ``KnnIndex`` refitted each
+step made k-means 3x slower).
 """
 
 from typing import Literal
@@ -112,30 +111,26 @@ def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean"
     if rows is None:
         if len(Y) not in (1, len(X)):
             raise ValueError(f"without rows and cols, Y must have 1 row or as many as X ({len(X)}); got {len(Y)}")
-        out = np.empty(len(X), dtype=np.float64)
-        for start in range(0, len(X), block):
-            a = X[start : start + block]
-            out[start : start + len(a)] = _exact_block(a, Y if len(Y) == 1 else Y[start : start + block], metric)
+        rows = np.arange(len(X))
+        cols = rows if len(Y) > 1 else np.zeros(len(X), dtype=np.intp)
+    rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+    if rows.ndim != 1 or rows.shape != cols.shape:
+        raise ValueError(f"rows and cols must be 1-D and of one length; got shapes {rows.shape} and {cols.shape}")
+    out = np.empty(len(rows), dtype=np.float64)
+    sorted_cols = np.sort(cols)
+    n_distinct = int(np.count_nonzero(sorted_cols[1:] != sorted_cols[:-1])) + 1 if len(cols) else 0
+    if n_distinct and len(cols) >= _GROUP_MIN * n_distinct:
+        # Many pairs a row of Y: each row of Y is broadcast against its rows of X, not copied.
+        order = np.argsort(cols, kind="stable")
+        for group in np.split(order, np.flatnonzero(np.diff(cols[order])) + 1):
+            y = Y[cols[group[0]]][None, :]
+            for start in range(0, len(group), block):
+                pairs = group[start : start + block]
+                out[pairs] = exact_pairs(X[rows[pairs]], y, metric)
     else:
-        rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
-        if rows.ndim != 1 or rows.shape != cols.shape:
-            raise ValueError(f"rows and cols must be 1-D and of one length; got shapes {rows.shape} and {cols.shape}")
-        out = np.empty(len(rows), dtype=np.float64)
-        sorted_cols = np.sort(cols)
-        n_distinct = int(np.count_nonzero(sorted_cols[1:] != sorted_cols[:-1])) + 1 if len(cols) else 0
-        if n_distinct and len(cols) >= _GROUP_MIN * n_distinct:
-            # Many pairs a row of Y: each row of Y is broadcast against its rows of X, not copied.
-            order = np.argsort(cols, kind="stable")
-            bounds = np.flatnonzero(np.diff(cols[order])) + 1
-            for group in np.split(order, bounds):
-                y = Y[cols[group[0]]][None, :]
-                for start in range(0, len(group), block):
-                    pairs = group[start : start + block]
-                    out[pairs] = _exact_block(X[rows[pairs]], y, metric)
-        else:
-            for start in range(0, len(rows), block):
-                out[start : start + block] = _exact_block(X[rows[start : start + block]], Y[cols[start : start + block]],
-                                                          metric)
+        for start in range(0, len(rows), block):
+            pairs = slice(start, start + block)
+            out[pairs] = exact_pairs(X[rows[pairs]], Y[cols[pairs]], metric)
     if metric == "euclidean":
         np.sqrt(out, out=out)
     elif metric == "mse":
@@ -143,8 +138,11 @@ def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean"
     return out
 
 
-def _exact_block(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 distances (squared for the euclidean family) of float32 rows ``a`` and ``b`` (``len(a)`` rows or one)."""
+def exact_pairs(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 distances (squared for the euclidean family) of rows ``a`` and ``b`` (``len(a)`` rows or one).
+
+    The naive search's distances: ``KnnIndex`` and ``exact_distances`` both measure with it.
+    """
     if metric == "cosine":
         a64, b64 = a.astype(np.float64), np.broadcast_to(b.astype(np.float64), a.shape)
         dot = np.einsum("ij,ij->i", a64, b64)
@@ -162,25 +160,15 @@ def _exact_block(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
 def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sqeuclidean", *,
                   allowed: np.ndarray | None = None, X_sq_norms: np.ndarray | None = None,
                   Y_sq_norms: np.ndarray | None = None, return_distance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The row of ``Y`` nearest each row of ``X`` by ``exact_distances``, screened by ``D``.
+    """The row of ``Y (n_y, d)`` nearest each row of ``X (n_x, d)`` by ``exact_distances``, screened by ``D``.
 
-    Parameters
-    ----------
-    X, Y : ndarray of shape (n_x, d) and (n_y, d)
-    D : ndarray of shape (n_x, n_y), float32
-        ``pairwise_distances(X, Y, metric)``: it only decides which pairs need a float64 look.
-    metric : {'sqeuclidean', 'cosine', 'manhattan'}
-        Screen 'euclidean' and 'mse' as 'sqeuclidean'.
-    allowed : ndarray of shape (n_x, n_y), bool, optional
-        The rows of ``Y`` each row of ``X`` may choose from; all by default.
-    X_sq_norms, Y_sq_norms : the float32 ``squared_norms`` that built ``D``, optional
-    return_distance : False skips measuring the pairs ``D`` settles alone (``distance`` is None).
-
-    Returns ``index (n_x,)`` int64, the lowest on ties, -1 with no allowed row, and ``distance (n_x,)``
-    float64 (inf where -1). A row whose best entry beats all others by more than the bounds of
-    ``screening_error`` is settled by ``D``; otherwise its possible winners are measured, and rows
-    with NaN or inf in ``D`` (float32 overflow) measure every allowed column. So the answer is that
-    of a float64 search, for any BLAS and thread count.
+    ``D (n_x, n_y)``: the float32 ``pairwise_distances(X, Y, metric)`` (built with the ``*_sq_norms``
+    given), which only picks the pairs to measure: a row whose best entry beats the rest by more than
+    ``screening_error`` is settled by it; a row with NaN or inf in ``D`` measures every allowed column.
+    ``metric``: screen euclidean and mse as sqeuclidean. ``allowed (n_x, n_y)`` bool: the columns a row
+    may choose, all by default. Returns ``index (n_x,)`` int64, lowest on ties, -1 with no allowed
+    column, and float64 ``distance (n_x,)`` (inf where -1; None without ``return_distance``, which
+    skips measuring settled rows): a float64 search's answer, for any BLAS and thread count.
     """
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)

@@ -1,10 +1,9 @@
 """The exact-search engine: fit once on training rows, then the k nearest or every pair within a radius.
 
-Rows are embedded by a ``projection.Projection`` whose float32 product scores every training row with
-a certified lower bound of its distance; rows it cannot rule out are measured (a float32 product
-with a rigorous error bound), and those that can still count get the float64 distance of a naive
-search. So results are those of an exact float64 search, ties to the lower training index, whatever
-the BLAS, chunk or thread count. Manhattan has no product form: a plain float64 search.
+A ``projection.Projection``'s float32 product gives every training row a certified lower bound of its
+distance; rows it cannot rule out are measured (float32, with a rigorous error bound) and those that can
+still count get the naive float64 distance. So results are a float64 search's, ties to the lower index,
+whatever the BLAS, chunk or threads. Manhattan has no product form: a plain float64 search.
 """
 
 import os
@@ -15,10 +14,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fmproto.pipeline.checks import check_int, rows as checked_rows
-from fmproto.search.distances import check_metric
+from fmproto.search.distances import check_metric, exact_pairs
 from fmproto.search import projection
 from fmproto.search.projection import Projection
-from fmproto.search.screening import Queries, checked_query, best_columns, closest, kept_bound, exact, finish, integers, leaf_order
+from fmproto.search.screening import Queries, best_columns, checked_query, closest, integers, kept_bound, leaf_order
 from fmproto.search.rounding import TINY32, U32, U64, gamma
 
 KNN_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine", "manhattan")
@@ -26,11 +25,8 @@ KNN_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine", "manhattan
 # Principal components of the screen: on Fashion-MNIST (60,000 x 784, k=5) a query measures about
 # 150 rows with 128, 260 with 96; from 96 to 160 the times were within noise.
 COMPONENTS = 128
-# Rows measured first, the best by the bound; with every dimension kept k + _MARGIN suffice.
-_INIT = 32
-_MARGIN = 8
-# Columns are selected through the minima of leaves of this many near training rows.
-_GROUP = 16
+_INIT, _MARGIN = 32, 8  # rows measured first, the best by the bound; with every dimension kept k + _MARGIN
+_GROUP = 16  # columns are selected through the minima of leaves of this many near training rows
 _SCREEN_BYTES = 1 << 28  # a query chunk's float32 score block
 _CANDIDATE_BUDGET = 1 << 22  # (query, column) entries examined at once: about 100 MB of indices
 _MEASURE_ELEMENTS = 1 << 21  # float64 elements of gathered training rows measured at once
@@ -89,19 +85,16 @@ class KnnIndex:
     def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Float32 ``distances`` and int64 ``indices`` ``(n_queries, k)``, as ``knn.kneighbors``; ``chunk`` changes no bit."""
         X_query = self._checked(X_query, k, chunk)
-        k = int(k)
+        k, plain = int(k), self.metric == "manhattan"
         distances = np.empty((len(X_query), k), dtype=np.float32)
         indices = np.empty((len(X_query), k), dtype=np.int64)
-        if self.metric == "manhattan":
-            for start in range(0, len(X_query), chunk):
-                rows = slice(start, start + chunk)
-                distances[rows], indices[rows] = self._plain(X_query[rows], k)
-            return distances, indices
-        chunk, block = self._block(chunk, len(X_query))
+        if not plain:
+            chunk, block = self._block(chunk, len(X_query))
         with ThreadPoolExecutor(_WORKERS) as pool:
             for start in range(0, len(X_query), chunk):
                 rows = slice(start, start + chunk)
-                distances[rows], indices[rows] = self._query_chunk(X_query[rows], k, block, pool)
+                distances[rows], indices[rows] = (self._plain(X_query[rows], k) if plain
+                                                  else self._query_chunk(X_query[rows], k, block, pool))
         return distances, indices
 
     def radius_pairs(self, X_query: np.ndarray | None, radius: float, *, max_pairs: int, exclude=None,
@@ -119,7 +112,6 @@ class KnnIndex:
         within = X_query is None
         X_query = self._checked(self.X_train if within else X_query, None, chunk)
         k = check_int(max_pairs, "max_pairs", low=1) + 1  # one beyond the cap tells whether it was hit
-        n_features = self.X_train.shape[1]
         limit = float(radius) ** 2 if self.metric == "euclidean" else float(radius)  # naive units
         kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
         chunk, block = self._block(chunk, len(X_query))
@@ -138,7 +130,7 @@ class KnnIndex:
             S = projection.scores(embedding.query_matrix(), W, out=block.reshape(-1)[: len(Xc) * len(W)].reshape(len(Xc), -1))
             queries = Queries.of(Xc, self)
             bound = np.full(len(Xc), kept_bound(kept, k, limit))
-            limits = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
+            limits = self._limits(bound, embedding)
             for q, cols in self._candidates(S, self._minima(S), limits, max(k, len(self.rows_at)), rows_at):
                 qid = ids[q]
                 keep = np.ones(len(q), bool)
@@ -154,11 +146,9 @@ class KnnIndex:
                     kept = closest(kept, (np.minimum(i, j), np.maximum(i, j), d[good]) if within else (i, j, d[good]), k)
                 if len(kept[0]) >= k:  # tighter now: later candidates are screened against it
                     bound[:] = kept_bound(kept, k, limit)
-                    limits[:] = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
-        i, j, d = kept
-        capped = len(i) > k - 1
-        i, j, d = i[: k - 1], j[: k - 1], d[: k - 1]
-        return i, j, (np.sqrt(d) if self.metric == "euclidean" else d), capped
+                    limits[:] = self._limits(bound, embedding)
+        i, j, d = (a[: k - 1] for a in kept)
+        return i, j, (np.sqrt(d) if self.metric == "euclidean" else d), len(kept[0]) > k - 1
 
     def _checked(self, X_query, k, chunk) -> np.ndarray:
         if self.metric is None:
@@ -194,7 +184,7 @@ class KnnIndex:
         with threadpool_limits(1, user_api="blas") if n_parts > 1 else nullcontext():
             done = list(pool.map(work, parts)) if n_parts > 1 else [work(parts[0])]
         distances, indices, hand_over, row_sq_norms = (np.concatenate(arrays) for arrays in zip(*done))
-        distances = finish(distances, self.metric)
+        distances = (np.sqrt(distances) if self.metric == "euclidean" else distances).astype(np.float32)
         if hand_over.any():
             if self._full_index is None:
                 self._full_index = KnnIndex(self.X_train.shape[1]).fit(self.X_train, self.metric)
@@ -221,7 +211,7 @@ class KnnIndex:
         keep = d - e <= D[:, None]
         found = [(np.nonzero(keep)[0], measured[keep], d[keep])]
         # (3): every other row the bound does not rule out; rows with too many go to the full index.
-        limits = self.projection.limits(self._bound_sq(D, n_features), embedding, self.screen)
+        limits = self._limits(D, embedding)
         if self.metric == "cosine":
             limits[queries.sq == 0] = -np.inf  # a zero row is at distance 1 from all: set by the caller
         np.put_along_axis(S, init, np.nan, axis=1)  # measured already: NaN passes no comparison
@@ -253,15 +243,14 @@ class KnnIndex:
         distances[kept], indices[kept] = d[take], cols[take]
         return distances, indices, hand_over
 
-    def _bound_sq(self, D: np.ndarray, n_features: int) -> np.ndarray:
-        """Squared distance in the projection's space beyond which a row's naive distance exceeds ``D``.
+    def _limits(self, D: np.ndarray, embedding) -> np.ndarray:
+        """``Projection.limits`` of rows whose naive distance can be at most ``D (n,)``.
 
         The naive distance is within gamma_(n+8) of the exact one (cosine: absolute, on unit rows).
         """
-        g = gamma(n_features + 8)
-        if self.metric == "cosine":
-            return 2.0 * (D + g)
-        return np.maximum(D, 0.0) / (1 - g)
+        g = gamma(self.X_train.shape[1] + 8)
+        bound_sq = 2.0 * (D + g) if self.metric == "cosine" else np.maximum(D, 0.0) / (1 - g)
+        return self.projection.limits(bound_sq, embedding, self.screen)
 
     def _plain(self, Xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Manhattan: float64 L1 distances of every pair, the ``k`` best kept block by block."""
@@ -366,7 +355,5 @@ class KnnIndex:
                 dot = np.einsum("pd,pd->p", self.X_train[c], queries.A[r])  # the training rows cast to float64
                 out[start : start + step] = queries.sq[r] + self.sq_norms[c] - 2 * dot
             else:
-                a = queries.A[r][:, None, :]  # (pairs, 1, n_features)
-                b = self.X_train[c].astype(np.float64)[:, None, :]
-                out[start : start + step] = exact(a, b, self.metric)[:, 0]
+                out[start : start + step] = exact_pairs(queries.A[r], self.X_train[c], self.metric)
         return out

@@ -80,7 +80,10 @@ class Projection:
         """
         n, n_features = X.shape
         m = min(self.components, n_features)
-        sample = _float64(X[:: max(1, -(-n // _PCA_ROWS))], self.normalize)
+        sample = X[:: max(1, -(-n // _PCA_ROWS))].astype(np.float64)
+        if self.normalize:  # unit rows; zero rows stay zero
+            norms = np.sqrt(np.einsum("ij,ij->i", sample, sample))
+            np.divide(sample, norms[:, None], out=sample, where=norms[:, None] > 0)
         mean = sample.mean(axis=0) if len(sample) else np.zeros(n_features)
         centred = sample - mean
         peak = max(float(centred.max()), -float(centred.min())) if centred.size else 0.0
@@ -216,15 +219,6 @@ def _orthonormal(Z: np.ndarray, passes: int) -> np.ndarray:
             L = np.linalg.cholesky(Z.T @ Z)
             Z = Z @ np.linalg.inv(L).T  # Z L^-T
     return Z
-
-
-def _float64(X: np.ndarray, normalize: bool) -> np.ndarray:
-    """Rows as a float64 copy; unit rows if ``normalize`` (zero rows stay zero)."""
-    Y = X.astype(np.float64)
-    if normalize:
-        norms = np.sqrt(np.einsum("ij,ij->i", Y, Y))
-        np.divide(Y, norms[:, None], out=Y, where=norms[:, None] > 0)
-    return Y
 
 
 def _power_of_two_below(x: float) -> float:

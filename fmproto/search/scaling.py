@@ -76,20 +76,9 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
     return np.sort(rng.permutation(int(n_total))[: int(size)]).astype(np.int64)
 
 
-def error_curve(
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_valid: np.ndarray,
-    y_valid: np.ndarray,
-    n_classes: int,
-    sizes: list[int],
-    ks: list[int],
-    *,
-    repeats: int,
-    metric: str,
-    weights: str,
-    seed: int,
-) -> tuple[list[dict], list[dict]]:
+def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, n_classes: int,
+                sizes: list[int], ks: list[int], *, repeats: int, metric: str, weights: str,
+                seed: int) -> tuple[list[dict], list[dict]]:
     """Validation error of exact kNN on random training samples of each size, ``(rows, timings)``.
 
     Sizes below ``len(X_train)`` are drawn ``repeats`` times, the full set once; one search for the
@@ -137,12 +126,8 @@ def summarize_curve(rows: list[dict], ks: list[int], n_full: int) -> tuple[dict,
         below = n < n_full
         # log2(0) has no fit: a perfect small sample (toy data) leaves that k unfitted.
         fit = fit_power_law(n[below], error[below]) if below.sum() >= 2 and np.all(error[below] > 0) else None
-        figures = {
-            "predicted_error_full": round(float(predict_error(fit, n_full)), 5) if fit else None,
-            "slope": round(fit.slope, 5) if fit else None,
-            "intercept": round(fit.intercept, 5) if fit else None,
-            "r2": round(fit.r2, 5) if fit else None,
-        }
+        figures = {"predicted_error_full": round(float(predict_error(fit, n_full)), 5) if fit else None}
+        figures.update({key: round(getattr(fit, key), 5) if fit else None for key in ("slope", "intercept", "r2")})
         if n[-1] == n_full:
             figures["measured_error_full"] = round(float(error[-1]), 5)
         by_k[str(k)] = figures
