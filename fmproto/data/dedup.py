@@ -42,11 +42,8 @@ class Pairs:
 
 
 def exact_duplicates(images: np.ndarray, others: np.ndarray | None = None, *, max_pairs: int = 100_000) -> Pairs:
-    """Pairs of identical images within ``images (n, ...)``, or between it and ``others (m, ...)``.
-
-    At most ``max_pairs``, the first by ``(i, j)``, and only those are built (60,000 equal images
-    take memory for ``max_pairs`` pairs). Returns ``Pairs`` sorted by ``(i, j)``, distances 0.
-    """
+    """Pairs of identical images within ``images (n, ...)``, or between it and ``others (m, ...)``: ``Pairs``
+    sorted by ``(i, j)``, distances 0, the first ``max_pairs`` only built (60,000 equal images: no n^2)."""
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
     A, B = _pair_rows(images, others)
     group_a, group_b = _content_groups(A) * 2 if others is None else _content_groups(A, B)
@@ -110,9 +107,9 @@ def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | N
                     max_pairs: int = 100_000) -> Pairs:
     """The closest ``max_pairs`` pairs with ``0 < RMS pixel difference < threshold`` (identical ones excluded).
 
-    Within ``images (n, ...)``, or between it and ``others (m, ...)``. ``chunk``: the float32 score
-    block holds at most ``chunk**2`` pairs. Returns ``Pairs`` sorted by ``(i, j)``, float64 distances
-    of an exact computation over all pairs whatever ``chunk``; ties kept by lower ``i``, then ``j``.
+    Within ``images (n, ...)``, or between it and ``others (m, ...)``; the float32 score block holds at
+    most ``chunk**2`` pairs. ``Pairs`` sorted by ``(i, j)``, float64 distances of an exact search over
+    all pairs whatever ``chunk``; ties kept by lower ``i``, then ``j``.
     """
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -135,10 +132,8 @@ def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | N
 
 
 def tile_bytes(tile: int, n_pixels: int) -> int:
-    """Bytes one tile of side ``tile`` of ``near_duplicates`` takes at most, the kept pairs aside.
-
-    The float32 score block with a copy and two masks, float32 rows of both sides, one exact batch.
-    """
+    """Bytes one tile of side ``tile`` of ``near_duplicates`` takes at most, the kept pairs aside: the float32
+    score block with a copy and two masks, float32 rows of both sides, one exact batch."""
     tile = check_int(tile, "tile", low=0)
     n_pixels = check_int(n_pixels, "n_pixels", low=1)
     block = tile * tile * (4 + 4 + 1 + 1)
@@ -174,12 +169,10 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
              max_pairs: int = 100_000) -> tuple[pd.DataFrame, dict]:
     """Exact and near duplicates within train, within test and between them, as a table and metrics.
 
-    Images ``(n, H, W)``, labels indexing ``classes``; ``near_threshold``, ``chunk`` and ``max_pairs``
-    (a cap for each kind and set) as in ``near_duplicates``. The table has a row a pair: ``kind``,
-    ``sets`` ("train", "test" or "train_test", whose ``i`` is the training image), ``i``, ``j``,
-    labels, ``distance`` (4 decimals) and classes, sorted by ``(distance, sets, i, j)``, exact first.
-    Metrics: pair counts and ``*_capped`` by kind and set, ``near_threshold``, ``max_pairs`` and
-    ``labels_disagree`` by kind, plain Python numbers.
+    Images ``(n, H, W)``, labels indexing ``classes``, the rest as in ``near_duplicates`` (``max_pairs``
+    for each kind and set). The table has a row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``,
+    ``j``, labels, ``distance`` (4 decimals) and classes, sorted by ``(distance, sets, i, j)``. Metrics
+    (plain Python): pair counts and ``*_capped`` by kind and set, ``labels_disagree`` by kind.
     """
     near_threshold = _check_threshold(near_threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -188,25 +181,18 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
     train_labels = _check_labels(train_labels, len(train_images), len(names), "train_labels")
     test_labels = _check_labels(test_labels, len(test_images), len(names), "test_labels")
     sides = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
-
     frames = []
     metrics = {"exact": {}, "near": {}, "near_threshold": near_threshold, "near_capped": {}, "exact_capped": {},
                "max_pairs": max_pairs}
     for name in SETS:
         (first, labels_i), (second, labels_j) = (sides[side] for side in _SIDES[name])
         other = second if name == "train_test" else None
-        found = {
-            "exact": exact_duplicates(first, other, max_pairs=max_pairs),
-            "near": near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs),
-        }
-        for kind, pairs in found.items():
+        for kind, pairs in (("exact", exact_duplicates(first, other, max_pairs=max_pairs)),
+                            ("near", near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs))):
             metrics[kind][name] = len(pairs)
             metrics[f"{kind}_capped"][name] = bool(pairs.capped)
-            frames.append(pd.DataFrame({
-                "kind": kind, "sets": name, "i": pairs.i, "j": pairs.j,
-                "label_i": labels_i[pairs.i], "label_j": labels_j[pairs.j],
-                "distance": pairs.distance.round(4),
-            }))
+            frames.append(pd.DataFrame({"kind": kind, "sets": name, "i": pairs.i, "j": pairs.j, "label_i": labels_i[pairs.i],
+                                        "label_j": labels_j[pairs.j], "distance": pairs.distance.round(4)}))
     table = pd.concat(frames, ignore_index=True).sort_values(["distance", "sets", "i", "j"], kind="stable",
                                                              ignore_index=True)
     table["class_i"] = names[table["label_i"].to_numpy()]

@@ -17,12 +17,9 @@ METRICS: tuple[str, ...] = ("sqeuclidean", "euclidean", "mse", "cosine", "manhat
 # Metrics exact_nearest screens; euclidean and mse rank rows as sqeuclidean does.
 EXACT_METRICS: tuple[str, ...] = ("sqeuclidean", "cosine", "manhattan")
 
-# Elements of the (n_x, block, n_features) difference tensor that manhattan builds at once: 64 MB.
-_MANHATTAN_BLOCK_ELEMENTS = 1 << 24
-# Float64 elements exact_distances measures at once: 512 KB stays in L2 (4 MB was 40% slower).
-_EXACT_BLOCK_ELEMENTS = 1 << 16
-# exact_distances broadcasts a row of Y against its pairs when it has at least this many on average.
-_GROUP_MIN = 16
+_MANHATTAN_BLOCK_ELEMENTS = 1 << 24  # of the (n_x, block, n_features) difference manhattan builds: 64 MB
+_EXACT_BLOCK_ELEMENTS = 1 << 16  # float64 elements exact_distances measures at once: L2-sized (4 MB: 40% slower)
+_GROUP_MIN = 16  # exact_distances broadcasts a row of Y against its pairs when it has this many on average
 
 
 def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> None:
@@ -50,14 +47,13 @@ def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean
     all. ``X_sq_norms``/``Y_sq_norms``: precomputed float32 ``squared_norms``, reused across chunks.
     """
     check_metric(metric)
-    X = as_rows(X)
-    Y = as_rows(Y)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
-
-    if metric == "manhattan":
-        return _manhattan(X, Y)
-
+    X, Y = _row_pair(X, Y)
+    if metric == "manhattan":  # no product form: blocks of Y bound the 3-D difference
+        out = np.empty((len(X), len(Y)), dtype=np.float32)
+        block = max(1, _MANHATTAN_BLOCK_ELEMENTS // max(1, len(X) * X.shape[1]))
+        for start in range(0, len(Y), block):
+            out[:, start : start + block] = np.abs(X[:, None, :] - Y[None, start : start + block, :]).sum(axis=2)
+        return out
     gram = X @ Y.T  # (n_x, n_y), the BLAS part
     if metric == "cosine":
         x_norm = np.sqrt(squared_norms(X))
@@ -68,7 +64,6 @@ def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean
         gram /= y_norm[None, :]
         np.subtract(1.0, gram, out=gram)
         return np.clip(gram, 0.0, 2.0, out=gram)
-
     y2 = Y_sq_norms if Y_sq_norms is not None else squared_norms(Y)
     # d2 = |x|^2 - 2 x.y + |y|^2, built in place on the gram matrix; float32 rounding can dip below 0.
     gram *= -2.0
@@ -82,14 +77,11 @@ def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean
     return gram
 
 
-def _manhattan(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """L1 distances; no matrix-product form exists, so blocks of ``Y`` bound the 3-D difference."""
-    out = np.empty((len(X), len(Y)), dtype=np.float32)
-    block = max(1, _MANHATTAN_BLOCK_ELEMENTS // max(1, len(X) * X.shape[1]))
-    for start in range(0, len(Y), block):
-        Y_block = Y[start : start + block]
-        out[:, start : start + len(Y_block)] = np.abs(X[:, None, :] - Y_block[None, :, :]).sum(axis=2)
-    return out
+def _row_pair(X, Y) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = as_rows(X), as_rows(Y)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
+    return X, Y
 
 
 def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean", *,
@@ -101,9 +93,7 @@ def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean"
     along each row, so a pair's value depends on its two rows alone (exact on integer pixels).
     """
     check_metric(metric)
-    X, Y = as_rows(X), as_rows(Y)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
+    X, Y = _row_pair(X, Y)
     if (rows is None) != (cols is None):
         raise ValueError("give both rows and cols, or neither")
     n_features = X.shape[1]
@@ -139,10 +129,8 @@ def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean"
 
 
 def exact_pairs(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 distances (squared for the euclidean family) of rows ``a`` and ``b`` (``len(a)`` rows or one).
-
-    The naive search's distances: ``KnnIndex`` and ``exact_distances`` both measure with it.
-    """
+    """The naive float64 distances (euclidean family: squared) of rows ``a`` and ``b`` (``len(a)`` rows or one),
+    which ``KnnIndex`` and ``exact_distances`` both measure with."""
     if metric == "cosine":
         a64, b64 = a.astype(np.float64), np.broadcast_to(b.astype(np.float64), a.shape)
         dot = np.einsum("ij,ij->i", a64, b64)
@@ -184,7 +172,6 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
     distance = np.full(n_x, np.inf) if return_distance else None
     if n_x == 0 or n_y == 0:
         return index, distance
-
     screened = D if allowed is None else np.where(allowed, D, np.float32(np.inf))
     best = np.argmin(screened, axis=1)
     absolute, relative = screening_error(metric, X, Y, X_sq_norms, Y_sq_norms)
@@ -199,7 +186,6 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
     if suspect.any():
         candidates[suspect] = True if allowed is None else allowed[suspect]
     n_candidates = candidates.sum(axis=1)
-
     single = np.flatnonzero(n_candidates == 1)
     if len(single):
         cols = np.argmax(candidates[single], axis=1)  # the one candidate (the best, unless suspect)
@@ -220,10 +206,8 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
 
 def exact_minimum(X: np.ndarray, Y: np.ndarray, D: np.ndarray, cap: np.ndarray, metric: str = "sqeuclidean", *,
                   X_sq_norms: np.ndarray | None = None, Y_sq_norms: np.ndarray | None = None) -> np.ndarray:
-    """``minimum(cap[i], exact_distances(X[i], Y[j]))`` ``(n_x, n_y)`` float64, measuring only pairs that can be below ``cap (n_x,)``.
-
-    Arguments as in ``exact_nearest``; a pair whose bound on ``D`` is above ``cap[i]`` gets ``cap[i]``.
-    """
+    """``minimum(cap[i], exact_distances(X[i], Y[j]))`` ``(n_x, n_y)`` float64, measuring only the pairs that ``D``
+    (as in ``exact_nearest``) cannot place above ``cap (n_x,)``."""
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)
     D, cap = np.asarray(D), np.asarray(cap, dtype=np.float64)

@@ -40,12 +40,11 @@ _WORKERS = max(1, min(64, os.cpu_count() or 1))  # threads sharing a chunk's row
 class KnnIndex:
     """Exact search over fixed training rows (kept by reference): ``fit`` once, then query.
 
-    ``components``: principal components of the screen; with fewer than ``2 * components`` features
-    every dimension is kept (the full screen). Per query row: (1) the product scores every training
-    row with a lower bound; (2) the ``_INIT`` best are measured, their k-th distance plus its error
-    bound is ``D``; (3) every row scoring within ``Projection.limits`` of ``D`` is measured too; (4)
-    those within ``D`` get the naive float64 distance, sorted by (distance, index). A row left out
-    in (3) is farther than ``D``, so it cannot enter, not even as a tie.
+    ``components`` of the screen; under ``2 * components`` features every dimension is kept (the full
+    screen). Per query row: (1) the product bounds every training row from below; (2) the best are
+    measured, their k-th distance plus its error bound is ``D``; (3) every row scoring within
+    ``Projection.limits`` of ``D`` is measured; (4) those within ``D`` get the naive float64 distance,
+    sorted by (distance, index). A row left out in (3) is farther than ``D``: not even a tie.
     """
 
     def __init__(self, components: int = COMPONENTS):
@@ -166,11 +165,8 @@ class KnnIndex:
         return S if self.group == 1 else S.reshape(len(S), self.group, n_groups).min(axis=1)
 
     def _query_chunk(self, Xc: np.ndarray, k: int, block: np.ndarray, pool) -> tuple[np.ndarray, np.ndarray]:
-        """``kneighbors`` of one chunk, its rows shared between the ``pool``'s threads.
-
-        Each thread scores on one BLAS thread, then selects and measures (numpy releases the GIL):
-        BLAS's own threads would spin through the selection.
-        """
+        """``kneighbors`` of one chunk, its rows shared by the ``pool``'s threads, one BLAS thread each
+        (BLAS's own threads would spin through the selection, which releases the GIL)."""
         n_rows = len(Xc)
         n_parts = min(_WORKERS, max(1, n_rows // 64))
         bounds = np.linspace(0, n_rows, n_parts + 1).astype(int)
@@ -195,10 +191,8 @@ class KnnIndex:
         return distances, indices
 
     def _rows(self, S, queries: "Queries", embedding, k: int):
-        """Steps (1) to (4) for rows with scores ``S (n_rows, n_padded)`` (changed in place).
-
-        Returns float64 distances and indices ``(n_rows, k)``, and the rows left to the full index.
-        """
+        """Steps (1)-(4) for scores ``S (n_rows, n_padded)`` (changed): float64 distances and indices
+        ``(n_rows, k)``, and the rows left to the full index."""
         n_rows = len(S)
         n_train, n_features = self.X_train.shape
         minima = self._minima(S)
@@ -244,10 +238,8 @@ class KnnIndex:
         return distances, indices, hand_over
 
     def _limits(self, D: np.ndarray, embedding) -> np.ndarray:
-        """``Projection.limits`` of rows whose naive distance can be at most ``D (n,)``.
-
-        The naive distance is within gamma_(n+8) of the exact one (cosine: absolute, on unit rows).
-        """
+        """``Projection.limits`` for naive distances up to ``D (n,)``, within gamma_(n+8) of the exact ones
+        (cosine: absolute, on unit rows)."""
         g = gamma(self.X_train.shape[1] + 8)
         bound_sq = 2.0 * (D + g) if self.metric == "cosine" else np.maximum(D, 0.0) / (1 - g)
         return self.projection.limits(bound_sq, embedding, self.screen)
@@ -271,10 +263,10 @@ class KnnIndex:
         return best_d.astype(np.float32), best_i
 
     def _measure(self, queries: "Queries", rows, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances ``d (r, c)`` of query rows ``rows`` (slice or indices) to training rows ``cols``, and bounds ``e``.
+        """Distances ``d (r, c)`` of query ``rows`` (slice or indices) to training rows ``cols (r, c)``.
 
-        From a float32 product a pair (einsum: BLAS threads wait on a busy core); ``e`` bounds ``d``
-        against the naive float64 distance: gamma_(d+3) in float32 on ``|a| |b|``, gamma_(d+8) on the rest.
+        A float32 product a pair (einsum: BLAS threads wait on a busy core); ``e`` bounds ``|d - naive|``:
+        gamma_(d+3) in float32 on ``|a| |b|``, gamma_(d+8) on the rest.
         """
         A32 = (queries.A if queries.A32 is None else queries.A32)[rows]  # float64: no float32 bound applies
         a_sq = queries.sq[rows]
@@ -304,8 +296,7 @@ class KnnIndex:
     def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET, rows_at=None):
         """``(query rows, training rows)``, sorted by query row, of the columns scoring at most the row's limit.
 
-        Found through the group minima, in parts of about ``budget`` entries (rows never split);
-        ``limits`` is read again for each part, so a caller may tighten it in between.
+        Through the group minima, in parts of about ``budget`` entries; a caller may tighten ``limits`` between.
         """
         n_rows, n_groups = minima.shape
         selected = minima <= limits[:, None]  # (n_rows, n_groups)
@@ -324,10 +315,8 @@ class KnnIndex:
             first = stop
 
     def _within(self, queries: "Queries", q: np.ndarray, cols: np.ndarray, D: np.ndarray) -> list:
-        """``[(rows, cols, distances)]`` of the pairs ``(q, cols)`` (sorted by ``q``) within ``D[q]``.
-
-        Measured in buckets of rows of equal padded width (a multiple of 16): a few numpy calls a bucket.
-        """
+        """``[(rows, cols, distances)]`` of the pairs ``(q, cols)`` (sorted by ``q``) within ``D[q]``,
+        measured in buckets of rows of equal padded width (a multiple of 16)."""
         counts = np.bincount(q, minlength=len(D)) if len(q) else np.zeros(len(D), dtype=np.int64)
         rows = np.flatnonzero(counts)
         starts = np.cumsum(counts) - counts
@@ -343,10 +332,8 @@ class KnnIndex:
         return found
 
     def _naive(self, queries: "Queries", rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The naive search's float64 distances of the pairs ``(rows, cols)``.
-
-        Integer rows (``queries.exact``) take ``|a|^2 + |b|^2 - 2 a.b``: exact, as the naive differences are.
-        """
+        """The naive search's float64 distances of the pairs ``(rows, cols)``; integer rows (``queries.exact``)
+        take ``|a|^2 + |b|^2 - 2 a.b``, exact as the naive differences are."""
         out = np.empty(len(rows), dtype=np.float64)
         step = max(1, _MEASURE_ELEMENTS // queries.A.shape[1])
         for start in range(0, len(rows), step):

@@ -1,10 +1,8 @@
 """Certified lower bounds of euclidean distances, from a projection onto principal components.
 
-A row is embedded as ``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, ``V`` the top
-``m`` components; ``|a - b|^2 >= |f(a) - f(b)|^2``, so one float32 product of ``m + 2`` columns
-scores every pair with a lower bound. ``Projection.limits`` keeps the bound rigorous through every
-rounding: the basis's departure from orthonormal, the float64 embedding, its float32 rounding
-(``delta``) and the product's (``fmproto.search.rounding``).
+``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, ``V`` the top ``m`` components, has
+``|a - b| >= |f(a) - f(b)|``: one float32 product of ``m + 2`` columns bounds every pair. ``limits``
+keeps the bound rigorous through the basis's departure from orthonormal and every rounding.
 """
 
 import math
@@ -74,10 +72,8 @@ class Projection:
         return self.basis.shape[1]
 
     def fit(self, X: np.ndarray) -> "Projection":
-        """Fit on rows ``X (n, d)``, deterministically; ``np.linalg.LinAlgError`` if the basis is not orthonormal to 1e-6.
-
-        The basis decides how tight the bounds are, never whether they hold.
-        """
+        """Fit on rows ``X (n, d)``, deterministically; ``np.linalg.LinAlgError`` if the basis is not orthonormal
+        to 1e-6. The basis decides how tight the bounds are, never whether they hold."""
         n, n_features = X.shape
         m = min(self.components, n_features)
         sample = X[:: max(1, -(-n // _PCA_ROWS))].astype(np.float64)
@@ -108,10 +104,8 @@ class Projection:
         return self
 
     def embed(self, X: np.ndarray) -> Embedding:
-        """The float32 embedding of rows ``X (n, d)``, with a rigorous bound ``delta`` on its error.
-
-        In float64 blocks, without a centred copy: ``p = V^T x - V^T mean``, ``|R y|^2 = |y|^2 - |p|^2``.
-        """
+        """The float32 embedding of rows ``X (n, d)``, with a rigorous bound ``delta`` on its error; in float64
+        blocks, without a centred copy: ``p = V^T x - V^T mean``, ``|R y|^2 = |y|^2 - |p|^2``."""
         n, n_features = X.shape
         m = self.n_components
         identity = m == n_features
@@ -180,11 +174,8 @@ class Projection:
         return Screen(W=W, delta_max=delta_max, norm_max=norm_max)
 
     def limits(self, bound_sq: np.ndarray, query: Embedding, screen: Screen) -> np.ndarray:
-        """Per query row, the largest float32 score a training row within squared distance ``bound_sq (n,)`` can get.
-
-        In the rows' own units (unit rows for ``normalize``); inf for a row too large for the product.
-        Uses ``|a - b|^2 >= (1 - orthogonality) |f_a - f_b|^2``, the ``delta``s and twice the product's bound.
-        """
+        """Per query row, the largest float32 score of a training row within squared distance ``bound_sq (n,)``
+        (in the rows' units, unit rows for ``normalize``); inf for a row too large for the product."""
         m = self.n_components
         bound_sq = np.asarray(bound_sq, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):

@@ -87,12 +87,10 @@ def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y
     ``ValueError`` if a k or size is not in ``1..len(X_train)`` or a size is below every k.
     """
     n_full = len(X_train)
-    bad = [n for n in sizes if not is_int(n) or not 1 <= n <= n_full]
-    if not sizes or bad:
-        raise ValueError(f"sizes must be integers in 1..{n_full} (the training rows); got {bad[:3] or sizes!r}")
-    bad = [k for k in ks if not is_int(k) or not 1 <= k <= n_full]
-    if not ks or bad:
-        raise ValueError(f"ks must be integers in 1..{n_full} (the training rows); got {bad[:3] or ks!r}")
+    for name, values in (("sizes", sizes), ("ks", ks)):
+        bad = [v for v in values if not is_int(v) or not 1 <= v <= n_full]
+        if not values or bad:
+            raise ValueError(f"{name} must be integers in 1..{n_full} (the training rows); got {bad[:3] or values!r}")
     if min(sizes) < min(ks):
         raise ValueError(f"size {min(sizes)} is below every k (the smallest is {min(ks)}): nothing to measure")
     rows, timings = [], []
