@@ -1,8 +1,7 @@
-"""Exact and near duplicate images, within one set and between two (train/test leakage).
+"""Exact and near duplicate images, within one set (``i < j``) and between two (train/test leakage).
 
-Exact: equal bytes, through a 64-bit fingerprint of each image, the few sharing one compared byte by
-byte. Near: RMS pixel difference below a threshold, by ``KnnIndex.radius_pairs``. Both keep at most
-``max_pairs`` pairs and say whether more existed; within one set ``i < j``.
+Exact: equal bytes, through a 64-bit fingerprint of each image, the few sharing one compared byte by byte.
+Near: RMS pixel difference below a threshold, by ``KnnIndex.radius_pairs``. Both keep ``max_pairs``.
 """
 
 import math
@@ -107,9 +106,8 @@ def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | N
                     max_pairs: int = 100_000) -> Pairs:
     """The closest ``max_pairs`` pairs with ``0 < RMS pixel difference < threshold`` (identical ones excluded).
 
-    Within ``images (n, ...)``, or between it and ``others (m, ...)``; the float32 score block holds at
-    most ``chunk**2`` pairs. ``Pairs`` sorted by ``(i, j)``, float64 distances of an exact search over
-    all pairs whatever ``chunk``; ties kept by lower ``i``, then ``j``.
+    Within ``images (n, ...)``, or between it and ``others (m, ...)``; ``chunk**2``: the most pairs scored at
+    once. ``Pairs`` by ``(i, j)``, exact float64 distances whatever ``chunk``; ties kept by lower ``i``, ``j``.
     """
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -169,10 +167,9 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
              max_pairs: int = 100_000) -> tuple[pd.DataFrame, dict]:
     """Exact and near duplicates within train, within test and between them, as a table and metrics.
 
-    Images ``(n, H, W)``, labels indexing ``classes``, the rest as in ``near_duplicates`` (``max_pairs``
-    for each kind and set). The table has a row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``,
-    ``j``, labels, ``distance`` (4 decimals) and classes, sorted by ``(distance, sets, i, j)``. Metrics
-    (plain Python): pair counts and ``*_capped`` by kind and set, ``labels_disagree`` by kind.
+    Images ``(n, H, W)``, labels indexing ``classes``, the rest as in ``near_duplicates`` (``max_pairs`` a kind
+    and set). A row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``, ``j``, labels, ``distance`` (4 decimals),
+    classes; by ``(distance, sets, i, j)``. Metrics: counts and ``*_capped`` a kind and set, ``labels_disagree``.
     """
     near_threshold = _check_threshold(near_threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -191,8 +188,9 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
                             ("near", near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs))):
             metrics[kind][name] = len(pairs)
             metrics[f"{kind}_capped"][name] = bool(pairs.capped)
-            frames.append(pd.DataFrame({"kind": kind, "sets": name, "i": pairs.i, "j": pairs.j, "label_i": labels_i[pairs.i],
-                                        "label_j": labels_j[pairs.j], "distance": pairs.distance.round(4)}))
+            frames.append(pd.DataFrame({"kind": kind, "sets": name, "i": pairs.i, "j": pairs.j,
+                                        "label_i": labels_i[pairs.i], "label_j": labels_j[pairs.j],
+                                        "distance": pairs.distance.round(4)}))
     table = pd.concat(frames, ignore_index=True).sort_values(["distance", "sets", "i", "j"], kind="stable",
                                                              ignore_index=True)
     table["class_i"] = names[table["label_i"].to_numpy()]
@@ -204,11 +202,9 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
 
 
 def closest_pairs_grid(table: pd.DataFrame, images: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list[bool]]:
-    """``(pictures, titles, marks)`` of ``table``'s pairs side by side, for an image grid.
-
-    ``images``: ``{"train": (n_train, H, W), "test": (n_test, H, W)}``. Each pair gives image ``i``
-    then ``j``, titled ``"{set}[{index}] {class}\nd={distance:.1f}"``, marked when labels disagree.
-    """
+    """``(pictures, titles, marks)`` of ``table``'s pairs side by side, from ``images`` ``{"train": (n_train, H, W),
+    "test": (n_test, H, W)}``: image ``i`` then ``j``, titled ``"{set}[{index}] {class}\nd={distance:.1f}"``,
+    marked when labels disagree."""
     missing = [name for name in ("train", "test") if name not in images]
     if missing:
         raise ValueError(f"images must have keys 'train' and 'test'; missing {', '.join(map(repr, missing))}")

@@ -1,9 +1,6 @@
-"""Distances between rows: float32 blocks through BLAS, and exact float64 checks.
-
-A float32 product rounds as the BLAS likes, so nothing reproducible is read from it: ``exact_nearest``
-and ``exact_minimum`` bound its rounding to pick the pairs ``exact_distances`` measures in float64.
-This searches the few prototypes that change every k-means or GLVQ step (a ``KnnIndex`` refitted each
-step made k-means 3x slower).
+"""Distances to the few prototypes that change every k-means or GLVQ step (a ``KnnIndex`` refitted each step
+made k-means 3x slower): float32 blocks through BLAS, whose rounding ``exact_nearest`` and ``exact_minimum``
+bound to pick the pairs ``exact_distances`` measures in float64, so that no result depends on the BLAS.
 """
 
 from typing import Literal
@@ -41,11 +38,8 @@ def squared_norms(X: np.ndarray) -> np.ndarray:
 
 def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean", *,
                        Y_sq_norms: np.ndarray | None = None, X_sq_norms: np.ndarray | None = None) -> np.ndarray:
-    """Float32 distances ``(n_x, n_y)`` from every row of ``X (n_x, d)`` to every row of ``Y (n_y, d)``.
-
-    ``mse`` is squared euclidean over ``d``; ``cosine`` is ``1 - cos``, a zero row at distance 1 from
-    all. ``X_sq_norms``/``Y_sq_norms``: precomputed float32 ``squared_norms``, reused across chunks.
-    """
+    """Float32 distances ``(n_x, n_y)`` between the rows of ``X (n_x, d)`` and ``Y (n_y, d)``: ``mse`` is squared
+    euclidean over ``d``, ``cosine`` is ``1 - cos`` (zero rows: 1); ``*_sq_norms``: precomputed ``squared_norms``."""
     check_metric(metric)
     X, Y = _row_pair(X, Y)
     if metric == "manhattan":  # no product form: blocks of Y bound the 3-D difference
@@ -86,12 +80,9 @@ def _row_pair(X, Y) -> tuple[np.ndarray, np.ndarray]:
 
 def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean", *,
                     rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
-    """Float64 distances ``(n_pairs,)`` of the pairs ``X[rows[k]], Y[cols[k]]``, without BLAS.
-
-    Without ``rows`` and ``cols``: row ``i`` of ``X`` with row ``i`` of ``Y``, or every row of ``X``
-    with the one row of ``Y``. Differences of the float32 rows (``as_rows``) are summed in float64
-    along each row, so a pair's value depends on its two rows alone (exact on integer pixels).
-    """
+    """Float64 distances ``(n_pairs,)`` of the pairs ``X[rows[k]], Y[cols[k]]`` (without them: row ``i`` of ``X``
+    with row ``i`` of ``Y``, or with the one row of ``Y``), by ``exact_pairs`` on the float32 rows: no BLAS, so a
+    pair's value depends on its two rows alone (exact on integer pixels)."""
     check_metric(metric)
     X, Y = _row_pair(X, Y)
     if (rows is None) != (cols is None):
@@ -150,13 +141,11 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
                   Y_sq_norms: np.ndarray | None = None, return_distance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The row of ``Y (n_y, d)`` nearest each row of ``X (n_x, d)`` by ``exact_distances``, screened by ``D``.
 
-    ``D (n_x, n_y)``: the float32 ``pairwise_distances(X, Y, metric)`` (built with the ``*_sq_norms``
-    given), which only picks the pairs to measure: a row whose best entry beats the rest by more than
-    ``screening_error`` is settled by it; a row with NaN or inf in ``D`` measures every allowed column.
-    ``metric``: screen euclidean and mse as sqeuclidean. ``allowed (n_x, n_y)`` bool: the columns a row
-    may choose, all by default. Returns ``index (n_x,)`` int64, lowest on ties, -1 with no allowed
-    column, and float64 ``distance (n_x,)`` (inf where -1; None without ``return_distance``, which
-    skips measuring settled rows): a float64 search's answer, for any BLAS and thread count.
+    ``D (n_x, n_y)``: float32 ``pairwise_distances(X, Y, metric)`` (with the ``*_sq_norms`` given; euclidean
+    and mse as sqeuclidean): a row whose best entry beats the rest by over ``screening_error`` is settled by
+    it, others measure their possible winners (all allowed columns after a NaN or inf). ``allowed (n_x, n_y)``:
+    the columns a row may choose. Returns ``index (n_x,)`` int64, lowest on ties, -1 with none allowed, and
+    float64 ``distance`` (inf where -1; None without ``return_distance``: settled rows are not measured).
     """
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)
@@ -223,11 +212,9 @@ def exact_minimum(X: np.ndarray, Y: np.ndarray, D: np.ndarray, cap: np.ndarray, 
 
 def screening_error(metric: str, X: np.ndarray, Y: np.ndarray, X_sq_norms: np.ndarray | None = None,
                     Y_sq_norms: np.ndarray | None = None) -> tuple[np.ndarray | float, float]:
-    """``(absolute, relative)`` with ``|D - exact| <= absolute + relative * exact`` for ``D = pairwise_distances``.
-
-    With ``g = float32_product_error(d)``: sqeuclidean ``absolute = g (|x|^2 + max |y|^2)`` ``(n_x,)``
-    (the product, the norms and the two additions); cosine ``absolute = g``; manhattan ``relative = g``.
-    """
+    """``(absolute, relative)`` with ``|D - exact| <= absolute + relative * exact`` for ``D = pairwise_distances``;
+    with ``g = float32_product_error(d)``: sqeuclidean ``absolute = g (|x|^2 + max |y|^2)`` ``(n_x,)`` (the
+    product, the norms and the two additions), cosine ``absolute = g``, manhattan ``relative = g``."""
     check_metric(metric, EXACT_METRICS)
     g = float32_product_error(X.shape[1])
     if metric == "sqeuclidean":

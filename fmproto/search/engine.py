@@ -30,18 +30,16 @@ _GROUP = 16  # columns are selected through the minima of leaves of this many ne
 _SCREEN_BYTES = 1 << 28  # a query chunk's float32 score block
 _CANDIDATE_BUDGET = 1 << 22  # (query, column) entries examined at once: about 100 MB of indices
 _MEASURE_ELEMENTS = 1 << 21  # float64 elements of gathered training rows measured at once
-# Rows with more candidates than 1/8 of the training rows go, when a chunk has over two training
-# sets' worth, to an index keeping every dimension (a float32 copy: at most 1 GB).
-_FULL_SCREEN = 8
-_FULL_SCREEN_BYTES = 1 << 30
+# Rows with over 1/_FULL_SCREEN of the training rows as candidates go, when a chunk has over two training
+# sets' worth, to an index keeping every dimension (a float32 copy of at most _FULL_SCREEN_BYTES).
+_FULL_SCREEN, _FULL_SCREEN_BYTES = 8, 1 << 30
 _WORKERS = max(1, min(64, os.cpu_count() or 1))  # threads sharing a chunk's rows, one BLAS thread each
 
 
 class KnnIndex:
-    """Exact search over fixed training rows (kept by reference): ``fit`` once, then query.
-
-    ``components`` of the screen; under ``2 * components`` features every dimension is kept (the full
-    screen). Per query row: (1) the product bounds every training row from below; (2) the best are
+    """Exact search over fixed training rows (kept by reference): ``fit`` once, then query. ``components``
+    of the screen; under ``2 * components`` features every dimension is kept (the full screen).
+    Per query row: (1) the product bounds every training row from below; (2) the best are
     measured, their k-th distance plus its error bound is ``D``; (3) every row scoring within
     ``Projection.limits`` of ``D`` is measured; (4) those within ``D`` get the naive float64 distance,
     sorted by (distance, index). A row left out in (3) is farther than ``D``: not even a tie.
@@ -100,10 +98,9 @@ class KnnIndex:
                      chunk: int = 1024):
         """The closest ``max_pairs`` pairs ``(i, j)`` by ``(d, i, j)`` with naive float64 ``d(X_query[i], X_train[j]) < radius``.
 
-        ``X_query`` None: pairs ``i < j`` of the fitted rows (each leaf scored only against itself and
-        later leaves). ``radius`` in the metric's units (sqeuclidean: squared). ``exclude``
-        ``(groups_query, groups_train)``: pairs of equal groups ``>= 0`` are left out. Returns int64
-        ``i, j``, float64 ``d`` (the metric's) and ``capped``: whether more pairs qualified.
+        ``X_query`` None: pairs ``i < j`` of the fitted rows. ``radius`` in the metric's units (sqeuclidean:
+        squared). ``exclude (groups_query, groups_train)``: pairs of equal groups ``>= 0`` left out. Returns
+        int64 ``i, j``, float64 ``d`` and ``capped``: whether more pairs qualified.
         """
         if self.metric in (None, "manhattan"):
             raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
@@ -263,11 +260,8 @@ class KnnIndex:
         return best_d.astype(np.float32), best_i
 
     def _measure(self, queries: "Queries", rows, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances ``d (r, c)`` of query ``rows`` (slice or indices) to training rows ``cols (r, c)``.
-
-        A float32 product a pair (einsum: BLAS threads wait on a busy core); ``e`` bounds ``|d - naive|``:
-        gamma_(d+3) in float32 on ``|a| |b|``, gamma_(d+8) on the rest.
-        """
+        """Distances ``d (r, c)`` of query ``rows`` (slice or indices) to training rows ``cols (r, c)``, a float32
+        product a pair (einsum: BLAS threads wait on a busy core), and ``e >= |d - naive|``."""
         A32 = (queries.A if queries.A32 is None else queries.A32)[rows]  # float64: no float32 bound applies
         a_sq = queries.sq[rows]
         n_rows, width = cols.shape
@@ -279,7 +273,7 @@ class KnnIndex:
             for c in range(0, width, part):
                 B = self.X_train[cols[r : r + step, c : c + part]]  # (step, part, n_features), its own dtype
                 d[r : r + step, c : c + part] = np.einsum("rcd,rd->rc", B, A32[r : r + step])
-        g64 = gamma(n_features + 8)
+        g64 = gamma(n_features + 8)  # on the float64 terms; gamma_(d+3) in float32 on |a| |b|
         g32 = 1.01 * gamma(n_features + 3, U32 if queries.A32 is not None else U64)
         tiny = 4 * (n_features + 3) * TINY32
         a_norm, b_norm = np.sqrt(a_sq)[:, None], self.norms[cols]
@@ -294,10 +288,8 @@ class KnnIndex:
         return d, 2 * g32 * a_norm * b_norm + 2 * g64 * (a_norm + b_norm) ** 2 + 2 * tiny
 
     def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET, rows_at=None):
-        """``(query rows, training rows)``, sorted by query row, of the columns scoring at most the row's limit.
-
-        Through the group minima, in parts of about ``budget`` entries; a caller may tighten ``limits`` between.
-        """
+        """``(query rows, training rows)``, sorted by query row, of the columns scoring at most the row's limit,
+        through the group minima, in parts of about ``budget`` entries (``limits`` may tighten between)."""
         n_rows, n_groups = minima.shape
         selected = minima <= limits[:, None]  # (n_rows, n_groups)
         ends = np.cumsum(np.count_nonzero(selected, axis=1)) * self.group

@@ -16,12 +16,9 @@ WEIGHTS: tuple[str, ...] = ("uniform", "distance")
 
 def kneighbors(X_query: np.ndarray, X_train: np.ndarray, k: int, metric: KnnMetric = "euclidean",
                chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest training rows of every query row, exactly, nearest first.
-
-    ``X_query (n_queries, d)``, ``X_train (n_train, d)`` (or images), finite; ``1 <= k <= n_train``;
-    ``chunk``: query rows at once, at most. Returns float32 ``distances (n_queries, k)``, the float64
-    ones (euclidean: rooted) rounded once, and int64 ``indices``, ties to the lower training index.
-    """
+    """The ``k`` nearest training rows of every query row, exactly, nearest first: float32 ``distances
+    (n_queries, k)``, the float64 ones (euclidean: rooted) rounded once, and int64 ``indices``, ties to the
+    lower index. ``X_query (n_queries, d)``, ``X_train (n_train, d)`` (or images); ``chunk``: rows at once."""
     check_metric(metric, KNN_METRICS)
     X_train = checked_rows(X_train, "X_train")
     n_features = X_train.shape[1]
@@ -37,10 +34,9 @@ def vote(neighbor_labels: np.ndarray, neighbor_distances: np.ndarray, n_classes:
          weights: Weights = "uniform") -> np.ndarray:
     """Majority label ``(n_queries,)`` int64 of each row's neighbours, as scikit-learn's ``KNeighborsClassifier``.
 
-    ``neighbor_labels (n_queries, k)`` in ``0..n_classes-1``, -1 for a missing neighbour (no vote);
-    ``neighbor_distances`` of that shape, read by ``weights='distance'`` only: votes ``1 / d`` summed in
-    float64, or if a row has neighbours at distance 0, only those, each 1 (scikit-learn's
-    ``_get_weights``). Ties go to the lowest label; a row with no valid neighbour gets -1.
+    ``neighbor_labels (n_queries, k)`` in ``0..n_classes-1``, -1: missing (no vote). ``weights='distance'``
+    reads ``neighbor_distances``: votes ``1 / d`` summed in float64, or only the neighbours at distance 0,
+    each 1. Ties go to the lowest label; a row with no valid neighbour gets -1.
     """
     _check_weights(weights)
     labels = np.asarray(neighbor_labels)
@@ -90,10 +86,8 @@ def predict(X_query: np.ndarray, X_train: np.ndarray, y_train: np.ndarray, n_cla
 
 def predict_for_ks(neighbor_indices: np.ndarray, neighbor_distances: np.ndarray, y_train: np.ndarray,
                    n_classes: int, ks, weights: Weights = "uniform") -> dict[int, np.ndarray]:
-    """``{k: predict(..., k=k)}`` for each k of ``ks`` (each in ``1..k_max``) from one ``kneighbors`` search.
-
-    ``neighbor_indices`` and ``neighbor_distances``: ``(n_queries, k_max)``, nearest first.
-    """
+    """``{k: predict(..., k=k)}`` for each k of ``ks`` (each in ``1..k_max``) from one ``kneighbors`` search:
+    ``neighbor_indices`` and ``neighbor_distances`` ``(n_queries, k_max)``, nearest first."""
     _check_weights(weights)
     indices = np.asarray(neighbor_indices)
     if indices.ndim != 2:

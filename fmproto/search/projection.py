@@ -58,10 +58,8 @@ def scores(Q: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
 
 class Projection:
-    """``f(x) = scale * (V^T (x - mean), |R (x - mean)|)`` with ``components`` columns (all: ``V = I``).
-
-    ``normalize``: rows are divided by their norms first (cosine); zero rows stay zero.
-    """
+    """``f(x) = scale * (V^T (x - mean), |R (x - mean)|)`` with ``components`` columns (all: ``V = I``);
+    ``normalize``: rows divided by their norms first (cosine), zero rows left zero."""
 
     def __init__(self, components: int, normalize: bool = False):
         self.components = check_int(components, "components", low=1)
@@ -168,10 +166,8 @@ class Projection:
             block[:, :width] *= np.float32(-2.0)  # exact
         W[real, width] = embedding.sq_norms[rows[real]]  # rounded once: inside the product's bound
         W[~real, width] = np.finfo(np.float32).max
-        n = len(embedding.delta)
-        delta_max = float(embedding.delta.max()) if n else 0.0
-        norm_max = math.sqrt(float(embedding.sq_norms.max())) * (1 + 1e-6) if n else 0.0
-        return Screen(W=W, delta_max=delta_max, norm_max=norm_max)
+        norm_max = math.sqrt(float(embedding.sq_norms.max(initial=0.0))) * (1 + 1e-6)
+        return Screen(W=W, delta_max=float(embedding.delta.max(initial=0.0)), norm_max=norm_max)
 
     def limits(self, bound_sq: np.ndarray, query: Embedding, screen: Screen) -> np.ndarray:
         """Per query row, the largest float32 score of a training row within squared distance ``bound_sq (n,)``

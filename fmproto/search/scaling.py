@@ -54,14 +54,12 @@ def predict_error(fit: PowerLawFit, n) -> np.ndarray:
 
 def training_sizes(n_total: int, start: int = 200) -> list[int]:
     """Sizes ``start, 2*start, ...`` below ``n_total``, then ``n_total``: ``[200, ..., 25600, 48000]``; ``[n_total]`` if small."""
-    for name, value in (("n_total", n_total), ("start", start)):
-        check_int(value, name, low=1)
-    sizes = []
-    size = int(start)
+    n_total = check_int(n_total, "n_total", low=1)
+    sizes, size = [], check_int(start, "start", low=1)
     while size < n_total:
         sizes.append(size)
         size *= 2
-    return sizes + [int(n_total)]
+    return sizes + [n_total]
 
 
 def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.ndarray:
@@ -79,11 +77,9 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
 def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, n_classes: int,
                 sizes: list[int], ks: list[int], *, repeats: int, metric: str, weights: str,
                 seed: int) -> tuple[list[dict], list[dict]]:
-    """Validation error of exact kNN on random training samples of each size, ``(rows, timings)``.
-
-    Sizes below ``len(X_train)`` are drawn ``repeats`` times, the full set once; one search for the
-    largest k a sample holds serves every k (a k is measured from the first size that holds it).
-    ``rows``: ``n, k, repeat, error`` a (size, repeat, k); ``timings``: ``n, repeat, seconds``.
+    """Validation error of exact kNN on random training samples of each size, ``(rows, timings)``: sizes
+    below ``len(X_train)`` drawn ``repeats`` times, the full set once, one search serving every k a sample
+    holds. ``rows``: ``n, k, repeat, error`` a (size, repeat, k); ``timings``: ``n, repeat, seconds``.
     ``ValueError`` if a k or size is not in ``1..len(X_train)`` or a size is below every k.
     """
     n_full = len(X_train)
@@ -108,13 +104,10 @@ def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y
 
 
 def summarize_curve(rows: list[dict], ks: list[int], n_full: int) -> tuple[dict, dict]:
-    """Fit each k on its mean errors below ``n_full``: ``(metrics, series)``.
-
-    ``metrics``: ``n_full`` and ``by_k`` (``slope``, ``intercept``, ``r2``, ``predicted_error_full``:
-    None for a k with an error of 0 below full size; ``measured_error_full`` when measured), and when
-    the full size was measured ``best_k`` (then the smaller k), its ``measured_error_full`` and
-    ``fit``. ``series``: ``{"k=K": (n, mean error), "fit k=K": (n, predicted)}`` to draw.
-    """
+    """Fit each k on its mean errors below ``n_full``: ``(metrics, series)``. ``metrics``: ``n_full``, ``by_k``
+    (``slope``, ``intercept``, ``r2``, ``predicted_error_full``: None after an error of 0; ``measured_error_full``),
+    and if the full size was measured ``best_k`` (ties: the smaller k), its ``measured_error_full`` and ``fit``.
+    ``series``: ``{"k=K": (n, mean error), "fit k=K": (n, predicted)}`` to draw."""
     by_k, series = {}, {}
     for k in ks:
         n = np.array(sorted({r["n"] for r in rows if r["k"] == k}), dtype=np.int64)

@@ -12,9 +12,8 @@ _MEASURE_ELEMENTS = 1 << 21
 
 @dataclass
 class Queries:
-    """Query rows as ``KnnIndex`` measures them: ``A (n, d)`` float64, ``A32`` float32 (None when a
-    float32 product could overflow), ``sq`` float64 squared norms; ``exact``: integer rows whose
-    float64 products are exact (sums below 2^53)."""
+    """Query rows as ``KnnIndex`` measures them: ``A (n, d)`` float64, ``A32`` float32 (None if a float32 product
+    could overflow), ``sq`` float64 squared norms; ``exact``: integer rows, float64 products below 2^53."""
 
     A: np.ndarray
     A32: np.ndarray | None
@@ -32,11 +31,8 @@ class Queries:
 
 
 def leaf_order(F: np.ndarray, size: int) -> np.ndarray:
-    """Rows of ``F (n, width)`` ordered so that each run of ``size`` holds near rows (a k-d split).
-
-    Level by level, every node of ``size * c`` rows is split at ``size * (c // 2)`` along one of the
-    8 widest coordinates in turn, until nodes hold ``size`` rows; ties ordered by row.
-    """
+    """Rows of ``F (n, width)`` ordered so that each run of ``size`` holds near rows: a k-d split, level by level,
+    of every node of ``size * c`` rows at ``size * (c // 2)`` along the 8 widest coordinates in turn; ties by row."""
     n = len(F)
     order = np.arange(n)
     if size <= 1 or n <= size:
@@ -71,10 +67,8 @@ def integers(X: np.ndarray) -> tuple[bool, float]:
 
 
 def best_columns(S: np.ndarray, n_candidates: int, group: int, minima: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``n_candidates`` lowest scores of each row of ``S``, and the highest among them.
-
-    ``minima``: the group minima of ``S``, ``(n_rows, width // group)``.
-    """
+    """Columns of the ``n_candidates`` lowest scores of each row of ``S``, and the highest among them;
+    ``minima``: the group minima of ``S``, ``(n_rows, width // group)``."""
     n_rows, width = S.shape
     n_groups = width // group
     if n_groups <= n_candidates or group == 1:
