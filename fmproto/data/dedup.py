@@ -1,10 +1,7 @@
-"""Exact and near duplicate images, within one set and between two (train/test leakage).
+"""Exact and near duplicate images, within one set (``i < j``) and between two (train/test leakage).
 
-Exact duplicates: equal bytes, found through a 64-bit fingerprint of each image (a wrapping dot
-product with fixed random weights), the few images sharing one grouped by their full bytes. Near
-duplicates: pairs whose RMS pixel difference is below a threshold, by the exact-search engine's
-radius query. Both keep at most ``max_pairs`` pairs and say whether more existed; within one set
-``i < j``, between sets ``i`` indexes the first.
+Exact: equal bytes, through a 64-bit fingerprint of each image, the few sharing one compared byte by byte.
+Near: RMS pixel difference below a threshold, by ``KnnIndex.radius_pairs``. Both keep ``max_pairs``.
 """
 
 import math
@@ -20,7 +17,7 @@ SETS: tuple[str, ...] = ("train", "test", "train_test")
 # The two sets each pair's i and j index, by the ``sets`` name of the pair.
 _SIDES = {"train": ("train", "train"), "test": ("test", "test"), "train_test": ("train", "test")}
 
-# Pairs of a tile measured exactly at once: 4096, fewer for large images (10 bytes a pixel: 32 MB).
+# Pairs of a tile measured exactly at once (in tile_bytes): 4096, fewer for large images (10 bytes a pixel).
 _EXACT_BATCH = 4096
 _EXACT_BYTES = _EXACT_BATCH * 784 * 10
 _FINGERPRINT_BATCH = 4096  # rows fingerprinted at once: a (rows, bytes) uint64 temporary
@@ -43,39 +40,21 @@ class Pairs:
         return len(self.i)
 
 
-def content_keys(images: np.ndarray) -> np.ndarray:
-    """One hashable key per image: its bytes as a numpy void scalar, shape ``(n,)``."""
-    images = np.ascontiguousarray(images)
-    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # not -1: that fails for zero rows
-    return rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()
-
-
-# ---------------------------------------------------------------------------------------------- exact
-
-
 def exact_duplicates(images: np.ndarray, others: np.ndarray | None = None, *, max_pairs: int = 100_000) -> Pairs:
-    """Pairs of identical images within ``images (n, ...)``, or between it and ``others (m, ...)``.
-
-    At most ``max_pairs``, the first by ``(i, j)``, and only those are built (60,000 equal images
-    take memory for ``max_pairs`` pairs). Returns ``Pairs`` sorted by ``(i, j)``, distances 0.
-    """
+    """Pairs of identical images within ``images (n, ...)``, or between it and ``others (m, ...)``: ``Pairs``
+    sorted by ``(i, j)``, distances 0, the first ``max_pairs`` only built (60,000 equal images: no n^2)."""
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
     A, B = _pair_rows(images, others)
-    if others is None:
-        (group,) = _content_groups(A)
-        # Members sorted by (group, index): each group is a run; a member's partners follow it in its run.
-        partners = np.flatnonzero(group >= 0)
-        partners = partners[np.argsort(group[partners], kind="stable")]
-        run_ids = group[partners]
+    group_a, group_b = _content_groups(A) * 2 if others is None else _content_groups(A, B)
+    # Partners sorted by (group, index): image i's are a run of those sharing its group.
+    partners = np.flatnonzero(group_b >= 0)
+    partners = partners[np.argsort(group_b[partners], kind="stable")]
+    run_ids = group_b[partners]
+    if others is None:  # a member's partners follow it in its run
         first = partners
         start = np.arange(1, len(partners) + 1)
         count = np.searchsorted(run_ids, run_ids, side="right") - start
     else:
-        group_a, group_b = _content_groups(A, B)
-        # The partners of image i are the run of others sharing its group, sorted by index.
-        partners = np.flatnonzero(group_b >= 0)
-        partners = partners[np.argsort(group_b[partners], kind="stable")]
-        run_ids = group_b[partners]
         first = np.flatnonzero(group_a >= 0)
         start = np.searchsorted(run_ids, group_a[first], side="left")
         count = np.searchsorted(run_ids, group_a[first], side="right") - start
@@ -108,7 +87,8 @@ def _content_groups(*arrays: np.ndarray) -> list[np.ndarray]:
         offsets = np.cumsum([0] + [len(rows) for rows in as_bytes])
         which = np.searchsorted(offsets, shared, side="right") - 1
         candidates = np.concatenate([as_bytes[k][shared[which == k] - offsets[k]] for k in range(len(as_bytes))])
-        _, ids, counts = np.unique(content_keys(candidates), return_inverse=True, return_counts=True)
+        keys = candidates.view(np.dtype((np.void, candidates.shape[1]))).ravel()  # a row's bytes, hashable
+        _, ids, counts = np.unique(keys, return_inverse=True, return_counts=True)
         twin = counts[ids] > 1
         group[shared[twin]] = ids[twin]
     return np.split(group, np.cumsum([len(rows) for rows in as_bytes])[:-1])
@@ -122,22 +102,12 @@ def _row_bytes(rows: np.ndarray) -> np.ndarray:
     return rows.view(np.uint8).reshape(len(rows), rows.shape[1] * rows.itemsize)
 
 
-# ----------------------------------------------------------------------------------------------- near
-
-
-def near_duplicates(
-    images: np.ndarray,
-    threshold: float,
-    others: np.ndarray | None = None,
-    *,
-    chunk: int = 4096,
-    max_pairs: int = 100_000,
-) -> Pairs:
+def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | None = None, *, chunk: int = 4096,
+                    max_pairs: int = 100_000) -> Pairs:
     """The closest ``max_pairs`` pairs with ``0 < RMS pixel difference < threshold`` (identical ones excluded).
 
-    Within ``images (n, ...)``, or between it and ``others (m, ...)``. ``chunk``: the float32 score
-    block holds at most ``chunk**2`` pairs. Returns ``Pairs`` sorted by ``(i, j)``, float64 distances
-    of an exact computation over all pairs whatever ``chunk``; ties kept by lower ``i``, then ``j``.
+    Within ``images (n, ...)``, or between it and ``others (m, ...)``; ``chunk**2``: the most pairs scored at
+    once. ``Pairs`` by ``(i, j)``, exact float64 distances whatever ``chunk``; ties kept by lower ``i``, ``j``.
     """
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -145,9 +115,8 @@ def near_duplicates(
     A, B = _pair_rows(images, others)
     within = others is None
     groups = _content_groups(A) * 2 if within else _content_groups(A, B)
-    empty = Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
     if not len(A) or not len(B) or threshold == 0:
-        return empty
+        return Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
     n_pixels = A.shape[1]
     index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
     rows = max(1, chunk * chunk // len(B))  # the score block: at most chunk**2 pairs
@@ -160,24 +129,15 @@ def near_duplicates(
     return Pairs(i=i[order], j=j[order], distance=distance[order], capped=capped)
 
 
-def _exact_batch(n_pixels: int) -> int:
-    """Pairs measured exactly at once: ``_EXACT_BATCH``, fewer for images of more than 784 pixels."""
-    return max(1, min(_EXACT_BATCH, _EXACT_BYTES // (10 * max(1, n_pixels))))
-
-
-# ---------------------------------------------------------------------------------------------- memory
-
-
 def tile_bytes(tile: int, n_pixels: int) -> int:
-    """Bytes one tile of side ``tile`` of ``near_duplicates`` takes at most, the kept pairs aside.
-
-    The float32 score block with a copy and two masks, float32 rows of both sides, one exact batch.
-    """
+    """Bytes one tile of side ``tile`` of ``near_duplicates`` takes at most, the kept pairs aside: the float32
+    score block with a copy and two masks, float32 rows of both sides, one exact batch."""
     tile = check_int(tile, "tile", low=0)
     n_pixels = check_int(n_pixels, "n_pixels", low=1)
     block = tile * tile * (4 + 4 + 1 + 1)
     rows = 2 * tile * n_pixels * 4
-    exact = _exact_batch(n_pixels) * n_pixels * (8 + 1 + 1)  # float64 differences, uint8 gathers of both sides
+    batch = max(1, min(_EXACT_BATCH, _EXACT_BYTES // (10 * n_pixels)))
+    exact = batch * n_pixels * (8 + 1 + 1)  # float64 differences, uint8 gathers of both sides
     return block + rows + exact
 
 
@@ -202,28 +162,14 @@ def table_bytes(max_pairs: int) -> int:
     return 6 * check_int(max_pairs, "max_pairs", low=0) * _TABLE_ROW_BYTES
 
 
-# ------------------------------------------------------------------------------------------- all sets
-
-
-def find_all(
-    train_images: np.ndarray,
-    test_images: np.ndarray,
-    train_labels: np.ndarray,
-    test_labels: np.ndarray,
-    classes: list[str],
-    near_threshold: float,
-    *,
-    chunk: int = 4096,
-    max_pairs: int = 100_000,
-) -> tuple[pd.DataFrame, dict]:
+def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray,
+             classes: list[str], near_threshold: float, *, chunk: int = 4096,
+             max_pairs: int = 100_000) -> tuple[pd.DataFrame, dict]:
     """Exact and near duplicates within train, within test and between them, as a table and metrics.
 
-    Images ``(n, H, W)``, labels indexing ``classes``; ``near_threshold``, ``chunk`` and ``max_pairs``
-    (a cap for each kind and set) as in ``near_duplicates``. The table has a row a pair: ``kind``,
-    ``sets`` ("train", "test" or "train_test", whose ``i`` is the training image), ``i``, ``j``,
-    labels, ``distance`` (4 decimals) and classes, sorted by ``(distance, sets, i, j)``, exact first.
-    Metrics: pair counts and ``*_capped`` by kind and set, ``near_threshold``, ``max_pairs`` and
-    ``labels_disagree`` by kind, plain Python numbers.
+    Images ``(n, H, W)``, labels indexing ``classes``, the rest as in ``near_duplicates`` (``max_pairs`` a kind
+    and set). A row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``, ``j``, labels, ``distance`` (4 decimals),
+    classes; by ``(distance, sets, i, j)``. Metrics: counts and ``*_capped`` a kind and set, ``labels_disagree``.
     """
     near_threshold = _check_threshold(near_threshold)
     chunk = check_int(chunk, "chunk", low=1)
@@ -232,25 +178,19 @@ def find_all(
     train_labels = _check_labels(train_labels, len(train_images), len(names), "train_labels")
     test_labels = _check_labels(test_labels, len(test_images), len(names), "test_labels")
     sides = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
-
     frames = []
     metrics = {"exact": {}, "near": {}, "near_threshold": near_threshold, "near_capped": {}, "exact_capped": {},
                "max_pairs": max_pairs}
     for name in SETS:
         (first, labels_i), (second, labels_j) = (sides[side] for side in _SIDES[name])
         other = second if name == "train_test" else None
-        found = {
-            "exact": exact_duplicates(first, other, max_pairs=max_pairs),
-            "near": near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs),
-        }
-        for kind, pairs in found.items():
+        for kind, pairs in (("exact", exact_duplicates(first, other, max_pairs=max_pairs)),
+                            ("near", near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs))):
             metrics[kind][name] = len(pairs)
             metrics[f"{kind}_capped"][name] = bool(pairs.capped)
-            frames.append(pd.DataFrame({
-                "kind": kind, "sets": name, "i": pairs.i, "j": pairs.j,
-                "label_i": labels_i[pairs.i], "label_j": labels_j[pairs.j],
-                "distance": pairs.distance.round(4),
-            }))
+            frames.append(pd.DataFrame({"kind": kind, "sets": name, "i": pairs.i, "j": pairs.j,
+                                        "label_i": labels_i[pairs.i], "label_j": labels_j[pairs.j],
+                                        "distance": pairs.distance.round(4)}))
     table = pd.concat(frames, ignore_index=True).sort_values(["distance", "sets", "i", "j"], kind="stable",
                                                              ignore_index=True)
     table["class_i"] = names[table["label_i"].to_numpy()]
@@ -262,11 +202,9 @@ def find_all(
 
 
 def closest_pairs_grid(table: pd.DataFrame, images: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], list[bool]]:
-    """``(pictures, titles, marks)`` of ``table``'s pairs side by side, for an image grid.
-
-    ``images``: ``{"train": (n_train, H, W), "test": (n_test, H, W)}``. Each pair gives image ``i``
-    then ``j``, titled ``"{set}[{index}] {class}\nd={distance:.1f}"``, marked when labels disagree.
-    """
+    """``(pictures, titles, marks)`` of ``table``'s pairs side by side, from ``images`` ``{"train": (n_train, H, W),
+    "test": (n_test, H, W)}``: image ``i`` then ``j``, titled ``"{set}[{index}] {class}\nd={distance:.1f}"``,
+    marked when labels disagree."""
     missing = [name for name in ("train", "test") if name not in images]
     if missing:
         raise ValueError(f"images must have keys 'train' and 'test'; missing {', '.join(map(repr, missing))}")
@@ -296,9 +234,6 @@ def summary(metrics: dict) -> str:
         capped = " (capped at max_pairs)" if any(metrics[f"{kind}_capped"].values()) else ""
         lines.append(f"{what}: train {n['train']}, test {n['test']}, train/test {n['train_test']}{capped}")
     return "\n".join(lines)
-
-
-# -------------------------------------------------------------------------------------------- checks
 
 
 def _check_threshold(threshold) -> float:

@@ -1,10 +1,6 @@
-"""Distances between rows: float32 blocks through BLAS, and exact float64 checks.
-
-A float32 product rounds differently on different BLAS builds and thread counts, so nothing that must
-be reproducible is read from it directly: ``exact_distances`` measures pairs in float64 without BLAS,
-and ``exact_nearest``/``exact_minimum`` use a rigorous bound on the float32 rounding to pick which
-pairs need that look. This is the search over a few prototypes that change every k-means or GLVQ
-step; ``engine.KnnIndex`` is fitted once on many rows (fitting it each step made k-means 3x slower).
+"""Distances to the few prototypes that change every k-means or GLVQ step (a ``KnnIndex`` refitted each step
+made k-means 3x slower): float32 blocks through BLAS, whose rounding ``exact_nearest`` and ``exact_minimum``
+bound to pick the pairs ``exact_distances`` measures in float64, so that no result depends on the BLAS.
 """
 
 from typing import Literal
@@ -18,12 +14,9 @@ METRICS: tuple[str, ...] = ("sqeuclidean", "euclidean", "mse", "cosine", "manhat
 # Metrics exact_nearest screens; euclidean and mse rank rows as sqeuclidean does.
 EXACT_METRICS: tuple[str, ...] = ("sqeuclidean", "cosine", "manhattan")
 
-# Elements of the (n_x, block, n_features) difference tensor that manhattan builds at once: 64 MB.
-_MANHATTAN_BLOCK_ELEMENTS = 1 << 24
-# Float64 elements exact_distances measures at once: 512 KB stays in L2 (4 MB was 40% slower).
-_EXACT_BLOCK_ELEMENTS = 1 << 16
-# exact_distances broadcasts a row of Y against its pairs when it has at least this many on average.
-_GROUP_MIN = 16
+_MANHATTAN_BLOCK_ELEMENTS = 1 << 24  # of the (n_x, block, n_features) difference manhattan builds: 64 MB
+_EXACT_BLOCK_ELEMENTS = 1 << 16  # float64 elements exact_distances measures at once: L2-sized (4 MB: 40% slower)
+_GROUP_MIN = 16  # exact_distances broadcasts a row of Y against its pairs when it has this many on average
 
 
 def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> None:
@@ -45,20 +38,16 @@ def squared_norms(X: np.ndarray) -> np.ndarray:
 
 def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean", *,
                        Y_sq_norms: np.ndarray | None = None, X_sq_norms: np.ndarray | None = None) -> np.ndarray:
-    """Float32 distances ``(n_x, n_y)`` from every row of ``X (n_x, d)`` to every row of ``Y (n_y, d)``.
-
-    ``mse`` is squared euclidean over ``d``; ``cosine`` is ``1 - cos``, a zero row at distance 1 from
-    all. ``X_sq_norms``/``Y_sq_norms``: precomputed float32 ``squared_norms``, reused across chunks.
-    """
+    """Float32 distances ``(n_x, n_y)`` between the rows of ``X (n_x, d)`` and ``Y (n_y, d)``: ``mse`` is squared
+    euclidean over ``d``, ``cosine`` is ``1 - cos`` (zero rows: 1); ``*_sq_norms``: precomputed ``squared_norms``."""
     check_metric(metric)
-    X = as_rows(X)
-    Y = as_rows(Y)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
-
-    if metric == "manhattan":
-        return _manhattan(X, Y)
-
+    X, Y = _row_pair(X, Y)
+    if metric == "manhattan":  # no product form: blocks of Y bound the 3-D difference
+        out = np.empty((len(X), len(Y)), dtype=np.float32)
+        block = max(1, _MANHATTAN_BLOCK_ELEMENTS // max(1, len(X) * X.shape[1]))
+        for start in range(0, len(Y), block):
+            out[:, start : start + block] = np.abs(X[:, None, :] - Y[None, start : start + block, :]).sum(axis=2)
+        return out
     gram = X @ Y.T  # (n_x, n_y), the BLAS part
     if metric == "cosine":
         x_norm = np.sqrt(squared_norms(X))
@@ -69,7 +58,6 @@ def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean
         gram /= y_norm[None, :]
         np.subtract(1.0, gram, out=gram)
         return np.clip(gram, 0.0, 2.0, out=gram)
-
     y2 = Y_sq_norms if Y_sq_norms is not None else squared_norms(Y)
     # d2 = |x|^2 - 2 x.y + |y|^2, built in place on the gram matrix; float32 rounding can dip below 0.
     gram *= -2.0
@@ -83,28 +71,20 @@ def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean
     return gram
 
 
-def _manhattan(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """L1 distances; no matrix-product form exists, so blocks of ``Y`` bound the 3-D difference."""
-    out = np.empty((len(X), len(Y)), dtype=np.float32)
-    block = max(1, _MANHATTAN_BLOCK_ELEMENTS // max(1, len(X) * X.shape[1]))
-    for start in range(0, len(Y), block):
-        Y_block = Y[start : start + block]
-        out[:, start : start + len(Y_block)] = np.abs(X[:, None, :] - Y_block[None, :, :]).sum(axis=2)
-    return out
+def _row_pair(X, Y) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = as_rows(X), as_rows(Y)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
+    return X, Y
 
 
 def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean", *,
                     rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
-    """Float64 distances ``(n_pairs,)`` of the pairs ``X[rows[k]], Y[cols[k]]``, without BLAS.
-
-    Without ``rows`` and ``cols``: row ``i`` of ``X`` with row ``i`` of ``Y``, or every row of ``X``
-    with the one row of ``Y``. Differences of the float32 rows (``as_rows``) are summed in float64
-    along each row, so a pair's value depends on its two rows alone (exact on integer pixels).
-    """
+    """Float64 distances ``(n_pairs,)`` of the pairs ``X[rows[k]], Y[cols[k]]`` (without them: row ``i`` of ``X``
+    with row ``i`` of ``Y``, or with the one row of ``Y``), by ``exact_pairs`` on the float32 rows: no BLAS, so a
+    pair's value depends on its two rows alone (exact on integer pixels)."""
     check_metric(metric)
-    X, Y = as_rows(X), as_rows(Y)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
+    X, Y = _row_pair(X, Y)
     if (rows is None) != (cols is None):
         raise ValueError("give both rows and cols, or neither")
     n_features = X.shape[1]
@@ -112,30 +92,26 @@ def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean"
     if rows is None:
         if len(Y) not in (1, len(X)):
             raise ValueError(f"without rows and cols, Y must have 1 row or as many as X ({len(X)}); got {len(Y)}")
-        out = np.empty(len(X), dtype=np.float64)
-        for start in range(0, len(X), block):
-            a = X[start : start + block]
-            out[start : start + len(a)] = _exact_block(a, Y if len(Y) == 1 else Y[start : start + block], metric)
+        rows = np.arange(len(X))
+        cols = rows if len(Y) > 1 else np.zeros(len(X), dtype=np.intp)
+    rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+    if rows.ndim != 1 or rows.shape != cols.shape:
+        raise ValueError(f"rows and cols must be 1-D and of one length; got shapes {rows.shape} and {cols.shape}")
+    out = np.empty(len(rows), dtype=np.float64)
+    sorted_cols = np.sort(cols)
+    n_distinct = int(np.count_nonzero(sorted_cols[1:] != sorted_cols[:-1])) + 1 if len(cols) else 0
+    if n_distinct and len(cols) >= _GROUP_MIN * n_distinct:
+        # Many pairs a row of Y: each row of Y is broadcast against its rows of X, not copied.
+        order = np.argsort(cols, kind="stable")
+        for group in np.split(order, np.flatnonzero(np.diff(cols[order])) + 1):
+            y = Y[cols[group[0]]][None, :]
+            for start in range(0, len(group), block):
+                pairs = group[start : start + block]
+                out[pairs] = exact_pairs(X[rows[pairs]], y, metric)
     else:
-        rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
-        if rows.ndim != 1 or rows.shape != cols.shape:
-            raise ValueError(f"rows and cols must be 1-D and of one length; got shapes {rows.shape} and {cols.shape}")
-        out = np.empty(len(rows), dtype=np.float64)
-        sorted_cols = np.sort(cols)
-        n_distinct = int(np.count_nonzero(sorted_cols[1:] != sorted_cols[:-1])) + 1 if len(cols) else 0
-        if n_distinct and len(cols) >= _GROUP_MIN * n_distinct:
-            # Many pairs a row of Y: each row of Y is broadcast against its rows of X, not copied.
-            order = np.argsort(cols, kind="stable")
-            bounds = np.flatnonzero(np.diff(cols[order])) + 1
-            for group in np.split(order, bounds):
-                y = Y[cols[group[0]]][None, :]
-                for start in range(0, len(group), block):
-                    pairs = group[start : start + block]
-                    out[pairs] = _exact_block(X[rows[pairs]], y, metric)
-        else:
-            for start in range(0, len(rows), block):
-                out[start : start + block] = _exact_block(X[rows[start : start + block]], Y[cols[start : start + block]],
-                                                          metric)
+        for start in range(0, len(rows), block):
+            pairs = slice(start, start + block)
+            out[pairs] = exact_pairs(X[rows[pairs]], Y[cols[pairs]], metric)
     if metric == "euclidean":
         np.sqrt(out, out=out)
     elif metric == "mse":
@@ -143,8 +119,9 @@ def exact_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "sqeuclidean"
     return out
 
 
-def _exact_block(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 distances (squared for the euclidean family) of float32 rows ``a`` and ``b`` (``len(a)`` rows or one)."""
+def exact_pairs(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """The naive float64 distances (euclidean family: squared) of rows ``a`` and ``b`` (``len(a)`` rows or one),
+    which ``KnnIndex`` and ``exact_distances`` both measure with."""
     if metric == "cosine":
         a64, b64 = a.astype(np.float64), np.broadcast_to(b.astype(np.float64), a.shape)
         dot = np.einsum("ij,ij->i", a64, b64)
@@ -162,25 +139,13 @@ def _exact_block(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
 def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sqeuclidean", *,
                   allowed: np.ndarray | None = None, X_sq_norms: np.ndarray | None = None,
                   Y_sq_norms: np.ndarray | None = None, return_distance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The row of ``Y`` nearest each row of ``X`` by ``exact_distances``, screened by ``D``.
+    """The row of ``Y (n_y, d)`` nearest each row of ``X (n_x, d)`` by ``exact_distances``, screened by ``D``.
 
-    Parameters
-    ----------
-    X, Y : ndarray of shape (n_x, d) and (n_y, d)
-    D : ndarray of shape (n_x, n_y), float32
-        ``pairwise_distances(X, Y, metric)``: it only decides which pairs need a float64 look.
-    metric : {'sqeuclidean', 'cosine', 'manhattan'}
-        Screen 'euclidean' and 'mse' as 'sqeuclidean'.
-    allowed : ndarray of shape (n_x, n_y), bool, optional
-        The rows of ``Y`` each row of ``X`` may choose from; all by default.
-    X_sq_norms, Y_sq_norms : the float32 ``squared_norms`` that built ``D``, optional
-    return_distance : False skips measuring the pairs ``D`` settles alone (``distance`` is None).
-
-    Returns ``index (n_x,)`` int64, the lowest on ties, -1 with no allowed row, and ``distance (n_x,)``
-    float64 (inf where -1). A row whose best entry beats all others by more than the bounds of
-    ``screening_error`` is settled by ``D``; otherwise its possible winners are measured, and rows
-    with NaN or inf in ``D`` (float32 overflow) measure every allowed column. So the answer is that
-    of a float64 search, for any BLAS and thread count.
+    ``D (n_x, n_y)``: float32 ``pairwise_distances(X, Y, metric)`` (with the ``*_sq_norms`` given; euclidean
+    and mse as sqeuclidean): a row whose best entry beats the rest by over ``screening_error`` is settled by
+    it, others measure their possible winners (all allowed columns after a NaN or inf). ``allowed (n_x, n_y)``:
+    the columns a row may choose. Returns ``index (n_x,)`` int64, lowest on ties, -1 with none allowed, and
+    float64 ``distance`` (inf where -1; None without ``return_distance``: settled rows are not measured).
     """
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)
@@ -196,7 +161,6 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
     distance = np.full(n_x, np.inf) if return_distance else None
     if n_x == 0 or n_y == 0:
         return index, distance
-
     screened = D if allowed is None else np.where(allowed, D, np.float32(np.inf))
     best = np.argmin(screened, axis=1)
     absolute, relative = screening_error(metric, X, Y, X_sq_norms, Y_sq_norms)
@@ -211,7 +175,6 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
     if suspect.any():
         candidates[suspect] = True if allowed is None else allowed[suspect]
     n_candidates = candidates.sum(axis=1)
-
     single = np.flatnonzero(n_candidates == 1)
     if len(single):
         cols = np.argmax(candidates[single], axis=1)  # the one candidate (the best, unless suspect)
@@ -232,10 +195,8 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
 
 def exact_minimum(X: np.ndarray, Y: np.ndarray, D: np.ndarray, cap: np.ndarray, metric: str = "sqeuclidean", *,
                   X_sq_norms: np.ndarray | None = None, Y_sq_norms: np.ndarray | None = None) -> np.ndarray:
-    """``minimum(cap[i], exact_distances(X[i], Y[j]))`` ``(n_x, n_y)`` float64, measuring only pairs that can be below ``cap (n_x,)``.
-
-    Arguments as in ``exact_nearest``; a pair whose bound on ``D`` is above ``cap[i]`` gets ``cap[i]``.
-    """
+    """``minimum(cap[i], exact_distances(X[i], Y[j]))`` ``(n_x, n_y)`` float64, measuring only the pairs that ``D``
+    (as in ``exact_nearest``) cannot place above ``cap (n_x,)``."""
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)
     D, cap = np.asarray(D), np.asarray(cap, dtype=np.float64)
@@ -251,11 +212,9 @@ def exact_minimum(X: np.ndarray, Y: np.ndarray, D: np.ndarray, cap: np.ndarray, 
 
 def screening_error(metric: str, X: np.ndarray, Y: np.ndarray, X_sq_norms: np.ndarray | None = None,
                     Y_sq_norms: np.ndarray | None = None) -> tuple[np.ndarray | float, float]:
-    """``(absolute, relative)`` with ``|D - exact| <= absolute + relative * exact`` for ``D = pairwise_distances``.
-
-    With ``g = float32_product_error(d)``: sqeuclidean ``absolute = g (|x|^2 + max |y|^2)`` ``(n_x,)``
-    (the product, the norms and the two additions); cosine ``absolute = g``; manhattan ``relative = g``.
-    """
+    """``(absolute, relative)`` with ``|D - exact| <= absolute + relative * exact`` for ``D = pairwise_distances``;
+    with ``g = float32_product_error(d)``: sqeuclidean ``absolute = g (|x|^2 + max |y|^2)`` ``(n_x,)`` (the
+    product, the norms and the two additions), cosine ``absolute = g``, manhattan ``relative = g``."""
     check_metric(metric, EXACT_METRICS)
     g = float32_product_error(X.shape[1])
     if metric == "sqeuclidean":

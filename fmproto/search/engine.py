@@ -1,10 +1,9 @@
 """The exact-search engine: fit once on training rows, then the k nearest or every pair within a radius.
 
-Rows are embedded by a ``projection.Projection`` whose float32 product scores every training row with
-a certified lower bound of its distance; rows it cannot rule out are measured (a float32 product
-with a rigorous error bound), and those that can still count get the float64 distance of a naive
-search. So results are those of an exact float64 search, ties to the lower training index, whatever
-the BLAS, chunk or thread count. Manhattan has no product form: a plain float64 search.
+A ``projection.Projection``'s float32 product gives every training row a certified lower bound of its
+distance; rows it cannot rule out are measured (float32, with a rigorous error bound) and those that can
+still count get the naive float64 distance. So results are a float64 search's, ties to the lower index,
+whatever the BLAS, chunk or threads. Manhattan has no product form: a plain float64 search.
 """
 
 import os
@@ -15,10 +14,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fmproto.pipeline.checks import check_int, rows as checked_rows
-from fmproto.search.distances import check_metric
+from fmproto.search.distances import check_metric, exact_pairs
 from fmproto.search import projection
 from fmproto.search.projection import Projection
-from fmproto.search.screening import Queries, checked_query, best_columns, closest, kept_bound, exact, finish, integers, leaf_order
+from fmproto.search.screening import Queries, best_columns, checked_query, closest, integers, kept_bound, leaf_order
 from fmproto.search.rounding import TINY32, U32, U64, gamma
 
 KNN_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine", "manhattan")
@@ -26,30 +25,24 @@ KNN_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine", "manhattan
 # Principal components of the screen: on Fashion-MNIST (60,000 x 784, k=5) a query measures about
 # 150 rows with 128, 260 with 96; from 96 to 160 the times were within noise.
 COMPONENTS = 128
-# Rows measured first, the best by the bound; with every dimension kept k + _MARGIN suffice.
-_INIT = 32
-_MARGIN = 8
-# Columns are selected through the minima of leaves of this many near training rows.
-_GROUP = 16
+_INIT, _MARGIN = 32, 8  # rows measured first, the best by the bound; with every dimension kept k + _MARGIN
+_GROUP = 16  # columns are selected through the minima of leaves of this many near training rows
 _SCREEN_BYTES = 1 << 28  # a query chunk's float32 score block
 _CANDIDATE_BUDGET = 1 << 22  # (query, column) entries examined at once: about 100 MB of indices
 _MEASURE_ELEMENTS = 1 << 21  # float64 elements of gathered training rows measured at once
-# Rows with more candidates than 1/8 of the training rows go, when a chunk has over two training
-# sets' worth, to an index keeping every dimension (a float32 copy: at most 1 GB).
-_FULL_SCREEN = 8
-_FULL_SCREEN_BYTES = 1 << 30
+# Rows with over 1/_FULL_SCREEN of the training rows as candidates go, when a chunk has over two training
+# sets' worth, to an index keeping every dimension (a float32 copy of at most _FULL_SCREEN_BYTES).
+_FULL_SCREEN, _FULL_SCREEN_BYTES = 8, 1 << 30
 _WORKERS = max(1, min(64, os.cpu_count() or 1))  # threads sharing a chunk's rows, one BLAS thread each
 
 
 class KnnIndex:
-    """Exact search over fixed training rows (kept by reference): ``fit`` once, then query.
-
-    ``components``: principal components of the screen; with fewer than ``2 * components`` features
-    every dimension is kept (the full screen). Per query row: (1) the product scores every training
-    row with a lower bound; (2) the ``_INIT`` best are measured, their k-th distance plus its error
-    bound is ``D``; (3) every row scoring within ``Projection.limits`` of ``D`` is measured too; (4)
-    those within ``D`` get the naive float64 distance, sorted by (distance, index). A row left out
-    in (3) is farther than ``D``, so it cannot enter, not even as a tie.
+    """Exact search over fixed training rows (kept by reference): ``fit`` once, then query. ``components``
+    of the screen; under ``2 * components`` features every dimension is kept (the full screen).
+    Per query row: (1) the product bounds every training row from below; (2) the best are
+    measured, their k-th distance plus its error bound is ``D``; (3) every row scoring within
+    ``Projection.limits`` of ``D`` is measured; (4) those within ``D`` get the naive float64 distance,
+    sorted by (distance, index). A row left out in (3) is farther than ``D``: not even a tie.
     """
 
     def __init__(self, components: int = COMPONENTS):
@@ -89,29 +82,25 @@ class KnnIndex:
     def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Float32 ``distances`` and int64 ``indices`` ``(n_queries, k)``, as ``knn.kneighbors``; ``chunk`` changes no bit."""
         X_query = self._checked(X_query, k, chunk)
-        k = int(k)
+        k, plain = int(k), self.metric == "manhattan"
         distances = np.empty((len(X_query), k), dtype=np.float32)
         indices = np.empty((len(X_query), k), dtype=np.int64)
-        if self.metric == "manhattan":
-            for start in range(0, len(X_query), chunk):
-                rows = slice(start, start + chunk)
-                distances[rows], indices[rows] = self._plain(X_query[rows], k)
-            return distances, indices
-        chunk, block = self._block(chunk, len(X_query))
+        if not plain:
+            chunk, block = self._block(chunk, len(X_query))
         with ThreadPoolExecutor(_WORKERS) as pool:
             for start in range(0, len(X_query), chunk):
                 rows = slice(start, start + chunk)
-                distances[rows], indices[rows] = self._query_chunk(X_query[rows], k, block, pool)
+                distances[rows], indices[rows] = (self._plain(X_query[rows], k) if plain
+                                                  else self._query_chunk(X_query[rows], k, block, pool))
         return distances, indices
 
     def radius_pairs(self, X_query: np.ndarray | None, radius: float, *, max_pairs: int, exclude=None,
                      chunk: int = 1024):
         """The closest ``max_pairs`` pairs ``(i, j)`` by ``(d, i, j)`` with naive float64 ``d(X_query[i], X_train[j]) < radius``.
 
-        ``X_query`` None: pairs ``i < j`` of the fitted rows (each leaf scored only against itself and
-        later leaves). ``radius`` in the metric's units (sqeuclidean: squared). ``exclude``
-        ``(groups_query, groups_train)``: pairs of equal groups ``>= 0`` are left out. Returns int64
-        ``i, j``, float64 ``d`` (the metric's) and ``capped``: whether more pairs qualified.
+        ``X_query`` None: pairs ``i < j`` of the fitted rows. ``radius`` in the metric's units (sqeuclidean:
+        squared). ``exclude (groups_query, groups_train)``: pairs of equal groups ``>= 0`` left out. Returns
+        int64 ``i, j``, float64 ``d`` and ``capped``: whether more pairs qualified.
         """
         if self.metric in (None, "manhattan"):
             raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
@@ -119,7 +108,6 @@ class KnnIndex:
         within = X_query is None
         X_query = self._checked(self.X_train if within else X_query, None, chunk)
         k = check_int(max_pairs, "max_pairs", low=1) + 1  # one beyond the cap tells whether it was hit
-        n_features = self.X_train.shape[1]
         limit = float(radius) ** 2 if self.metric == "euclidean" else float(radius)  # naive units
         kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
         chunk, block = self._block(chunk, len(X_query))
@@ -138,7 +126,7 @@ class KnnIndex:
             S = projection.scores(embedding.query_matrix(), W, out=block.reshape(-1)[: len(Xc) * len(W)].reshape(len(Xc), -1))
             queries = Queries.of(Xc, self)
             bound = np.full(len(Xc), kept_bound(kept, k, limit))
-            limits = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
+            limits = self._limits(bound, embedding)
             for q, cols in self._candidates(S, self._minima(S), limits, max(k, len(self.rows_at)), rows_at):
                 qid = ids[q]
                 keep = np.ones(len(q), bool)
@@ -154,11 +142,9 @@ class KnnIndex:
                     kept = closest(kept, (np.minimum(i, j), np.maximum(i, j), d[good]) if within else (i, j, d[good]), k)
                 if len(kept[0]) >= k:  # tighter now: later candidates are screened against it
                     bound[:] = kept_bound(kept, k, limit)
-                    limits[:] = self.projection.limits(self._bound_sq(bound, n_features), embedding, self.screen)
-        i, j, d = kept
-        capped = len(i) > k - 1
-        i, j, d = i[: k - 1], j[: k - 1], d[: k - 1]
-        return i, j, (np.sqrt(d) if self.metric == "euclidean" else d), capped
+                    limits[:] = self._limits(bound, embedding)
+        i, j, d = (a[: k - 1] for a in kept)
+        return i, j, (np.sqrt(d) if self.metric == "euclidean" else d), len(kept[0]) > k - 1
 
     def _checked(self, X_query, k, chunk) -> np.ndarray:
         if self.metric is None:
@@ -176,11 +162,8 @@ class KnnIndex:
         return S if self.group == 1 else S.reshape(len(S), self.group, n_groups).min(axis=1)
 
     def _query_chunk(self, Xc: np.ndarray, k: int, block: np.ndarray, pool) -> tuple[np.ndarray, np.ndarray]:
-        """``kneighbors`` of one chunk, its rows shared between the ``pool``'s threads.
-
-        Each thread scores on one BLAS thread, then selects and measures (numpy releases the GIL):
-        BLAS's own threads would spin through the selection.
-        """
+        """``kneighbors`` of one chunk, its rows shared by the ``pool``'s threads, one BLAS thread each
+        (BLAS's own threads would spin through the selection, which releases the GIL)."""
         n_rows = len(Xc)
         n_parts = min(_WORKERS, max(1, n_rows // 64))
         bounds = np.linspace(0, n_rows, n_parts + 1).astype(int)
@@ -194,7 +177,7 @@ class KnnIndex:
         with threadpool_limits(1, user_api="blas") if n_parts > 1 else nullcontext():
             done = list(pool.map(work, parts)) if n_parts > 1 else [work(parts[0])]
         distances, indices, hand_over, row_sq_norms = (np.concatenate(arrays) for arrays in zip(*done))
-        distances = finish(distances, self.metric)
+        distances = (np.sqrt(distances) if self.metric == "euclidean" else distances).astype(np.float32)
         if hand_over.any():
             if self._full_index is None:
                 self._full_index = KnnIndex(self.X_train.shape[1]).fit(self.X_train, self.metric)
@@ -205,10 +188,8 @@ class KnnIndex:
         return distances, indices
 
     def _rows(self, S, queries: "Queries", embedding, k: int):
-        """Steps (1) to (4) for rows with scores ``S (n_rows, n_padded)`` (changed in place).
-
-        Returns float64 distances and indices ``(n_rows, k)``, and the rows left to the full index.
-        """
+        """Steps (1)-(4) for scores ``S (n_rows, n_padded)`` (changed): float64 distances and indices
+        ``(n_rows, k)``, and the rows left to the full index."""
         n_rows = len(S)
         n_train, n_features = self.X_train.shape
         minima = self._minima(S)
@@ -221,7 +202,7 @@ class KnnIndex:
         keep = d - e <= D[:, None]
         found = [(np.nonzero(keep)[0], measured[keep], d[keep])]
         # (3): every other row the bound does not rule out; rows with too many go to the full index.
-        limits = self.projection.limits(self._bound_sq(D, n_features), embedding, self.screen)
+        limits = self._limits(D, embedding)
         if self.metric == "cosine":
             limits[queries.sq == 0] = -np.inf  # a zero row is at distance 1 from all: set by the caller
         np.put_along_axis(S, init, np.nan, axis=1)  # measured already: NaN passes no comparison
@@ -253,15 +234,12 @@ class KnnIndex:
         distances[kept], indices[kept] = d[take], cols[take]
         return distances, indices, hand_over
 
-    def _bound_sq(self, D: np.ndarray, n_features: int) -> np.ndarray:
-        """Squared distance in the projection's space beyond which a row's naive distance exceeds ``D``.
-
-        The naive distance is within gamma_(n+8) of the exact one (cosine: absolute, on unit rows).
-        """
-        g = gamma(n_features + 8)
-        if self.metric == "cosine":
-            return 2.0 * (D + g)
-        return np.maximum(D, 0.0) / (1 - g)
+    def _limits(self, D: np.ndarray, embedding) -> np.ndarray:
+        """``Projection.limits`` for naive distances up to ``D (n,)``, within gamma_(n+8) of the exact ones
+        (cosine: absolute, on unit rows)."""
+        g = gamma(self.X_train.shape[1] + 8)
+        bound_sq = 2.0 * (D + g) if self.metric == "cosine" else np.maximum(D, 0.0) / (1 - g)
+        return self.projection.limits(bound_sq, embedding, self.screen)
 
     def _plain(self, Xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Manhattan: float64 L1 distances of every pair, the ``k`` best kept block by block."""
@@ -282,11 +260,8 @@ class KnnIndex:
         return best_d.astype(np.float32), best_i
 
     def _measure(self, queries: "Queries", rows, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances ``d (r, c)`` of query rows ``rows`` (slice or indices) to training rows ``cols``, and bounds ``e``.
-
-        From a float32 product a pair (einsum: BLAS threads wait on a busy core); ``e`` bounds ``d``
-        against the naive float64 distance: gamma_(d+3) in float32 on ``|a| |b|``, gamma_(d+8) on the rest.
-        """
+        """Distances ``d (r, c)`` of query ``rows`` (slice or indices) to training rows ``cols (r, c)``, a float32
+        product a pair (einsum: BLAS threads wait on a busy core), and ``e >= |d - naive|``."""
         A32 = (queries.A if queries.A32 is None else queries.A32)[rows]  # float64: no float32 bound applies
         a_sq = queries.sq[rows]
         n_rows, width = cols.shape
@@ -298,7 +273,7 @@ class KnnIndex:
             for c in range(0, width, part):
                 B = self.X_train[cols[r : r + step, c : c + part]]  # (step, part, n_features), its own dtype
                 d[r : r + step, c : c + part] = np.einsum("rcd,rd->rc", B, A32[r : r + step])
-        g64 = gamma(n_features + 8)
+        g64 = gamma(n_features + 8)  # on the float64 terms; gamma_(d+3) in float32 on |a| |b|
         g32 = 1.01 * gamma(n_features + 3, U32 if queries.A32 is not None else U64)
         tiny = 4 * (n_features + 3) * TINY32
         a_norm, b_norm = np.sqrt(a_sq)[:, None], self.norms[cols]
@@ -313,11 +288,8 @@ class KnnIndex:
         return d, 2 * g32 * a_norm * b_norm + 2 * g64 * (a_norm + b_norm) ** 2 + 2 * tiny
 
     def _candidates(self, S, minima, limits, budget: int = _CANDIDATE_BUDGET, rows_at=None):
-        """``(query rows, training rows)``, sorted by query row, of the columns scoring at most the row's limit.
-
-        Found through the group minima, in parts of about ``budget`` entries (rows never split);
-        ``limits`` is read again for each part, so a caller may tighten it in between.
-        """
+        """``(query rows, training rows)``, sorted by query row, of the columns scoring at most the row's limit,
+        through the group minima, in parts of about ``budget`` entries (``limits`` may tighten between)."""
         n_rows, n_groups = minima.shape
         selected = minima <= limits[:, None]  # (n_rows, n_groups)
         ends = np.cumsum(np.count_nonzero(selected, axis=1)) * self.group
@@ -335,10 +307,8 @@ class KnnIndex:
             first = stop
 
     def _within(self, queries: "Queries", q: np.ndarray, cols: np.ndarray, D: np.ndarray) -> list:
-        """``[(rows, cols, distances)]`` of the pairs ``(q, cols)`` (sorted by ``q``) within ``D[q]``.
-
-        Measured in buckets of rows of equal padded width (a multiple of 16): a few numpy calls a bucket.
-        """
+        """``[(rows, cols, distances)]`` of the pairs ``(q, cols)`` (sorted by ``q``) within ``D[q]``,
+        measured in buckets of rows of equal padded width (a multiple of 16)."""
         counts = np.bincount(q, minlength=len(D)) if len(q) else np.zeros(len(D), dtype=np.int64)
         rows = np.flatnonzero(counts)
         starts = np.cumsum(counts) - counts
@@ -354,10 +324,8 @@ class KnnIndex:
         return found
 
     def _naive(self, queries: "Queries", rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The naive search's float64 distances of the pairs ``(rows, cols)``.
-
-        Integer rows (``queries.exact``) take ``|a|^2 + |b|^2 - 2 a.b``: exact, as the naive differences are.
-        """
+        """The naive search's float64 distances of the pairs ``(rows, cols)``; integer rows (``queries.exact``)
+        take ``|a|^2 + |b|^2 - 2 a.b``, exact as the naive differences are."""
         out = np.empty(len(rows), dtype=np.float64)
         step = max(1, _MEASURE_ELEMENTS // queries.A.shape[1])
         for start in range(0, len(rows), step):
@@ -366,7 +334,5 @@ class KnnIndex:
                 dot = np.einsum("pd,pd->p", self.X_train[c], queries.A[r])  # the training rows cast to float64
                 out[start : start + step] = queries.sq[r] + self.sq_norms[c] - 2 * dot
             else:
-                a = queries.A[r][:, None, :]  # (pairs, 1, n_features)
-                b = self.X_train[c].astype(np.float64)[:, None, :]
-                out[start : start + step] = exact(a, b, self.metric)[:, 0]
+                out[start : start + step] = exact_pairs(queries.A[r], self.X_train[c], self.metric)
         return out

@@ -16,19 +16,15 @@ WEIGHTS: tuple[str, ...] = ("uniform", "distance")
 
 def kneighbors(X_query: np.ndarray, X_train: np.ndarray, k: int, metric: KnnMetric = "euclidean",
                chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest training rows of every query row, exactly, nearest first.
-
-    ``X_query (n_queries, d)``, ``X_train (n_train, d)`` (or images), finite; ``1 <= k <= n_train``;
-    ``chunk``: query rows at once, at most. Returns float32 ``distances (n_queries, k)``: the float64
-    ones (euclidean: rooted) rounded once, and int64 ``indices``, ties to the lower training index.
-    The index projects onto ``COMPONENTS`` components when that pays for itself (on 784 pixels from
-    613 query rows), else keeps every dimension; both give the same bits.
-    """
+    """The ``k`` nearest training rows of every query row, exactly, nearest first: float32 ``distances
+    (n_queries, k)``, the float64 ones (euclidean: rooted) rounded once, and int64 ``indices``, ties to the
+    lower index. ``X_query (n_queries, d)``, ``X_train (n_train, d)`` (or images); ``chunk``: rows at once."""
     check_metric(metric, KNN_METRICS)
     X_train = checked_rows(X_train, "X_train")
     n_features = X_train.shape[1]
     X_query = checked_query(X_query, X_train.shape, k, chunk)  # before the fit, which costs
-    # Projecting a row costs about 4 n_features m multiply-adds; each query saves n_features - m a row.
+    # Projecting a row costs about 4 n_features m multiply-adds; each query saves n_features - m a row
+    # (on 784 pixels it pays from 613 queries). Both indexes give the same bits.
     m = min(COMPONENTS, n_features)
     pays = n_features >= 2 * m and len(X_query) * (n_features - m) > 4 * n_features * m
     return KnnIndex(COMPONENTS if pays else n_features).fit(X_train, metric).kneighbors(X_query, k, chunk=chunk)
@@ -38,10 +34,9 @@ def vote(neighbor_labels: np.ndarray, neighbor_distances: np.ndarray, n_classes:
          weights: Weights = "uniform") -> np.ndarray:
     """Majority label ``(n_queries,)`` int64 of each row's neighbours, as scikit-learn's ``KNeighborsClassifier``.
 
-    ``neighbor_labels (n_queries, k)`` in ``0..n_classes-1``, -1 for a missing neighbour (no vote);
-    ``neighbor_distances`` of that shape, read by ``weights='distance'`` only: votes ``1 / d`` summed in
-    float64, or if a row has neighbours at distance 0, only those, each 1 (scikit-learn's
-    ``_get_weights``). Ties go to the lowest label; a row with no valid neighbour gets -1.
+    ``neighbor_labels (n_queries, k)`` in ``0..n_classes-1``, -1: missing (no vote). ``weights='distance'``
+    reads ``neighbor_distances``: votes ``1 / d`` summed in float64, or only the neighbours at distance 0,
+    each 1. Ties go to the lowest label; a row with no valid neighbour gets -1.
     """
     _check_weights(weights)
     labels = np.asarray(neighbor_labels)
@@ -81,18 +76,18 @@ def predict(X_query: np.ndarray, X_train: np.ndarray, y_train: np.ndarray, n_cla
             metric: KnnMetric = "euclidean", weights: Weights = "uniform", chunk: int = 1024) -> np.ndarray:
     """Labels ``(n_queries,)``: ``vote`` of the ``kneighbors``; ``y_train (n_train,)`` in ``0..n_classes-1``."""
     _check_weights(weights)
-    y_train = _labels(y_train, X_train)
+    y_train = np.asarray(y_train)
+    if y_train.shape != (len(X_train),) or not np.issubdtype(y_train.dtype, np.integer):
+        raise ValueError(f"y_train must be integers of shape ({len(X_train)},); "
+                         f"got {y_train.dtype} of shape {y_train.shape}")
     distances, indices = kneighbors(X_query, X_train, k, metric=metric, chunk=chunk)
     return vote(y_train[indices], distances, n_classes, weights=weights)
 
 
 def predict_for_ks(neighbor_indices: np.ndarray, neighbor_distances: np.ndarray, y_train: np.ndarray,
                    n_classes: int, ks, weights: Weights = "uniform") -> dict[int, np.ndarray]:
-    """``{k: predict(..., k=k)}`` for each k of ``ks`` (each in ``1..k_max``) from one search for ``k_max``.
-
-    ``neighbor_indices`` and ``neighbor_distances`` ``(n_queries, k_max)`` from ``kneighbors``: their
-    first ``k`` columns are the ``k`` nearest.
-    """
+    """``{k: predict(..., k=k)}`` for each k of ``ks`` (each in ``1..k_max``) from one ``kneighbors`` search:
+    ``neighbor_indices`` and ``neighbor_distances`` ``(n_queries, k_max)``, nearest first."""
     _check_weights(weights)
     indices = np.asarray(neighbor_indices)
     if indices.ndim != 2:
@@ -106,14 +101,6 @@ def predict_for_ks(neighbor_indices: np.ndarray, neighbor_distances: np.ndarray,
     return {int(k): vote(labels[:, :k], np.asarray(neighbor_distances)[:, :k], n_classes, weights) for k in ks}
 
 
-def _labels(y, X) -> np.ndarray:
-    y = np.asarray(y)
-    if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y_train must be integers of shape ({len(X)},); got {y.dtype} of shape {y.shape}")
-    return y
-
-
 def _check_weights(weights) -> None:
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHTS))}; got {weights!r}")
-

@@ -1,10 +1,8 @@
 """Certified lower bounds of euclidean distances, from a projection onto principal components.
 
-A row is embedded as ``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, ``V`` the top
-``m`` components; ``|a - b|^2 >= |f(a) - f(b)|^2``, so one float32 product of ``m + 2`` columns
-scores every pair with a lower bound. ``Projection.limits`` keeps the bound rigorous through every
-rounding: the basis's departure from orthonormal, the float64 embedding, its float32 rounding
-(``delta``) and the product's (``fmproto.search.rounding``).
+``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, ``V`` the top ``m`` components, has
+``|a - b| >= |f(a) - f(b)|``: one float32 product of ``m + 2`` columns bounds every pair. ``limits``
+keeps the bound rigorous through the basis's departure from orthonormal and every rounding.
 """
 
 import math
@@ -60,10 +58,8 @@ def scores(Q: np.ndarray, W: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
 
 class Projection:
-    """``f(x) = scale * (V^T (x - mean), |R (x - mean)|)`` with ``components`` columns (all: ``V = I``).
-
-    ``normalize``: rows are divided by their norms first (cosine); zero rows stay zero.
-    """
+    """``f(x) = scale * (V^T (x - mean), |R (x - mean)|)`` with ``components`` columns (all: ``V = I``);
+    ``normalize``: rows divided by their norms first (cosine), zero rows left zero."""
 
     def __init__(self, components: int, normalize: bool = False):
         self.components = check_int(components, "components", low=1)
@@ -74,13 +70,14 @@ class Projection:
         return self.basis.shape[1]
 
     def fit(self, X: np.ndarray) -> "Projection":
-        """Fit on rows ``X (n, d)``, deterministically; ``np.linalg.LinAlgError`` if the basis is not orthonormal to 1e-6.
-
-        The basis decides how tight the bounds are, never whether they hold.
-        """
+        """Fit on rows ``X (n, d)``, deterministically; ``np.linalg.LinAlgError`` if the basis is not orthonormal
+        to 1e-6. The basis decides how tight the bounds are, never whether they hold."""
         n, n_features = X.shape
         m = min(self.components, n_features)
-        sample = _float64(X[:: max(1, -(-n // _PCA_ROWS))], self.normalize)
+        sample = X[:: max(1, -(-n // _PCA_ROWS))].astype(np.float64)
+        if self.normalize:  # unit rows; zero rows stay zero
+            norms = np.sqrt(np.einsum("ij,ij->i", sample, sample))
+            np.divide(sample, norms[:, None], out=sample, where=norms[:, None] > 0)
         mean = sample.mean(axis=0) if len(sample) else np.zeros(n_features)
         centred = sample - mean
         peak = max(float(centred.max()), -float(centred.min())) if centred.size else 0.0
@@ -105,10 +102,8 @@ class Projection:
         return self
 
     def embed(self, X: np.ndarray) -> Embedding:
-        """The float32 embedding of rows ``X (n, d)``, with a rigorous bound ``delta`` on its error.
-
-        In float64 blocks, without a centred copy: ``p = V^T x - V^T mean``, ``|R y|^2 = |y|^2 - |p|^2``.
-        """
+        """The float32 embedding of rows ``X (n, d)``, with a rigorous bound ``delta`` on its error; in float64
+        blocks, without a centred copy: ``p = V^T x - V^T mean``, ``|R y|^2 = |y|^2 - |p|^2``."""
         n, n_features = X.shape
         m = self.n_components
         identity = m == n_features
@@ -171,17 +166,12 @@ class Projection:
             block[:, :width] *= np.float32(-2.0)  # exact
         W[real, width] = embedding.sq_norms[rows[real]]  # rounded once: inside the product's bound
         W[~real, width] = np.finfo(np.float32).max
-        n = len(embedding.delta)
-        delta_max = float(embedding.delta.max()) if n else 0.0
-        norm_max = math.sqrt(float(embedding.sq_norms.max())) * (1 + 1e-6) if n else 0.0
-        return Screen(W=W, delta_max=delta_max, norm_max=norm_max)
+        norm_max = math.sqrt(float(embedding.sq_norms.max(initial=0.0))) * (1 + 1e-6)
+        return Screen(W=W, delta_max=float(embedding.delta.max(initial=0.0)), norm_max=norm_max)
 
     def limits(self, bound_sq: np.ndarray, query: Embedding, screen: Screen) -> np.ndarray:
-        """Per query row, the largest float32 score a training row within squared distance ``bound_sq (n,)`` can get.
-
-        In the rows' own units (unit rows for ``normalize``); inf for a row too large for the product.
-        Uses ``|a - b|^2 >= (1 - orthogonality) |f_a - f_b|^2``, the ``delta``s and twice the product's bound.
-        """
+        """Per query row, the largest float32 score of a training row within squared distance ``bound_sq (n,)``
+        (in the rows' units, unit rows for ``normalize``); inf for a row too large for the product."""
         m = self.n_components
         bound_sq = np.asarray(bound_sq, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -216,15 +206,6 @@ def _orthonormal(Z: np.ndarray, passes: int) -> np.ndarray:
             L = np.linalg.cholesky(Z.T @ Z)
             Z = Z @ np.linalg.inv(L).T  # Z L^-T
     return Z
-
-
-def _float64(X: np.ndarray, normalize: bool) -> np.ndarray:
-    """Rows as a float64 copy; unit rows if ``normalize`` (zero rows stay zero)."""
-    Y = X.astype(np.float64)
-    if normalize:
-        norms = np.sqrt(np.einsum("ij,ij->i", Y, Y))
-        np.divide(Y, norms[:, None], out=Y, where=norms[:, None] > 0)
-    return Y
 
 
 def _power_of_two_below(x: float) -> float:

@@ -1,8 +1,5 @@
-"""Rigorous bounds on floating-point rounding, the one place the exact searches take them from.
-
-Higham's ``gamma_n = n u / (1 - n u)`` bounds the relative rounding of a sum of ``n`` products in
-any order, so any BLAS blocking, FMA or thread count is covered.
-"""
+"""Rigorous bounds on floating-point rounding, the one place the exact searches take them from: Higham's
+``gamma_n = n u / (1 - n u)`` bounds a sum of ``n`` products in any order (any BLAS blocking, FMA, threads)."""
 
 import numpy as np
 
@@ -18,11 +15,8 @@ def gamma(n: int, unit: float = U64) -> float:
 
 
 def float32_product_error(n_features: int) -> float:
-    """Relative bound on a float32 matrix product over ``n_features``, with its float32 norms.
-
-    ``2 gamma_(n+8)`` in float32: the 8 extra terms and the factor 2 cover the norms added to the
-    product, a division by them (cosine) and the rounding of float64 inputs to float32.
-    """
+    """Relative bound on a float32 matrix product over ``n_features`` with its float32 norms: ``2 gamma_(n+8)``,
+    the extra terms covering the norms added, a division by them (cosine) and float64 inputs rounded."""
     return 2.0 * gamma(n_features + 8, U32)
 
 

@@ -54,14 +54,12 @@ def predict_error(fit: PowerLawFit, n) -> np.ndarray:
 
 def training_sizes(n_total: int, start: int = 200) -> list[int]:
     """Sizes ``start, 2*start, ...`` below ``n_total``, then ``n_total``: ``[200, ..., 25600, 48000]``; ``[n_total]`` if small."""
-    for name, value in (("n_total", n_total), ("start", start)):
-        check_int(value, name, low=1)
-    sizes = []
-    size = int(start)
+    n_total = check_int(n_total, "n_total", low=1)
+    sizes, size = [], check_int(start, "start", low=1)
     while size < n_total:
         sizes.append(size)
         size *= 2
-    return sizes + [int(n_total)]
+    return sizes + [n_total]
 
 
 def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.ndarray:
@@ -76,34 +74,19 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
     return np.sort(rng.permutation(int(n_total))[: int(size)]).astype(np.int64)
 
 
-def error_curve(
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_valid: np.ndarray,
-    y_valid: np.ndarray,
-    n_classes: int,
-    sizes: list[int],
-    ks: list[int],
-    *,
-    repeats: int,
-    metric: str,
-    weights: str,
-    seed: int,
-) -> tuple[list[dict], list[dict]]:
-    """Validation error of exact kNN on random training samples of each size, ``(rows, timings)``.
-
-    Sizes below ``len(X_train)`` are drawn ``repeats`` times, the full set once; one search for the
-    largest k a sample holds serves every k (a k is measured from the first size that holds it).
-    ``rows``: ``n, k, repeat, error`` a (size, repeat, k); ``timings``: ``n, repeat, seconds``.
+def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, n_classes: int,
+                sizes: list[int], ks: list[int], *, repeats: int, metric: str, weights: str,
+                seed: int) -> tuple[list[dict], list[dict]]:
+    """Validation error of exact kNN on random training samples of each size, ``(rows, timings)``: sizes
+    below ``len(X_train)`` drawn ``repeats`` times, the full set once, one search serving every k a sample
+    holds. ``rows``: ``n, k, repeat, error`` a (size, repeat, k); ``timings``: ``n, repeat, seconds``.
     ``ValueError`` if a k or size is not in ``1..len(X_train)`` or a size is below every k.
     """
     n_full = len(X_train)
-    bad = [n for n in sizes if not is_int(n) or not 1 <= n <= n_full]
-    if not sizes or bad:
-        raise ValueError(f"sizes must be integers in 1..{n_full} (the training rows); got {bad[:3] or sizes!r}")
-    bad = [k for k in ks if not is_int(k) or not 1 <= k <= n_full]
-    if not ks or bad:
-        raise ValueError(f"ks must be integers in 1..{n_full} (the training rows); got {bad[:3] or ks!r}")
+    for name, values in (("sizes", sizes), ("ks", ks)):
+        bad = [v for v in values if not is_int(v) or not 1 <= v <= n_full]
+        if not values or bad:
+            raise ValueError(f"{name} must be integers in 1..{n_full} (the training rows); got {bad[:3] or values!r}")
     if min(sizes) < min(ks):
         raise ValueError(f"size {min(sizes)} is below every k (the smallest is {min(ks)}): nothing to measure")
     rows, timings = [], []
@@ -121,13 +104,10 @@ def error_curve(
 
 
 def summarize_curve(rows: list[dict], ks: list[int], n_full: int) -> tuple[dict, dict]:
-    """Fit each k on its mean errors below ``n_full``: ``(metrics, series)``.
-
-    ``metrics``: ``n_full`` and ``by_k`` (``slope``, ``intercept``, ``r2``, ``predicted_error_full``:
-    None for a k with an error of 0 below full size; ``measured_error_full`` when measured), and when
-    the full size was measured ``best_k`` (then the smaller k), its ``measured_error_full`` and
-    ``fit``. ``series``: ``{"k=K": (n, mean error), "fit k=K": (n, predicted)}`` to draw.
-    """
+    """Fit each k on its mean errors below ``n_full``: ``(metrics, series)``. ``metrics``: ``n_full``, ``by_k``
+    (``slope``, ``intercept``, ``r2``, ``predicted_error_full``: None after an error of 0; ``measured_error_full``),
+    and if the full size was measured ``best_k`` (ties: the smaller k), its ``measured_error_full`` and ``fit``.
+    ``series``: ``{"k=K": (n, mean error), "fit k=K": (n, predicted)}`` to draw."""
     by_k, series = {}, {}
     for k in ks:
         n = np.array(sorted({r["n"] for r in rows if r["k"] == k}), dtype=np.int64)
@@ -137,12 +117,8 @@ def summarize_curve(rows: list[dict], ks: list[int], n_full: int) -> tuple[dict,
         below = n < n_full
         # log2(0) has no fit: a perfect small sample (toy data) leaves that k unfitted.
         fit = fit_power_law(n[below], error[below]) if below.sum() >= 2 and np.all(error[below] > 0) else None
-        figures = {
-            "predicted_error_full": round(float(predict_error(fit, n_full)), 5) if fit else None,
-            "slope": round(fit.slope, 5) if fit else None,
-            "intercept": round(fit.intercept, 5) if fit else None,
-            "r2": round(fit.r2, 5) if fit else None,
-        }
+        figures = {"predicted_error_full": round(float(predict_error(fit, n_full)), 5) if fit else None}
+        figures.update({key: round(getattr(fit, key), 5) if fit else None for key in ("slope", "intercept", "r2")})
         if n[-1] == n_full:
             figures["measured_error_full"] = round(float(error[-1]), 5)
         by_k[str(k)] = figures

@@ -1,4 +1,4 @@
-"""Helpers of ``fmproto.search.engine``: query rows as measured, leaf order, column selection, float64 distances."""
+"""Helpers of ``fmproto.search.engine``: query rows as measured, leaf order, column selection, kept pairs."""
 
 from dataclasses import dataclass
 
@@ -12,9 +12,8 @@ _MEASURE_ELEMENTS = 1 << 21
 
 @dataclass
 class Queries:
-    """Query rows as ``KnnIndex`` measures them: ``A (n, d)`` float64, ``A32`` float32 (None when a
-    float32 product could overflow), ``sq`` float64 squared norms; ``exact``: integer rows whose
-    float64 products are exact (sums below 2^53)."""
+    """Query rows as ``KnnIndex`` measures them: ``A (n, d)`` float64, ``A32`` float32 (None if a float32 product
+    could overflow), ``sq`` float64 squared norms; ``exact``: integer rows, float64 products below 2^53."""
 
     A: np.ndarray
     A32: np.ndarray | None
@@ -32,11 +31,8 @@ class Queries:
 
 
 def leaf_order(F: np.ndarray, size: int) -> np.ndarray:
-    """Rows of ``F (n, width)`` ordered so that each run of ``size`` holds near rows (a k-d split).
-
-    Level by level, every node of ``size * c`` rows is split at ``size * (c // 2)`` along one of the
-    8 widest coordinates in turn, until nodes hold ``size`` rows; ties ordered by row.
-    """
+    """Rows of ``F (n, width)`` ordered so that each run of ``size`` holds near rows: a k-d split, level by level,
+    of every node of ``size * c`` rows at ``size * (c // 2)`` along the 8 widest coordinates in turn; ties by row."""
     n = len(F)
     order = np.arange(n)
     if size <= 1 or n <= size:
@@ -66,19 +62,13 @@ def integers(X: np.ndarray) -> tuple[bool, float]:
     if np.issubdtype(X.dtype, np.integer):
         return True, largest
     step = max(1, _MEASURE_ELEMENTS // max(1, X.shape[1]))
-    return all(_integral(X[start : start + step]) for start in range(0, len(X), step)), largest
+    chunks = (X[start : start + step] for start in range(0, len(X), step))
+    return all(np.array_equal(Y, np.rint(Y)) for Y in chunks), largest
 
 
-def _integral(Y: np.ndarray) -> bool:
-    return bool(np.array_equal(Y, np.rint(Y)))
-
-
-def best_columns(S: np.ndarray, n_candidates: int, group: int,
-                  minima: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``n_candidates`` lowest scores of each row of ``S``, and the highest among them.
-
-    ``minima``: the group minima of ``S`` ``(n_rows, width // group)``, if computed already.
-    """
+def best_columns(S: np.ndarray, n_candidates: int, group: int, minima: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the ``n_candidates`` lowest scores of each row of ``S``, and the highest among them;
+    ``minima``: the group minima of ``S``, ``(n_rows, width // group)``."""
     n_rows, width = S.shape
     n_groups = width // group
     if n_groups <= n_candidates or group == 1:
@@ -87,33 +77,12 @@ def best_columns(S: np.ndarray, n_candidates: int, group: int,
         return cols, np.take_along_axis(S, cols, axis=1).max(axis=1)
     # The n_candidates lowest of a row lie in the n_candidates groups with the lowest minima: the
     # chosen groups hold n_candidates entries <= the n_candidates-th lowest minimum, others none below.
-    if minima is None:
-        minima = S.reshape(n_rows, group, n_groups).min(axis=1)  # (n_rows, n_groups)
     groups = np.argpartition(minima, n_candidates - 1, axis=1)[:, :n_candidates]
     cols = (groups[:, :, None] + n_groups * np.arange(group)).reshape(n_rows, -1)  # (n_rows, n_candidates * group)
     values = np.take_along_axis(S, cols, axis=1)
     best = np.argpartition(values, n_candidates - 1, axis=1)[:, :n_candidates]
     return np.take_along_axis(cols, best, axis=1), np.take_along_axis(values, best, axis=1).max(axis=1)
 
-
-def exact(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 distances between ``a (rows, 1, n_features)`` and ``b (rows, cols, n_features)``."""
-    if metric == "cosine":
-        dot = np.einsum("rkd,rkd->rk", np.broadcast_to(a, b.shape), b)
-        norms = np.sqrt(np.einsum("rkd,rkd->rk", a, a)) * np.sqrt(np.einsum("rkd,rkd->rk", b, b))
-        cos = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)  # zero rows: distance 1
-        return np.clip(1.0 - cos, 0.0, 2.0)
-    b -= a  # the difference form: no cancellation, exact on integer pixels
-    if metric == "manhattan":
-        return np.abs(b, out=b).sum(axis=2)
-    return np.einsum("rkd,rkd->rk", b, b)
-
-
-def finish(distances: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 values to the returned float32 distances (euclidean takes the root)."""
-    if metric == "euclidean":
-        distances = np.sqrt(distances)
-    return distances.astype(np.float32)
 
 def kept_bound(kept, k: int, limit: float) -> float:
     """The naive distance a new pair must not exceed: ``limit``, or the k-th kept (ties may enter)."""
