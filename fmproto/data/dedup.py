@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fmproto.pipeline.checks import check_int, rows as checked_rows
+from fmproto.pipeline.checks import check_int, labels, rows as checked_rows
 from fmproto.search.knn import KnnIndex
 
 SETS: tuple[str, ...] = ("train", "test", "train_test")
@@ -175,8 +175,8 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
     names = np.asarray(classes, dtype=str)
-    train_labels = _check_labels(train_labels, len(train_images), len(names), "train_labels")
-    test_labels = _check_labels(test_labels, len(test_images), len(names), "test_labels")
+    train_labels = labels(train_labels, len(names), "train_labels", n=len(train_images))
+    test_labels = labels(test_labels, len(names), "test_labels", n=len(test_images))
     sides = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
     frames = []
     metrics = {"exact": {}, "near": {}, "near_threshold": near_threshold, "near_capped": {}, "exact_capped": {},
@@ -241,15 +241,6 @@ def _check_threshold(threshold) -> float:
             or not math.isfinite(threshold) or threshold < 0):
         raise ValueError(f"threshold must be >= 0 and finite; got {threshold!r}")
     return float(threshold)
-
-
-def _check_labels(labels, n: int, n_classes: int, name: str) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name} must be integers of shape ({n},), one per image; got {labels.dtype} {labels.shape}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"{name} must lie in 0..{n_classes - 1} (the classes); got {labels.min()}..{labels.max()}")
-    return labels
 
 
 def _pair_rows(images, others) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,8 @@ predicted class, as in scikit-learn. A score whose denominator is 0 is 0 (``zero
 
 import numpy as np
 
+from fmproto.pipeline.checks import labels
+
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Fraction of the ``(n_samples,)`` labels predicted right; ``ValueError`` for no images."""
@@ -18,12 +20,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """``cm (n_classes, n_classes)`` int64: ``cm[t, p]`` images of true class ``t`` predicted as ``p``."""
     y_true, y_pred = _pair(y_true, y_pred)
-    if int(n_classes) < 1:
-        raise ValueError(f"n_classes must be at least 1; got {n_classes!r}")
-    for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
-        bad = (labels < 0) | (labels >= n_classes)
-        if bad.any():
-            raise ValueError(f"{name} must lie in 0..{n_classes - 1}; got {int(labels[bad][0])}")
+    y_true, y_pred = labels(y_true, n_classes, "y_true"), labels(y_pred, n_classes, "y_pred")
     flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
     return flat.reshape(n_classes, n_classes).astype(np.int64, copy=False)
 
@@ -118,9 +115,7 @@ def _check_class_distances(class_distances: np.ndarray, y: np.ndarray, n: int) -
     if class_distances.ndim != 2 or y.shape != (len(class_distances),):
         raise ValueError(f"class_distances must be (n_samples, n_classes) with y of shape (n_samples,); "
                          f"got {class_distances.shape} and {y.shape}")
-    bad = (y < 0) | (y >= class_distances.shape[1])
-    if bad.any():
-        raise ValueError(f"y must lie in 0..{class_distances.shape[1] - 1}; got {int(y[bad][0])}")
+    y = labels(y, class_distances.shape[1], "y")
     if int(n) < 0:
         raise ValueError(f"n must be a non-negative number of images; got {n!r}")
     return class_distances, y

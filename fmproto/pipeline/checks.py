@@ -27,6 +27,21 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None)
     return int(value)
 
 
+def labels(y, n_classes: int, name: str = "y", n: int | None = None) -> np.ndarray:
+    """``y`` as int64 class labels in ``0..n_classes-1`` (``n`` of them when given), or a ``ValueError``
+    naming ``name`` and the first label out of range."""
+    check_int(n_classes, "n_classes", low=1)
+    y = np.asarray(y)
+    if y.ndim != 1 or (y.size and not np.issubdtype(y.dtype, np.integer)) or (n is not None and len(y) != n):
+        raise ValueError(f"{name} must be 1-D integer labels{f' of length {n}' if n is not None else ''}; "
+                         f"got {y.dtype} of shape {y.shape}")
+    y = y.astype(np.int64, copy=False)
+    outside = np.flatnonzero((y < 0) | (y >= n_classes))
+    if len(outside):
+        raise ValueError(f"{name} must lie in 0..{n_classes - 1}; got {y[outside[0]]}")
+    return y
+
+
 def rows(X, name: str = "X", dtype=None) -> np.ndarray:
     """``(n, ...)`` finite numbers as ``(n, n_features)`` rows (a copy only if ``dtype`` casts), or a ``ValueError``."""
     X = np.asarray(X)

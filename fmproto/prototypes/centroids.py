@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmproto.pipeline.checks import labels as checked_labels
 from fmproto.search.distances import Metric, as_rows, check_metric, exact_nearest, pairwise_distances, squared_norms
 
 
@@ -27,9 +28,7 @@ def class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     for a label out of range or a class without images.
     """
     X = as_rows(X)
-    y = _check_labels(y, n_classes, "y")
-    if len(y) != len(X):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
+    y = checked_labels(y, n_classes, "y", n=len(X))
     counts = np.bincount(y, minlength=n_classes)
     empty = np.flatnonzero(counts == 0)
     if len(empty):
@@ -72,9 +71,7 @@ def nearest_prototype(
     check_metric(metric)
     _check_chunk(chunk)
     X, prototypes = as_rows(X), as_rows(prototypes)
-    prototype_labels = _check_labels(prototype_labels, n_classes, "prototype_labels")
-    if len(prototype_labels) != len(prototypes):
-        raise ValueError(f"{len(prototypes)} prototypes but {len(prototype_labels)} prototype_labels")
+    prototype_labels = checked_labels(prototype_labels, n_classes, "prototype_labels", n=len(prototypes))
     if X.shape[1] != prototypes.shape[1]:
         raise ValueError(f"X has {X.shape[1]} features but the prototypes have {prototypes.shape[1]}")
 
@@ -99,21 +96,6 @@ def nearest_prototype(
     class_distances = exact.astype(np.float32)
     distances = class_distances[np.arange(len(X)), labels]
     return NearestPrototypes(labels=labels.astype(np.int64), distances=distances, class_distances=class_distances)
-
-
-def _check_labels(labels: np.ndarray, n_classes: int, name: str) -> np.ndarray:
-    """``labels`` as int64, or ``ValueError`` naming the first label outside ``0..n_classes-1``."""
-    if int(n_classes) < 1:
-        raise ValueError(f"n_classes must be at least 1; got {n_classes!r}")
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
-        raise ValueError(f"{name} must be a 1-D array of integer labels; "
-                         f"got shape {labels.shape}, dtype {labels.dtype}")
-    labels = labels.astype(np.int64, copy=False)
-    bad = (labels < 0) | (labels >= n_classes)
-    if bad.any():
-        raise ValueError(f"{name} must lie in 0..{n_classes - 1}; got {int(labels[bad][0])}")
-    return labels
 
 
 def _check_chunk(chunk: int) -> None:

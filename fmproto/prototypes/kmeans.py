@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmproto.pipeline.checks import check_int, is_int, rows as checked_rows
+from fmproto.pipeline.checks import check_int, is_int, labels, rows as checked_rows
 from fmproto.prototypes.centroids import nearest_prototype
 from fmproto.prototypes.lvq import glvq
 from fmproto.search.distances import (as_rows, exact_distances, exact_minimum, exact_nearest, pairwise_distances,
@@ -126,11 +126,7 @@ def kmeans_per_class(
     if counts.ndim != 1 or len(counts) == 0 or not np.issubdtype(counts.dtype, np.integer):
         raise ValueError(f"n_prototypes must be a 1-D integer array, one count per class; got {n_prototypes!r}")
     n_classes = len(counts)
-    if len(y) != len(X):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
-    bad = (y < 0) | (y >= n_classes)
-    if bad.any():
-        raise ValueError(f"y must lie in 0..{n_classes - 1} (one count per class); got {int(y[bad][0])}")
+    y = labels(y, n_classes, "y", n=len(X))
     sizes = np.bincount(y, minlength=n_classes)
     for c in range(n_classes):
         if not 1 <= counts[c] <= sizes[c]:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fmproto.pipeline.checks import check_int
+from fmproto.pipeline.checks import check_int, labels as checked_labels
 
 BATCH = 128
 SHIFT = 2  # the largest training shift, pixels
@@ -71,8 +71,7 @@ def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 
         raise ValueError(f"learning_rate must be in (0, 1]; got {learning_rate!r}")
     if len(images) < 2 or len(labels) != len(images):
         raise ValueError(f"the network needs at least 2 training images with one label each; got {len(images)} and {len(labels)}")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must lie in 0..{n_classes - 1}; got {labels.min()}..{labels.max()}")
+    labels = checked_labels(labels, n_classes, "labels")
     torch = import_torch()
 
     pixels = images.astype(np.float64)

@@ -4,7 +4,7 @@ from typing import Literal
 
 import numpy as np
 
-from fmproto.pipeline.checks import is_int, rows as checked_rows
+from fmproto.pipeline.checks import is_int, labels, rows as checked_rows
 from fmproto.search.distances import check_metric
 from fmproto.search.engine import COMPONENTS, KNN_METRICS, KnnIndex
 from fmproto.search.screening import checked_query
@@ -76,10 +76,7 @@ def predict(X_query: np.ndarray, X_train: np.ndarray, y_train: np.ndarray, n_cla
             metric: KnnMetric = "euclidean", weights: Weights = "uniform", chunk: int = 1024) -> np.ndarray:
     """Labels ``(n_queries,)``: ``vote`` of the ``kneighbors``; ``y_train (n_train,)`` in ``0..n_classes-1``."""
     _check_weights(weights)
-    y_train = np.asarray(y_train)
-    if y_train.shape != (len(X_train),) or not np.issubdtype(y_train.dtype, np.integer):
-        raise ValueError(f"y_train must be integers of shape ({len(X_train)},); "
-                         f"got {y_train.dtype} of shape {y_train.shape}")
+    y_train = labels(y_train, n_classes, "y_train", n=len(X_train))
     distances, indices = kneighbors(X_query, X_train, k, metric=metric, chunk=chunk)
     return vote(y_train[indices], distances, n_classes, weights=weights)
 

@@ -204,7 +204,7 @@ def test_predict_for_ks_equals_separate_predicts():
         (lambda: knn.vote(TOY_LABELS[None], np.ones((1, 5)), 0), r"n_classes must be an integer >= 1; got 0"),
         (lambda: knn.vote(TOY_LABELS[None], np.ones((1, 4)), 3, weights="distance"), r"must have the shape of neighbor_labels \(1, 5\); got \(1, 4\)"),
         (lambda: knn.vote(TOY_LABELS[None], -np.ones((1, 5)), 3, weights="distance"), r"neighbor_distances must be >= 0"),
-        (lambda: knn.predict(TOY_TRAIN, TOY_TRAIN, TOY_LABELS[:4], 3), r"y_train must be integers of shape \(5,\)"),
+        (lambda: knn.predict(TOY_TRAIN, TOY_TRAIN, TOY_LABELS[:4], 3), r"y_train must be 1-D integer labels of length 5"),
         (lambda: knn.predict_for_ks(np.zeros((2, 3), int), np.ones((2, 3)), TOY_LABELS, 3, [1, 4]), r"ks must be .* in 1\.\.3 .*got \[1, 4\]"),
         (lambda: knn.predict_for_ks(np.zeros((2, 3), int), np.ones((2, 3)), TOY_LABELS, 3, []), r"ks must be a non-empty list"),
     ],
