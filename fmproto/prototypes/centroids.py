@@ -39,9 +39,7 @@ def class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     return centroids
 
 
-def prototype_distances(
-    X: np.ndarray, prototypes: np.ndarray, metric: Metric = "mse", chunk: int = 4096
-) -> np.ndarray:
+def prototype_distances(X: np.ndarray, prototypes: np.ndarray, metric: Metric = "mse", chunk: int = 4096) -> np.ndarray:
     """Float32 distances ``(n_samples, n_prototypes)`` by ``pairwise_distances``, ``chunk`` rows of ``X`` at a time."""
     check_metric(metric)
     _check_chunk(chunk)
@@ -53,14 +51,8 @@ def prototype_distances(
     return D
 
 
-def nearest_prototype(
-    X: np.ndarray,
-    prototypes: np.ndarray,
-    prototype_labels: np.ndarray,
-    n_classes: int,
-    metric: Metric = "mse",
-    chunk: int = 4096,
-) -> NearestPrototypes:
+def nearest_prototype(X: np.ndarray, prototypes: np.ndarray, prototype_labels: np.ndarray, n_classes: int,
+                      metric: Metric = "mse", chunk: int = 4096) -> NearestPrototypes:
     """Classify each image by its nearest prototype (``prototype_labels`` in ``0..n_classes-1``).
 
     ``class_distances[i, c]``: the distance from image ``i`` to class ``c``'s nearest prototype (inf

@@ -32,15 +32,8 @@ class KMeansResult:
     history: np.ndarray  # (n_iter,) float64, inertia / n_samples after each assignment step
 
 
-def kmeans(
-    X: np.ndarray,
-    n_clusters: int,
-    *,
-    seed: int | np.random.SeedSequence | np.random.Generator,
-    max_iter: int = 100,
-    tol: float = 1e-4,
-    init: np.ndarray | None = None,
-) -> KMeansResult:
+def kmeans(X: np.ndarray, n_clusters: int, *, seed: int | np.random.SeedSequence | np.random.Generator,
+           max_iter: int = 100, tol: float = 1e-4, init: np.ndarray | None = None) -> KMeansResult:
     """Cluster the rows of ``X`` ``(n_samples, n_features)`` or ``(n_samples, H, W)`` by Lloyd's algorithm.
 
     Greedy k-means++ (as scikit-learn) seeded by ``seed`` (int, SeedSequence or Generator) unless
@@ -103,15 +96,8 @@ def kmeans(
     )
 
 
-def kmeans_per_class(
-    X: np.ndarray,
-    y: np.ndarray,
-    n_prototypes: np.ndarray,
-    *,
-    seed: int,
-    max_iter: int = 100,
-    tol: float = 1e-4,
-) -> tuple[np.ndarray, np.ndarray, list[KMeansResult]]:
+def kmeans_per_class(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray, *, seed: int, max_iter: int = 100,
+                     tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, list[KMeansResult]]:
     """Prototypes for each class: the centres of a k-means run on that class's rows alone.
 
     ``n_prototypes`` ``(n_classes,)`` ints: the count of each class (``y`` in ``0..n_classes-1``).

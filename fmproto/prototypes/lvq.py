@@ -15,49 +15,21 @@ import numpy as np
 from fmproto.pipeline.checks import check_int, is_int, rows as checked_rows
 from fmproto.search.distances import exact_nearest, pairwise_distances, squared_norms
 
-# Scale-free (see ``glvq``), so this suits pixels in 0..1 and in 0..255 alike; tuned on
-# Fashion-MNIST with 10-50 k-means prototypes per class.
-DEFAULT_LEARNING_RATE = 0.3
+DEFAULT_LEARNING_RATE = 0.3  # scale-free (see ``glvq``); tuned with 10-50 k-means prototypes a class
 
 
-def glvq(
-    prototypes: np.ndarray,
-    prototype_labels: np.ndarray,
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    epochs: int,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
-    batch_size: int = 256,
-    seed: int | np.random.SeedSequence | np.random.Generator,
-) -> np.ndarray:
-    """Refine labelled prototypes by mini-batch gradient descent on the GLVQ cost.
+def glvq(prototypes: np.ndarray, prototype_labels: np.ndarray, X: np.ndarray, y: np.ndarray, *, epochs: int,
+         learning_rate: float = DEFAULT_LEARNING_RATE, batch_size: int = 256,
+         seed: int | np.random.SeedSequence | np.random.Generator) -> np.ndarray:
+    """Refine labelled prototypes ``(n_prototypes, n_features)`` (or images) by mini-batch GLVQ on ``X, y``.
 
-    Parameters
-    ----------
-    prototypes : ndarray of shape (n_prototypes, n_features) or (n_prototypes, H, W)
-        Starting prototypes, e.g. from ``kmeans_per_class``. Not modified.
-    prototype_labels : ndarray of shape (n_prototypes,), ints
-        Every class present in ``y`` needs at least one prototype, and at least two classes need one.
-    X : ndarray of shape (n_samples, n_features) or (n_samples, H, W)
-    y : ndarray of shape (n_samples,)
-    epochs : int >= 0
-        Passes over ``X``, each in a fresh random order; 0 returns the prototypes unchanged.
-    learning_rate : float > 0
-        Initial step size, decayed linearly to 0 over the run. It is scale-free: the gradient is
-        multiplied by the batch's mean ``d_plus + d_minus``, so for images near the class border a
-        step moves a prototype about ``learning_rate * (its share of the batch) * (mean offset to
-        those images)``, whether the pixels are in 0..1 or 0..255. The default, 0.3, suits 5 to 50
-        prototypes per class on Fashion-MNIST; 1 is already worse and 10 diverges.
-    batch_size : int >= 1
-        Images per gradient step; each step uses the mean gradient over its batch.
-    seed : int, SeedSequence or Generator
-        For ``numpy.random.default_rng``: the order of the images in each epoch.
-
-    Returns the float32 prototypes, shaped as given; ``ValueError`` for bad arguments, NaN or inf, or a
-    step that makes a prototype NaN or inf (naming the epoch and step). The nearest correct and wrong
-    prototypes are found by float64 distance, lowest index on ties (``exact_nearest``), and each step
-    is summed in float64 without BLAS: the same bits for any BLAS and thread count.
+    ``epochs`` passes over ``X`` (0: unchanged), each in a fresh order drawn with ``seed``, in batches of
+    ``batch_size``. ``learning_rate`` decays linearly to 0 and is scale-free (the gradient is multiplied
+    by the batch's mean ``d_plus + d_minus``), so it suits pixels in 0..1 and 0..255 alike; 0.3 suits 5
+    to 50 prototypes a class on Fashion-MNIST, 1 is worse and 10 diverges. Every class in ``y`` needs
+    a prototype, and at least two classes. Returns float32 prototypes shaped as given; ``ValueError``
+    for bad arguments or a step that makes a prototype NaN or inf (naming epoch and step). Nearest
+    prototypes by float64 distance, lowest index on ties; steps summed in float64 without BLAS.
     """
     W0 = np.asarray(prototypes)
     W = checked_rows(W0, "prototypes", dtype=np.float32).copy()
