@@ -1,8 +1,7 @@
 """k-means (seeded k-means++ and Lloyd iterations), and several prototypes per class by k-means inside each class.
 
 Squared euclidean distances are measured in float64 (``fmproto.search.distances``); a float32 matrix
-product only screens which pairs to measure, so every figure is the same for any BLAS and thread count.
-"""
+product only screens which pairs to measure, so every figure is the same for any BLAS and thread count."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,8 +37,7 @@ def kmeans(X: np.ndarray, n_clusters: int, *, seed: int | np.random.SeedSequence
     Stops after ``max_iter`` steps, when a step changes no assignment or gains at most ``tol`` of the inertia.
     Ties go to the lowest centre; an emptied cluster takes the row furthest from its centre (lowest index);
     a step that rounding would make worse is discarded and the run stops. ``ValueError`` for NaN or inf in
-    ``X``, ``n_clusters`` outside ``1..n_samples``, ``max_iter < 1``, or ``tol`` negative or not finite.
-    """
+    ``X``, ``n_clusters`` outside ``1..n_samples``, ``max_iter < 1``, or ``tol`` negative or not finite."""
     X = checked_rows(X, "X", dtype=np.float32)
     n_samples = len(X)
     if not is_int(n_clusters) or not 1 <= n_clusters <= n_samples:
@@ -90,8 +88,7 @@ def kmeans_per_class(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray, *, 
 
     Class ``c`` runs with ``SeedSequence(seed).spawn(n_classes)[c]``: another class's count changes nothing.
     Returns float32 ``prototypes (n_prototypes.sum(), n_features)`` (class 0's first), their int64 labels and a
-    ``KMeansResult`` a class. ``ValueError`` for a count outside ``1..`` its class's rows or a bad label.
-    """
+    ``KMeansResult`` a class. ``ValueError`` for a count outside ``1..`` its class's rows or a bad label."""
     X = as_rows(X)
     y = np.asarray(y)
     counts = np.asarray(n_prototypes)
@@ -133,8 +130,7 @@ def fit_class_prototypes(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray,
     """``kmeans_per_class`` on ``X (n, ...)``, then ``lvq_epochs`` of GLVQ from its prototypes (none for 0).
 
     ``summary`` is JSON-ready: inertias to 2 decimals and, with GLVQ, the accuracy of the k-means
-    prototypes on ``X_valid, y_valid`` by ``metric`` (5 decimals), which GLVQ then needs.
-    """
+    prototypes on ``X_valid, y_valid`` by ``metric`` (5 decimals), which GLVQ then needs."""
     shape, X = X.shape[1:], as_rows(X)
     prototypes, prototype_labels, fits = kmeans_per_class(X, y, n_prototypes, seed=seed, max_iter=max_iter, tol=tol)
     summary = {"metric": metric, "n_prototypes": int(np.sum(n_prototypes)), "classes": {

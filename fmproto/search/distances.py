@@ -19,7 +19,6 @@ _GROUP_MIN = 16  # exact_distances broadcasts a row of Y against its pairs when 
 
 
 def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> None:
-    """Raise ``ValueError`` naming the allowed set when ``metric`` is not in it."""
     if metric not in allowed:
         raise ValueError(f"metric must be one of {', '.join(map(repr, allowed))}; got {metric!r}")
 

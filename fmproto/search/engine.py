@@ -3,8 +3,7 @@
 A ``projection.Projection``'s float32 product gives every training row a certified lower bound of its
 distance; rows it cannot rule out are measured (float32, with a rigorous error bound) and those that can
 still count get the naive float64 distance. So results are a float64 search's, ties to the lower index,
-whatever the BLAS, chunk or threads. Manhattan has no product form: a plain float64 search.
-"""
+whatever the BLAS, chunk or threads. Manhattan has no product form: a plain float64 search."""
 
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +40,7 @@ class KnnIndex:
     Per query row: (1) the product bounds every training row from below; (2) the best are
     measured, their k-th distance plus its error bound is ``D``; (3) every row scoring within
     ``Projection.limits`` of ``D`` is measured; (4) those within ``D`` get the naive float64 distance,
-    sorted by (distance, index). A row left out in (3) is farther than ``D``: not even a tie.
-    """
+    sorted by (distance, index). A row left out in (3) is farther than ``D``: not even a tie."""
 
     def __init__(self, components: int = COMPONENTS):
         self.components = check_int(components, "components", low=1)

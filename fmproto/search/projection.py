@@ -2,8 +2,7 @@
 
 ``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, ``V`` the top ``m`` components, has
 ``|a - b| >= |f(a) - f(b)|``: one float32 product of ``m + 2`` columns bounds every pair. ``limits``
-keeps the bound rigorous through the basis's departure from orthonormal and every rounding.
-"""
+keeps the bound rigorous through the basis's departure from orthonormal and every rounding."""
 
 import math
 from dataclasses import dataclass

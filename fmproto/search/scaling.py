@@ -22,8 +22,7 @@ class PowerLawFit:
 
 def fit_power_law(n: np.ndarray, error: np.ndarray) -> PowerLawFit:
     """``PowerLawFit`` of finite ``n > 0`` (2 distinct at least) and ``error > 0``."""
-    n = np.asarray(n, dtype=np.float64)
-    error = np.asarray(error, dtype=np.float64)
+    n, error = np.asarray(n, dtype=np.float64), np.asarray(error, dtype=np.float64)
     if n.ndim != 1 or n.shape != error.shape:
         raise ValueError(f"n and error must be 1-D of the same length; got shapes {n.shape} and {error.shape}")
     if not np.all(np.isfinite(n) & (n > 0)):
