@@ -24,11 +24,8 @@ MAX_DATA_BYTES = 512 * 1024**2  # most bytes a reader returns: uint8 images, int
 # Neighbour searches fit a projection on up to 8,192 rows, 20 * 8192 * p + 16.5 * p**2 bytes: 1.7 GB at 80x80 (tested).
 MAX_IMAGE_PIXELS = 6_400
 # CSV bounds: columns, characters of a header name, characters per column of a data line (an int64 needs 20).
-MAX_CSV_COLUMNS = 100_000
-MAX_HEADER_CELL_CHARS = 64
-MAX_CELL_CHARS = 32
+MAX_CSV_COLUMNS, MAX_HEADER_CELL_CHARS, MAX_CELL_CHARS = 100_000, 64, 32
 CHUNK_BYTES = 1 << 20  # read (and inflated) at a time
-
 _QUOTE = 80  # characters of offending content quoted in a message
 
 
@@ -61,8 +58,7 @@ def _fill(path: PathLike, f, out: np.ndarray) -> int:
 
 
 def _read(path: PathLike, f, n: int) -> bytes:
-    """Up to ``n`` bytes; fewer only at the end of the file."""
-    out = np.empty(n, np.uint8)
+    out = np.empty(n, np.uint8)  # fewer than n bytes only at the end of the file
     return out[: _fill(path, f, out)].tobytes()
 
 
@@ -176,11 +172,9 @@ _CELL_BYTES[list(b"0123456789+- \t,\r\n")] = True
 
 
 def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 from a Kaggle-layout CSV, plain or gzipped.
-
-    Header ``label,pixel1,...,pixelN`` (BOM, spaces, quoted names allowed); rows of N + 1 integer literals
-    (spaces, sign, digits; no ``1.0``, ``nan``, quotes or empty cells): pixels 0..255, labels of at most 18
-    digits. ``image_shape`` (H, W) is needed when N is not a square."""
+    """Images ``(n, H, W)`` uint8 and labels ``(n,)`` int64 from a Kaggle-layout CSV: header ``label,pixel1,...,
+    pixelN`` (BOM, spaces, quoted names allowed), rows of N + 1 integer literals (no ``1.0``, ``nan``, quotes or
+    empty cells): pixels 0..255, labels of at most 18 digits. ``image_shape`` (H, W) when N is not a square."""
     path = _require_file(path)
     with _open(path) as (f, _):
         names, rest = _csv_header(path, f)
@@ -197,7 +191,6 @@ def read_csv_images(path: PathLike, image_shape: tuple[int, int] | None = None) 
 
 
 def check_image_shape(image_shape) -> tuple[int, int]:
-    """``image_shape`` as ``(height, width)`` ints, or ``ValueError``."""
     shape = tuple(image_shape)
     if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
         raise ValueError(f"image_shape must be (height, width) of positive ints; got {image_shape!r}")
@@ -205,9 +198,8 @@ def check_image_shape(image_shape) -> tuple[int, int]:
 
 
 def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
-    """The checked column names and the bytes read past the header line."""
-    # Not pandas: read_csv(nrows=0) on a 21 MB header of 3 million columns still ran after 5 minutes at 490 MB
-    # (measured); this stops past MAX_CSV_COLUMNS within 10 MB.
+    """The checked column names and the bytes read past the header line. Not pandas: read_csv(nrows=0) on a 21 MB
+    header of 3 million columns still ran after 5 minutes at 490 MB; this stops past MAX_CSV_COLUMNS in 10 MB."""
     line, n_commas = bytearray(), 0
     while True:
         piece = _read(path, f, 1 << 16)
@@ -249,9 +241,8 @@ def _csv_header(path: Path, f) -> tuple[list[str], bytes]:
 
 
 def _csv_rows(path: Path, f, rest: bytes, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``(n,)`` int64 and pixels ``(n, N)`` uint8 of the data lines; a partial line is carried over."""
-    # Lines are split here, not by pandas: its read_csv(chunksize=1000) took 96 MB to refuse one 20 MB line
-    # (measured); refusing the carried line once longer than a valid one stays under 10 (tested).
+    """Labels ``(n,)`` int64 and pixels ``(n, N)`` uint8 of the data lines. Split here, not by pandas: its
+    read_csv(chunksize=1000) took 96 MB to refuse one 20 MB line; refusing a carried-over line takes under 10."""
     max_line = len(names) * (MAX_CELL_CHARS + 1)  # cells, commas and the line end
     row_bytes = len(names) - 1 + 8  # uint8 pixels and an int64 label
     parts, n_rows, carry = [], 0, rest

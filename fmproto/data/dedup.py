@@ -1,8 +1,7 @@
 """Exact and near duplicate images, within one set (``i < j``) and between two (train/test leakage).
 
 Exact: equal bytes, through a 64-bit fingerprint of each image, the few sharing one compared byte by byte.
-Near: RMS pixel difference below a threshold, by ``KnnIndex.radius_pairs``. Both keep ``max_pairs``.
-"""
+Near: RMS pixel difference below a threshold, by ``KnnIndex.radius_pairs``. Both keep ``max_pairs``."""
 
 import math
 from dataclasses import dataclass
@@ -14,8 +13,7 @@ from fmproto.pipeline.checks import check_int, labels, rows as checked_rows
 from fmproto.search.knn import KnnIndex
 
 SETS: tuple[str, ...] = ("train", "test", "train_test")
-# The two sets each pair's i and j index, by the ``sets`` name of the pair.
-_SIDES = {"train": ("train", "train"), "test": ("test", "test"), "train_test": ("train", "test")}
+_SIDES = {"train": ("train", "train"), "test": ("test", "test"), "train_test": ("train", "test")}  # of i and j
 
 # Pairs of a tile measured exactly at once (in tile_bytes): 4096, fewer for large images (10 bytes a pixel).
 _EXACT_BATCH = 4096
@@ -31,8 +29,8 @@ _COMPONENTS = 32
 class Pairs:
     """Index pairs with their RMS pixel distance (0 for exact duplicates); ``capped``: more qualified."""
 
-    i: np.ndarray  # (n_pairs,) int64
-    j: np.ndarray  # (n_pairs,) int64
+    i: np.ndarray  # (n_pairs,) int64, as is j
+    j: np.ndarray
     distance: np.ndarray  # (n_pairs,) float64
     capped: bool = False
 
@@ -95,20 +93,17 @@ def _content_groups(*arrays: np.ndarray) -> list[np.ndarray]:
 
 
 def _row_bytes(rows: np.ndarray) -> np.ndarray:
-    """``(n, n_features)`` rows as ``(n, n_bytes)`` uint8, floats normalised so ``-0.0`` reads as ``0.0``."""
     if np.issubdtype(rows.dtype, np.floating):
-        rows = rows + rows.dtype.type(0)  # -0.0 + 0.0 = 0.0
+        rows = rows + rows.dtype.type(0)  # -0.0 + 0.0 = 0.0: one byte pattern
     rows = np.ascontiguousarray(rows)
     return rows.view(np.uint8).reshape(len(rows), rows.shape[1] * rows.itemsize)
 
 
 def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | None = None, *, chunk: int = 4096,
                     max_pairs: int = 100_000) -> Pairs:
-    """The closest ``max_pairs`` pairs with ``0 < RMS pixel difference < threshold`` (identical ones excluded).
-
-    Within ``images (n, ...)``, or between it and ``others (m, ...)``; ``chunk**2``: the most pairs scored at
-    once. ``Pairs`` by ``(i, j)``, exact float64 distances whatever ``chunk``; ties kept by lower ``i``, ``j``.
-    """
+    """The closest ``max_pairs`` pairs within ``images (n, ...)`` or with ``others (m, ...)`` with ``0 < RMS pixel
+    difference < threshold``, as ``Pairs`` by ``(i, j)``, exact float64 distances whatever ``chunk`` (``chunk**2``:
+    the most pairs scored at once); ties kept by lower ``i``, ``j``."""
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
@@ -119,9 +114,8 @@ def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | N
         return Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
     n_pixels = A.shape[1]
     index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
-    rows = max(1, chunk * chunk // len(B))  # the score block: at most chunk**2 pairs
     i, j, d2, capped = index.radius_pairs(None if within else A, threshold**2 * n_pixels, max_pairs=max_pairs,
-                                          exclude=groups, chunk=rows)
+                                          exclude=groups, chunk=max(1, chunk * chunk // len(B)))
     distance = np.sqrt(d2 / n_pixels)
     good = (distance > 0) & (distance < threshold)
     i, j, distance = i[good], j[good], distance[good]
@@ -165,12 +159,10 @@ def table_bytes(max_pairs: int) -> int:
 def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray,
              classes: list[str], near_threshold: float, *, chunk: int = 4096,
              max_pairs: int = 100_000) -> tuple[pd.DataFrame, dict]:
-    """Exact and near duplicates within train, within test and between them, as a table and metrics.
+    """Exact and near duplicates within train, within test and between them (``max_pairs`` a kind and set).
 
-    Images ``(n, H, W)``, labels indexing ``classes``, the rest as in ``near_duplicates`` (``max_pairs`` a kind
-    and set). A row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``, ``j``, labels, ``distance`` (4 decimals),
-    classes; by ``(distance, sets, i, j)``. Metrics: counts and ``*_capped`` a kind and set, ``labels_disagree``.
-    """
+    A row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``, ``j``, labels, ``distance`` (4 decimals), classes;
+    by ``(distance, sets, i, j)``. Metrics: counts and ``*_capped`` a kind and set, ``labels_disagree``."""
     near_threshold = _check_threshold(near_threshold)
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
@@ -205,11 +197,9 @@ def closest_pairs_grid(table: pd.DataFrame, images: dict[str, np.ndarray]) -> tu
     """``(pictures, titles, marks)`` of ``table``'s pairs side by side, from ``images`` ``{"train": (n_train, H, W),
     "test": (n_test, H, W)}``: image ``i`` then ``j``, titled ``"{set}[{index}] {class}\nd={distance:.1f}"``,
     marked when labels disagree."""
-    missing = [name for name in ("train", "test") if name not in images]
-    if missing:
+    if missing := [name for name in ("train", "test") if name not in images]:
         raise ValueError(f"images must have keys 'train' and 'test'; missing {', '.join(map(repr, missing))}")
-    unknown = sorted(set(table["sets"]) - set(_SIDES))
-    if unknown:
+    if unknown := sorted(set(table["sets"]) - set(_SIDES)):
         raise ValueError(f"sets must be one of {', '.join(map(repr, SETS))}; got {unknown[0]!r}")
     train, test = np.asarray(images["train"]), np.asarray(images["test"])
     if train.shape[1:] != test.shape[1:]:

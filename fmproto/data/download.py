@@ -1,8 +1,7 @@
 """Get the four real Fashion-MNIST files, checked against known checksums, without root.
 
 Checksums are of the decompressed bytes, so any gzip of the real content passes; reads stop one byte past the
-expected size, and files are staged and all checked before any is moved in (a failure leaves no partial file).
-"""
+expected size, and files are staged and all checked before any is moved in (a failure leaves no partial file)."""
 
 import gzip
 import hashlib
@@ -33,8 +32,7 @@ SHA256: dict[str, str] = dict(zip(FILES, (
 SIZE: dict[str, int] = dict(zip(FILES, (47_040_016, 60_008, 7_840_016, 10_008)))
 GZ_SIZE: dict[str, int] = dict(zip(FILES, (26_421_880, 29_515, 4_422_102, 5_148)))
 # How far a download may exceed GZ_SIZE: room for another gzip of the content, small next to an endless response.
-DOWNLOAD_SLACK = 64 * 1024
-DOWNLOAD_SLACK_FRACTION = 0.05
+DOWNLOAD_SLACK, DOWNLOAD_SLACK_FRACTION = 64 * 1024, 0.05
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 APT_PACKAGE = "dataset-fashion-mnist"
@@ -57,10 +55,8 @@ class _Unavailable(Exception):
 
 def content_sha256(path: str | Path, max_size: int = max(SIZE.values()), out: BinaryIO | None = None) -> str:
     """SHA-256 hex digest of the content, gunzipped if it starts ``1f 8b``; each chunk also goes to ``out``.
-
-    ``ContentTooLarge`` past ``max_size`` bytes, the rest not inflated; a damaged gzip raises ``OSError``
-    (``gzip.BadGzipFile``), ``EOFError`` or ``zlib.error``.
-    """
+    ``ContentTooLarge`` past ``max_size`` bytes (not inflated further); a damaged gzip raises ``OSError``,
+    ``EOFError`` or ``zlib.error``."""
     path = Path(path)
     with path.open("rb") as f:
         is_gzip = f.read(2) == b"\x1f\x8b"
@@ -116,9 +112,8 @@ def fetch_with_origin(directory: str | Path, *, local_dirs: Sequence[str | Path]
 
     Sources, in order, for the files it lacks (those it has are checked, never replaced): ``local_dirs`` (read
     only), ``system_dir`` (Debian's ``dataset-fashion-mnist``), that package via ``apt-get download``, then
-    ``urls`` (``url/<file name>``); one that is absent or unreachable is skipped. ``FetchError`` at once for a
-    file that fails its checksum or a download over ``max_download``, or when every source failed.
-    """
+    ``urls`` (``url/<file name>``), each skipped when absent or unreachable. ``FetchError`` at once for a file
+    failing its checksum or a download over ``max_download``, or when every source failed."""
     directory = Path(directory)
     log = log or (lambda line: None)
     present = [name for name in FILES if _local_path(directory, name).exists()]
@@ -215,7 +210,7 @@ def _from_apt(directory: Path, names: list[str]) -> None:
 
 
 def _run(args: list[str], cwd: str) -> None:
-    """Run a command; a failure becomes ``_Unavailable`` with its last error line."""
+    """A failure to run ``args`` becomes ``_Unavailable`` with its last error line."""
     what = f"{Path(args[0]).name} {args[1]}"
     try:
         done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=APT_TIMEOUT)

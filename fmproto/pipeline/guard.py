@@ -2,8 +2,7 @@
 
 Under DVC (``DVC_STAGE`` set) the stage does not outlive the ``dvc`` process running it (once it is
 gone: SIGTERM, then ``os._exit`` after ``DVC_EXIT_GRACE`` seconds stuck in native code), and each output
-folder holds exactly this run's files, as if DVC had deleted it before the run.
-"""
+folder holds exactly this run's files, as if DVC had deleted it before the run."""
 
 import os
 import signal
@@ -46,12 +45,10 @@ def _describe(err: BaseException) -> str:
 
 @contextmanager
 def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence[str | Path] = ()) -> Iterator[None]:
-    """Run a stage or command body: outputs (``files``, ``folders``) all or nothing, checked first; a
-    ``ValueError``, ``OSError`` or ``MemoryError`` is one line and exit status 1 (a bug keeps its
-    traceback), Ctrl-C and SIGTERM exit 130."""
+    """Run a stage or command body: outputs (``files``, ``folders``) all or nothing, checked first; ``ValueError``,
+    ``OSError`` or ``MemoryError`` is one line, exit status 1 (a bug keeps its traceback); Ctrl-C, SIGTERM: 130."""
     under_dvc = bool(os.environ.get("DVC_STAGE"))
-    watch = None
-    committing = False
+    watch, committing = None, False
 
     def interrupted(signum, frame):
         if watch is not None and watch.gone:
@@ -69,8 +66,7 @@ def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence
         if under_dvc:
             watch = _DvcWatch.find()
         for path, folder in [*((p, False) for p in files), *((p, True) for p in folders)]:
-            problem = atomic.output_problem(path, folder=folder)
-            if problem is not None:
+            if (problem := atomic.output_problem(path, folder=folder)) is not None:
                 raise ValueError(f"{path}: {problem}")
         for path in [*files, *folders]:
             atomic.remove_leftovers(path)
@@ -99,8 +95,7 @@ def stage_errors(stage: str, files: Sequence[str | Path] = (), folders: Sequence
 def _proc_stat(pid: int) -> tuple[str, int, int] | None:
     """(state, parent pid, start time in clock ticks), or None if gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
     fields = data[data.rindex(b")") + 2:].split()  # the command name, in brackets, may hold spaces
@@ -110,20 +105,18 @@ def _proc_stat(pid: int) -> tuple[str, int, int] | None:
 def _is_dvc(pid: int) -> bool:
     """Whether the process runs ``dvc ...``, ``python .../bin/dvc ...`` or ``python -m dvc ...``."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        args = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
         return False
     return "dvc" in [os.path.basename(a) for a in args[:3]] or any(args[i:i + 2] == ["-m", "dvc"] for i in range(3))
 
 
 class _DvcWatch:
-    """The ``dvc`` process above this one, polled from a daemon thread until ``stop``; known by pid and
-    start time, so a reused pid does not pass for it."""
+    """The ``dvc`` process above this one, polled from a daemon thread until ``stop``; known by pid and start
+    time, so a reused pid does not pass for it."""
 
     def __init__(self, pid: int, started: int):
-        self.pid, self.started = pid, started
-        self.gone = False
+        self.pid, self.started, self.gone = pid, started, False
         self._lock = threading.Lock()
         self._stopped = threading.Event()  # no more polling
         self._finished = threading.Event()  # stage_errors is done with this stage

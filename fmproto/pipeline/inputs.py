@@ -1,9 +1,8 @@
 """A stage's inputs that earlier stages wrote, checked before they are trusted.
 
-Shapes come from the ``.npy`` headers before anything is inflated, so every load is bounded. Each
-writer records the ``fingerprint`` of the inputs it was made from (``provenance``) and a reader
-compares them with the inputs it was handed, so features of old images never meet new ones.
-"""
+Shapes come from the ``.npy`` headers before anything is inflated, so every load is bounded. Each writer
+records the ``fingerprint`` of the inputs it was made from (``provenance``) and a reader compares them with
+the inputs it was handed, so features of old images never meet new ones."""
 
 import hashlib
 import math
@@ -16,8 +15,7 @@ from fmproto.pipeline import io
 from fmproto.pipeline import params as P
 
 _KINDS = {"int": np.integer, "uint8": np.uint8, "number": np.number, "str": np.str_, "bool": np.bool_}
-# fmproto.data.datasets.MAX_DATA_BYTES, spelled here so that reading a dataset imports no parser
-# (tests/pipeline/test_npz_bounds.py checks they match).
+# fmproto.data.datasets.MAX_DATA_BYTES, here so that reading a dataset imports no parser (test_npz_bounds checks).
 MAX_IMAGE_BYTES = 512 * 1024**2
 _SMALL = 16 * 1024**2  # what the arrays besides those whose shapes are checked may take
 _SPLIT_ARRAYS = ("train", "valid", "dropped")
@@ -30,8 +28,7 @@ class Arrays(dict):
 
     def __init__(self, arrays: dict[str, np.ndarray], path: str | Path, fingerprint: str = "") -> None:
         super().__init__(arrays)
-        self.path = os.fspath(path)
-        self.fingerprint = fingerprint
+        self.path, self.fingerprint = os.fspath(path), fingerprint
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -45,7 +42,7 @@ def fingerprint(*arrays: np.ndarray) -> str:
 
 
 def provenance(**sources: Arrays) -> dict[str, np.ndarray]:
-    """``{name}_fingerprint`` for each input a writer's arrays were made from."""
+    """``{name}_fingerprint`` arrays of the inputs a writer's arrays were made from."""
     return {f"{name}_fingerprint": np.array(source.fingerprint) for name, source in sources.items()}
 
 

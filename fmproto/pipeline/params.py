@@ -3,8 +3,7 @@
 Parsed as ``dvc.utils.serialize.parse_yaml`` does (YAML 1.2, ruamel.yaml's safe loader), so a stage sees
 what ``dvc params diff`` shows; importing DVC would cost 50 ms. A checker takes ``(name, value)`` and
 returns the value or raises ``ParamError`` naming the key and what is allowed. Allowed names are spelled
-out, not imported from the core, so that reading params imports no numerical module.
-"""
+out, not imported from the core, so that reading params imports no numerical module."""
 
 import difflib
 import math
@@ -22,8 +21,8 @@ Checker = Callable[[str, Any], Any]
 
 MEMORY_LIMIT = 2 * 1024**3  # what one allocation that a param sizes may take
 MAX_SEED = 2**32 - 1
-# Characters in the file (14 times the committed one; ruamel.yaml takes about 3 s and 50 MB for
-# 100 KB of dense YAML), and of scalar text with the aliases expanded.
+# Characters in the file (14 times the committed one; ruamel.yaml takes 3 s and 50 MB for 100 KB of dense YAML),
+# and of scalar text with the aliases expanded.
 MAX_CHARS = 100_000
 MAX_VALUES = 100_000  # values (scalars, lists, mappings, keys) with the aliases expanded
 _QUOTE = 80  # characters of a bad value quoted in a message
@@ -78,7 +77,7 @@ def _cut(text: str, limit: int = _QUOTE) -> str:
 
 
 def _name(key: Any) -> str:
-    """A key as it reads in a dotted param name, at most ``_QUOTE`` characters."""
+    """A key as it reads in a dotted param name, cut to ``_QUOTE`` characters."""
     if not isinstance(key, str):
         return _shown(key)
     return _cut(repr(key[:_QUOTE])[1:-1] + ("..." if len(key) > _QUOTE else ""))
@@ -146,10 +145,8 @@ def _at(mark: Any) -> str:
 
 
 def _check_tree(path: Path, root: Any, yaml: YAML) -> None:
-    """Refuse duplicate or compound keys, self-reference and too much alias expansion.
-
-    Each node's expanded size is computed once, children first: an alias bomb costs time linear in the file.
-    """
+    """Refuse duplicate or compound keys, self-reference and too much alias expansion; each node's expanded size
+    is computed once, children first, so an alias bomb costs time linear in the file."""
     values, chars = {}, {}  # id(node) -> its size with every alias expanded
     open_nodes = set()  # the nodes whose subtree is being walked: meeting one again is a cycle
     stack = [(root, "", False)]
@@ -198,14 +195,12 @@ def _check_tree(path: Path, root: Any, yaml: YAML) -> None:
 
 def read_params(section: str, spec: dict[str, Checker], path: str | Path = "params.yaml", *,
                 partial: bool = False) -> dict:
-    """``params.yaml[section]`` with every key checked by ``spec``; other keys are refused unless
-    ``partial`` (then left to their readers)."""
+    """``params.yaml[section]`` checked by ``spec``; other keys are refused unless ``partial`` (left to others)."""
     path = Path(path)
     values = load(path).get(section)
     if not isinstance(values, dict):
         raise ParamError(f"{path}: section {section!r} is missing or not a mapping")
-    bad = [key for key in values if not isinstance(key, str)]
-    if bad:
+    if bad := [key for key in values if not isinstance(key, str)]:
         raise ParamError(f"{path}: param names in {section} must be strings; got {_shown(bad[0])}")
     unknown = sorted(set(values) - set(spec))
     if unknown and not partial:
@@ -320,12 +315,11 @@ def label(max_len: int = 64) -> Checker:
 
 
 def optional(inner: Checker) -> Checker:
-    """``null``, or a value ``inner`` accepts."""
     return lambda name, value: None if value is None else inner(name, value)
 
 
 def either(first: Checker, second: Checker, what: str) -> Checker:
-    """A value that ``first`` or ``second`` accepts; ``what`` describes both in the error."""
+    """``what`` describes both checkers in the error."""
     def check(name: str, value: Any) -> Any:
         for inner in (first, second):
             try:

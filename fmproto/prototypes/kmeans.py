@@ -1,8 +1,7 @@
 """k-means (seeded k-means++ and Lloyd iterations), and several prototypes per class by k-means inside each class.
 
 Squared euclidean distances are measured in float64 (``fmproto.search.distances``); a float32 matrix
-product only screens which pairs to measure, so every figure is the same for any BLAS and thread count.
-"""
+product only screens which pairs to measure, so every figure is the same for any BLAS and thread count."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,10 +14,8 @@ from fmproto.prototypes.lvq import glvq
 from fmproto.search.distances import (as_rows, exact_distances, exact_minimum, exact_nearest, pairwise_distances,
                                screening_error, squared_norms)
 
-# Rows of X per distance block: 4096 x n_clusters float32, small next to X itself.
-_CHUNK = 4096
-# Elements of the float64 block of rows that _measure handles at once: 512 KB, cache-sized.
-_MEASURE_ELEMENTS = 1 << 16
+_CHUNK = 4096  # rows of X per distance block: 4096 x n_clusters float32, small next to X itself
+_MEASURE_ELEMENTS = 1 << 16  # float64 elements of rows that _measure handles at once: 512 KB, cache-sized
 
 
 @dataclass
@@ -34,19 +31,13 @@ class KMeansResult:
 
 def kmeans(X: np.ndarray, n_clusters: int, *, seed: int | np.random.SeedSequence | np.random.Generator,
            max_iter: int = 100, tol: float = 1e-4, init: np.ndarray | None = None) -> KMeansResult:
-    """Cluster the rows of ``X`` ``(n_samples, n_features)`` or ``(n_samples, H, W)`` by Lloyd's algorithm.
+    """Lloyd's algorithm on the rows of ``X (n_samples, n_features)`` or ``(n_samples, H, W)``.
 
-    Greedy k-means++ (as scikit-learn) seeded by ``seed`` (int, SeedSequence or Generator) unless
-    ``init`` ``(n_clusters, n_features)`` gives the starting centres. Stops after ``max_iter`` steps,
-    when a step changes no assignment, or lowers the inertia by at most ``tol`` times its previous
-    value. Each row goes to its nearest centre by float64 distance (lowest centre index on ties; a
-    float32 product only screens), measured on rows shifted by their float32 mean, so results are
-    bit-identical for any BLAS and thread count. A cluster left empty is re-seeded with the row
-    furthest from its centre (lowest index on ties). ``history`` never increases: a step that float32
-    rounding of the centres would make worse is discarded and the run stops.
-    ``ValueError`` for NaN or inf in ``X``, ``n_clusters`` outside ``1..n_samples``, ``max_iter < 1``,
-    or ``tol`` negative or not finite.
-    """
+    Greedy k-means++ (as scikit-learn) seeded by ``seed`` unless ``init (n_clusters, n_features)`` is given.
+    Stops after ``max_iter`` steps, when a step changes no assignment or gains at most ``tol`` of the inertia.
+    Ties go to the lowest centre; an emptied cluster takes the row furthest from its centre (lowest index);
+    a step that rounding would make worse is discarded and the run stops. ``ValueError`` for NaN or inf in
+    ``X``, ``n_clusters`` outside ``1..n_samples``, ``max_iter < 1``, or ``tol`` negative or not finite."""
     X = checked_rows(X, "X", dtype=np.float32)
     n_samples = len(X)
     if not is_int(n_clusters) or not 1 <= n_clusters <= n_samples:
@@ -87,25 +78,17 @@ def kmeans(X: np.ndarray, n_clusters: int, *, seed: int | np.random.SeedSequence
         history.append(inertia / n_samples)
         if unchanged or improvement <= tol * (inertia + improvement):
             break
-    return KMeansResult(
-        centers=(centers + offset).astype(np.float32),
-        assignments=assignments,
-        inertia=inertia,
-        n_iter=len(history),
-        history=np.asarray(history, dtype=np.float64),
-    )
+    return KMeansResult(centers=(centers + offset).astype(np.float32), assignments=assignments, inertia=inertia,
+                        n_iter=len(history), history=np.asarray(history, dtype=np.float64))
 
 
 def kmeans_per_class(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray, *, seed: int, max_iter: int = 100,
                      tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, list[KMeansResult]]:
-    """Prototypes for each class: the centres of a k-means run on that class's rows alone.
+    """The centres of a k-means run on each class's rows alone, ``n_prototypes (n_classes,)`` of them.
 
-    ``n_prototypes`` ``(n_classes,)`` ints: the count of each class (``y`` in ``0..n_classes-1``).
-    Class ``c`` runs with ``SeedSequence(seed).spawn(n_classes)[c]``, so its prototypes do not change
-    when another class's count does. Returns ``prototypes (n_prototypes.sum(), n_features)`` float32
-    (class 0's first), their labels int64, and one ``KMeansResult`` a class. ``ValueError`` if a count
-    is below 1 or above its class's rows, or a label is out of range.
-    """
+    Class ``c`` runs with ``SeedSequence(seed).spawn(n_classes)[c]``: another class's count changes nothing.
+    Returns float32 ``prototypes (n_prototypes.sum(), n_features)`` (class 0's first), their int64 labels and a
+    ``KMeansResult`` a class. ``ValueError`` for a count outside ``1..`` its class's rows or a bad label."""
     X = as_rows(X)
     y = np.asarray(y)
     counts = np.asarray(n_prototypes)
@@ -118,7 +101,6 @@ def kmeans_per_class(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray, *, 
         if not 1 <= counts[c] <= sizes[c]:
             raise ValueError(f"class {c} needs 1..{sizes[c]} prototypes (it has {sizes[c]} images); "
                              f"got {int(counts[c])}")
-
     seeds = np.random.SeedSequence(seed).spawn(n_classes)
     results = [kmeans(X[y == c], int(counts[c]), seed=seeds[c], max_iter=max_iter, tol=tol) for c in range(n_classes)]
     prototypes = np.concatenate([r.centers for r in results]).astype(np.float32, copy=False)
@@ -148,8 +130,7 @@ def fit_class_prototypes(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray,
     """``kmeans_per_class`` on ``X (n, ...)``, then ``lvq_epochs`` of GLVQ from its prototypes (none for 0).
 
     ``summary`` is JSON-ready: inertias to 2 decimals and, with GLVQ, the accuracy of the k-means
-    prototypes on ``X_valid, y_valid`` by ``metric`` (5 decimals), which GLVQ then needs.
-    """
+    prototypes on ``X_valid, y_valid`` by ``metric`` (5 decimals), which GLVQ then needs."""
     shape, X = X.shape[1:], as_rows(X)
     prototypes, prototype_labels, fits = kmeans_per_class(X, y, n_prototypes, seed=seed, max_iter=max_iter, tol=tol)
     summary = {"metric": metric, "n_prototypes": int(np.sum(n_prototypes)), "classes": {
@@ -167,13 +148,9 @@ def fit_class_prototypes(X: np.ndarray, y: np.ndarray, n_prototypes: np.ndarray,
 
 def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], default: int = 1,
                            sizes: np.ndarray | None = None) -> np.ndarray:
-    """Prototype counts ``(len(classes),)`` int64 from a params value.
-
-    ``spec``: an int for every class, or a mapping by class name with ``default`` elsewhere
-    (``{"Sandal": 3}``). With ``sizes`` (training images per class), each count must lie in
-    ``1..sizes[c]``, so the message names the class. ``ValueError`` for an unknown class name (the
-    message lists the allowed ones), a count that is not an int >= 1, or one above its class's images.
-    """
+    """Prototype counts ``(len(classes),)`` int64 from ``spec``: an int for every class, or ``{"Sandal": 3}``
+    with ``default`` elsewhere. ``ValueError`` for an unknown class name, a count that is not an int >= 1, or
+    (given ``sizes``, training images per class) one above its class's images, naming the class."""
     _check_count(default, "default")
     classes = list(classes)
     if isinstance(spec, Mapping):
@@ -204,11 +181,8 @@ def n_prototypes_per_class(spec: int | Mapping[str, int], classes: list[str], de
 
 
 def _kmeans_plus_plus(X: np.ndarray, x_sq: np.ndarray, n_clusters: int, rng: np.random.Generator) -> list[int]:
-    """Greedy k-means++ seeding; the indices of the ``n_clusters`` rows of ``X`` chosen as centres.
-
-    ``x_sq`` is ``squared_norms(X)``. Distances are float64 (``exact_distances``), so the draws do
-    not depend on the BLAS; a float32 product screens out the rows a trial cannot come nearer to.
-    """
+    """Greedy k-means++: the rows of ``X`` chosen as centres, by float64 distances (no BLAS in the draws); a
+    float32 product screens out the rows a trial cannot come nearer to. ``x_sq``: ``squared_norms(X)``."""
     n_samples = len(X)
     n_trials = 2 + int(np.log(n_clusters))
     first = int(rng.integers(n_samples))
@@ -238,11 +212,8 @@ def _kmeans_plus_plus(X: np.ndarray, x_sq: np.ndarray, n_clusters: int, rng: np.
 
 
 def _clear_best_trial(X, x_sq, trials, t_sq, D, closest) -> int | None:
-    """The trial whose float64 inertia ``sum(minimum(closest, distance))`` is surely the least, or None.
-
-    The bound on the float32 screening ``D`` brackets each trial's inertia; a trial whose upper
-    end is below every other trial's lower end is the one that measuring all trials would pick.
-    """
+    """The trial whose float64 inertia ``sum(minimum(closest, distance))`` is surely the least, or None:
+    the bound on ``D`` brackets each trial's inertia, and its upper end must beat every other's lower end."""
     absolute, _ = screening_error("sqeuclidean", X, trials, x_sq, t_sq)  # (n_samples,)
     lower = np.minimum(closest[:, None], D - absolute[:, None]).sum(axis=0)  # (n_trials,) float64
     upper = np.minimum(closest[:, None], D + absolute[:, None]).sum(axis=0)
@@ -254,10 +225,7 @@ def _clear_best_trial(X, x_sq, trials, t_sq, D, closest) -> int | None:
 
 
 def _assign(X: np.ndarray, x_sq: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Nearest centre of each row by float64 distance, lowest index on ties, ``(n_samples,)`` int64.
-
-    ``x_sq`` is ``squared_norms(X)``, for the float32 screening product and its error bound.
-    """
+    """Nearest centre ``(n_samples,)`` int64 of each row by float64 distance, lowest index on ties."""
     c_sq = squared_norms(centers)
     assignments = np.empty(len(X), dtype=np.int64)
     for start in range(0, len(X), _CHUNK):
@@ -269,11 +237,8 @@ def _assign(X: np.ndarray, x_sq: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 
 def _measure(X: np.ndarray, assignments: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's float64 squared distance to its centre ``(n_samples,)``, and each cluster's float64 sum of rows and count.
-
-    One float64 pass over each cluster's rows (in row order, a cache-sized block at a time) gives both: the
-    distances for the inertia, as ``exact_distances`` measures them, and the sums for the next centres.
-    """
+    """Float64 ``d2 (n_samples,)`` of each row to its centre (as ``exact_distances``), and each cluster's float64
+    sum of rows and count, from one pass over each cluster's rows in row order."""
     n_clusters = len(centers)
     counts = np.bincount(assignments, minlength=n_clusters)
     sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
@@ -316,10 +281,8 @@ def _check_count(value, name: str) -> None:
 
 
 def rows_by_class(prototypes: np.ndarray, prototype_labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Prototypes ``(n, ...)`` laid out a row per class, ``(n_classes * width, ...)``, short rows padded with zeros.
-
-    ``width`` is the largest class's count; prototypes keep their order inside each class.
-    """
+    """Prototypes ``(n, ...)`` a row per class, ``(n_classes * width, ...)``, ``width`` the largest class's count,
+    in their order inside each class; short rows padded with zeros."""
     width = int(np.bincount(prototype_labels, minlength=n_classes).max())
     grid = np.zeros((n_classes, width, *prototypes.shape[1:]), dtype=prototypes.dtype)
     order = np.argsort(prototype_labels, kind="stable")

@@ -1,12 +1,10 @@
 """A small convolutional network whose last hidden layer is a feature block (``features.kind`` cnn).
 
-Three blocks of 3x3 convolution (padding 1) -> ReLU -> 2x2 max pool (``width``, ``2 width``, ``4 width``
-channels), then a fully connected layer to ``embedding`` units -> ReLU: the features. ``fit`` trains
-it with PyTorch (BatchNorm, dropout and a linear layer to the classes; AdamW, one-cycle rate, random
-mirrors and shifts); ``embed`` applies it in numpy alone, BatchNorm folded in, so explaining an image
-needs no PyTorch. The same weights on every x86-64 CPU: seeded, deterministic algorithms, a fixed
-thread count (one and two threads sum differently) and ``PORTABLE_KERNELS``.
-"""
+Three blocks of 3x3 convolution (padding 1) -> ReLU -> 2x2 max pool (``width``, ``2 width``, ``4 width`` channels),
+then a fully connected layer to ``embedding`` units -> ReLU: the features. ``fit`` trains it with PyTorch
+(BatchNorm, dropout and a linear layer to the classes; AdamW, one-cycle rate, random mirrors and shifts);
+``embed`` applies it in numpy alone, BatchNorm folded in. The same weights on every x86-64 CPU: seeded,
+deterministic algorithms, a fixed thread count (one and two threads sum differently) and ``PORTABLE_KERNELS``."""
 
 import math
 import os
@@ -26,9 +24,8 @@ _EPS = 1e-5  # BatchNorm's
 _LAYERS = ("c1", "c2", "c3")
 _PATCH_ELEMENTS = 1 << 22  # float32 3x3 patches gathered at once in ``embed``: 16 MB, cache-sized
 
-# ATen, oneDNN and MKL pick kernels by the CPU, each summing in its own order, and training turns a
-# last-bit difference into another network. Each reads its cap once, when it loads: these pin
-# kernels every x86-64 CPU runs alike, for about 1.7x the training time.
+# ATen, oneDNN and MKL pick kernels by the CPU, each summing in its own order, and training turns a last-bit
+# difference into another network. Read once, at load: kernels every x86-64 CPU runs alike, for 1.7x the time.
 PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
 
 
@@ -58,11 +55,9 @@ def check_shape(image_shape: tuple[int, ...]) -> None:
 
 def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 16, embedding: int = 128,
         epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2) -> dict[str, np.ndarray]:
-    """Train on ``images (n, H, W)`` uint8 with ``labels (n,)`` in ``0..n_classes-1``.
-
-    Returns the float32 state ``embed`` needs: ``cnn_mean``, ``cnn_std``, ``cnn_{c1,c2,c3}_w``
-    ``(out, in, 3, 3)`` and ``_b``, ``cnn_fc_w (embedding, 4 width (H // 8) (W // 8))`` and ``cnn_fc_b``.
-    """
+    """Train on ``images (n, H, W)`` uint8 with ``labels (n,)``; the float32 state ``embed`` needs: ``cnn_mean``,
+    ``cnn_std``, ``cnn_{c1,c2,c3}_w (out, in, 3, 3)`` and ``_b``, ``cnn_fc_w (embedding, 4 width (H//8) (W//8))``
+    and ``cnn_fc_b``."""
     check_shape(images.shape[1:])
     for checked in ((width, "width", 1, 256), (embedding, "embedding", 1, 4096), (epochs, "epochs", 1, 1000),
                     (threads, "threads", 1, 256), (n_classes, "n_classes", 1, 1 << 16), (seed, "seed", 0, 2**31 - 1)):
@@ -115,11 +110,9 @@ def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
 def _exact_product(X: np.ndarray, W: np.ndarray, rows_per_item: int) -> np.ndarray:
     """``X (n_items * rows_per_item, K) @ W (K, m)`` as float32, exact before one rounding.
 
-    Each item's rows (one image's) go on an integer grid scaled to the item's largest value, ``W`` on
-    another, with ``b`` bits each where ``K 2**(2b) <= 2**53``: every partial sum is then an exact
-    float64 integer, so any summation order (any BLAS kernel) gives the same bytes. The grid costs
-    at most ``2**-b`` of the largest magnitude (``b >= 21`` for ``K <= 2048``), about float32's own.
-    """
+    Each item's rows (one image's) go on an integer grid scaled to the item's largest value, ``W`` on another,
+    with ``b`` bits each where ``K 2**(2b) <= 2**53``: every partial sum is an exact float64 integer, so any BLAS
+    kernel gives the same bytes. The grid costs ``2**-b`` of the largest magnitude (``b >= 21`` for ``K <= 2048``)."""
     n_inner = X.shape[1]
     bits = (53 - math.ceil(math.log2(max(n_inner, 2)))) // 2
     w_peak = float(np.abs(W).max(initial=0))

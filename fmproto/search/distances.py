@@ -1,7 +1,6 @@
-"""Distances to the few prototypes that change every k-means or GLVQ step (a ``KnnIndex`` refitted each step
-made k-means 3x slower): float32 blocks through BLAS, whose rounding ``exact_nearest`` and ``exact_minimum``
-bound to pick the pairs ``exact_distances`` measures in float64, so that no result depends on the BLAS.
-"""
+"""Distances to the few prototypes that change every k-means or GLVQ step (refitting a ``KnnIndex`` made k-means
+3x slower): float32 blocks through BLAS, whose rounding ``exact_nearest`` and ``exact_minimum`` bound to pick
+the pairs ``exact_distances`` measures in float64, so that no result depends on the BLAS."""
 
 from typing import Literal
 
@@ -20,7 +19,6 @@ _GROUP_MIN = 16  # exact_distances broadcasts a row of Y against its pairs when 
 
 
 def check_metric(metric: str, allowed: tuple[str, ...] = METRICS) -> None:
-    """Raise ``ValueError`` naming the allowed set when ``metric`` is not in it."""
     if metric not in allowed:
         raise ValueError(f"metric must be one of {', '.join(map(repr, allowed))}; got {metric!r}")
 
@@ -58,11 +56,10 @@ def pairwise_distances(X: np.ndarray, Y: np.ndarray, metric: Metric = "euclidean
         gram /= y_norm[None, :]
         np.subtract(1.0, gram, out=gram)
         return np.clip(gram, 0.0, 2.0, out=gram)
-    y2 = Y_sq_norms if Y_sq_norms is not None else squared_norms(Y)
-    # d2 = |x|^2 - 2 x.y + |y|^2, built in place on the gram matrix; float32 rounding can dip below 0.
+    # d2 = |x|^2 - 2 x.y + |y|^2 in place; float32 rounding can dip below 0.
     gram *= -2.0
     gram += (X_sq_norms if X_sq_norms is not None else squared_norms(X))[:, None]
-    gram += y2[None, :]
+    gram += (Y_sq_norms if Y_sq_norms is not None else squared_norms(Y))[None, :]
     np.maximum(gram, 0.0, out=gram)
     if metric == "euclidean":
         np.sqrt(gram, out=gram)
@@ -141,12 +138,10 @@ def exact_nearest(X: np.ndarray, Y: np.ndarray, D: np.ndarray, metric: str = "sq
                   Y_sq_norms: np.ndarray | None = None, return_distance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The row of ``Y (n_y, d)`` nearest each row of ``X (n_x, d)`` by ``exact_distances``, screened by ``D``.
 
-    ``D (n_x, n_y)``: float32 ``pairwise_distances(X, Y, metric)`` (with the ``*_sq_norms`` given; euclidean
-    and mse as sqeuclidean): a row whose best entry beats the rest by over ``screening_error`` is settled by
-    it, others measure their possible winners (all allowed columns after a NaN or inf). ``allowed (n_x, n_y)``:
-    the columns a row may choose. Returns ``index (n_x,)`` int64, lowest on ties, -1 with none allowed, and
-    float64 ``distance`` (inf where -1; None without ``return_distance``: settled rows are not measured).
-    """
+    ``D (n_x, n_y)``: ``pairwise_distances(X, Y, metric)``; a row whose best entry beats the rest by over
+    ``screening_error`` is settled by it, others measure their possible winners (all, after a NaN or inf).
+    ``allowed (n_x, n_y)``: the columns a row may choose. Returns int64 ``index (n_x,)``, lowest on ties, -1
+    with none allowed, and float64 ``distance`` (inf where -1; None without ``return_distance``)."""
     check_metric(metric, EXACT_METRICS)
     X, Y = as_rows(X), as_rows(Y)
     D = np.asarray(D)
@@ -212,9 +207,9 @@ def exact_minimum(X: np.ndarray, Y: np.ndarray, D: np.ndarray, cap: np.ndarray, 
 
 def screening_error(metric: str, X: np.ndarray, Y: np.ndarray, X_sq_norms: np.ndarray | None = None,
                     Y_sq_norms: np.ndarray | None = None) -> tuple[np.ndarray | float, float]:
-    """``(absolute, relative)`` with ``|D - exact| <= absolute + relative * exact`` for ``D = pairwise_distances``;
-    with ``g = float32_product_error(d)``: sqeuclidean ``absolute = g (|x|^2 + max |y|^2)`` ``(n_x,)`` (the
-    product, the norms and the two additions), cosine ``absolute = g``, manhattan ``relative = g``."""
+    """``(absolute, relative)`` with ``|D - exact| <= absolute + relative * exact`` for ``D = pairwise_distances``:
+    with ``g = float32_product_error(d)``, ``absolute = g (|x|^2 + max |y|^2) (n_x,)`` for sqeuclidean, ``g`` for
+    cosine; manhattan's ``relative = g``."""
     check_metric(metric, EXACT_METRICS)
     g = float32_product_error(X.shape[1])
     if metric == "sqeuclidean":

@@ -3,8 +3,7 @@
 A ``projection.Projection``'s float32 product gives every training row a certified lower bound of its
 distance; rows it cannot rule out are measured (float32, with a rigorous error bound) and those that can
 still count get the naive float64 distance. So results are a float64 search's, ties to the lower index,
-whatever the BLAS, chunk or threads. Manhattan has no product form: a plain float64 search.
-"""
+whatever the BLAS, chunk or threads. Manhattan has no product form: a plain float64 search."""
 
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,7 @@ from fmproto.search.rounding import TINY32, U32, U64, gamma
 
 KNN_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine", "manhattan")
 
-# Principal components of the screen: on Fashion-MNIST (60,000 x 784, k=5) a query measures about
-# 150 rows with 128, 260 with 96; from 96 to 160 the times were within noise.
+# On Fashion-MNIST (k=5) a query measures about 150 rows with 128 components, 260 with 96; 96-160 time alike.
 COMPONENTS = 128
 _INIT, _MARGIN = 32, 8  # rows measured first, the best by the bound; with every dimension kept k + _MARGIN
 _GROUP = 16  # columns are selected through the minima of leaves of this many near training rows
@@ -42,8 +40,7 @@ class KnnIndex:
     Per query row: (1) the product bounds every training row from below; (2) the best are
     measured, their k-th distance plus its error bound is ``D``; (3) every row scoring within
     ``Projection.limits`` of ``D`` is measured; (4) those within ``D`` get the naive float64 distance,
-    sorted by (distance, index). A row left out in (3) is farther than ``D``: not even a tie.
-    """
+    sorted by (distance, index). A row left out in (3) is farther than ``D``: not even a tie."""
 
     def __init__(self, components: int = COMPONENTS):
         self.components = check_int(components, "components", low=1)
@@ -96,12 +93,9 @@ class KnnIndex:
 
     def radius_pairs(self, X_query: np.ndarray | None, radius: float, *, max_pairs: int, exclude=None,
                      chunk: int = 1024):
-        """The closest ``max_pairs`` pairs ``(i, j)`` by ``(d, i, j)`` with naive float64 ``d(X_query[i], X_train[j]) < radius``.
-
-        ``X_query`` None: pairs ``i < j`` of the fitted rows. ``radius`` in the metric's units (sqeuclidean:
-        squared). ``exclude (groups_query, groups_train)``: pairs of equal groups ``>= 0`` left out. Returns
-        int64 ``i, j``, float64 ``d`` and ``capped``: whether more pairs qualified.
-        """
+        """The closest ``max_pairs`` pairs by ``(d, i, j)`` with naive float64 ``d(X_query[i], X_train[j]) < radius``
+        (the metric's units), as int64 ``i, j``, float64 ``d`` and ``capped`` (more qualified). ``X_query`` None:
+        pairs ``i < j`` of the fitted rows; ``exclude (groups_query, groups_train)``: equal groups ``>= 0`` left out."""
         if self.metric in (None, "manhattan"):
             raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
                              f"got {self.metric!r}")
@@ -162,8 +156,8 @@ class KnnIndex:
         return S if self.group == 1 else S.reshape(len(S), self.group, n_groups).min(axis=1)
 
     def _query_chunk(self, Xc: np.ndarray, k: int, block: np.ndarray, pool) -> tuple[np.ndarray, np.ndarray]:
-        """``kneighbors`` of one chunk, its rows shared by the ``pool``'s threads, one BLAS thread each
-        (BLAS's own threads would spin through the selection, which releases the GIL)."""
+        """``kneighbors`` of one chunk, shared by the ``pool``'s threads, one BLAS thread each (BLAS's own would
+        spin through the selection, which releases the GIL)."""
         n_rows = len(Xc)
         n_parts = min(_WORKERS, max(1, n_rows // 64))
         bounds = np.linspace(0, n_rows, n_parts + 1).astype(int)
@@ -190,9 +184,8 @@ class KnnIndex:
     def _rows(self, S, queries: "Queries", embedding, k: int):
         """Steps (1)-(4) for scores ``S (n_rows, n_padded)`` (changed): float64 distances and indices
         ``(n_rows, k)``, and the rows left to the full index."""
-        n_rows = len(S)
+        n_rows, minima = len(S), self._minima(S)
         n_train, n_features = self.X_train.shape
-        minima = self._minima(S)
         # (1)-(2): the best rows by the bound, measured; D bounds the k-th distance from above.
         n_init = min(n_train, k + _MARGIN if self.full else max(k + _MARGIN, _INIT))
         init = best_columns(S, n_init, self.group, minima)[0]
@@ -222,8 +215,7 @@ class KnnIndex:
             for q, cols in self._candidates(S, minima, only):
                 found += self._within(queries, q, cols, D)
         # (4): naive float64 distances of the rows within D, sorted by (distance, index) in each row.
-        distances = np.zeros((n_rows, k), dtype=np.float64)
-        indices = np.zeros((n_rows, k), dtype=np.int64)
+        distances, indices = np.zeros((n_rows, k), dtype=np.float64), np.zeros((n_rows, k), dtype=np.int64)
         rows, cols, d = (np.concatenate(parts) for parts in zip(*found))
         mine = ~hand_over[rows]
         rows, cols = rows[mine], cols[mine]
@@ -235,8 +227,7 @@ class KnnIndex:
         return distances, indices, hand_over
 
     def _limits(self, D: np.ndarray, embedding) -> np.ndarray:
-        """``Projection.limits`` for naive distances up to ``D (n,)``, within gamma_(n+8) of the exact ones
-        (cosine: absolute, on unit rows)."""
+        """``Projection.limits`` for naive distances up to ``D (n,)``, gamma_(n+8) from exact (cosine: absolute)."""
         g = gamma(self.X_train.shape[1] + 8)
         bound_sq = 2.0 * (D + g) if self.metric == "cosine" else np.maximum(D, 0.0) / (1 - g)
         return self.projection.limits(bound_sq, embedding, self.screen)
@@ -264,8 +255,7 @@ class KnnIndex:
         product a pair (einsum: BLAS threads wait on a busy core), and ``e >= |d - naive|``."""
         A32 = (queries.A if queries.A32 is None else queries.A32)[rows]  # float64: no float32 bound applies
         a_sq = queries.sq[rows]
-        n_rows, width = cols.shape
-        n_features = A32.shape[1]
+        (n_rows, width), n_features = cols.shape, A32.shape[1]
         d = np.empty((n_rows, width), dtype=np.float64)
         step = max(1, _MEASURE_ELEMENTS // max(1, width * n_features))
         part = max(1, _MEASURE_ELEMENTS // n_features)
@@ -324,8 +314,7 @@ class KnnIndex:
         return found
 
     def _naive(self, queries: "Queries", rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The naive search's float64 distances of the pairs ``(rows, cols)``; integer rows (``queries.exact``)
-        take ``|a|^2 + |b|^2 - 2 a.b``, exact as the naive differences are."""
+        """Naive float64 distances of pairs ``(rows, cols)``; integer rows: ``|a|^2 + |b|^2 - 2 a.b``, as exact."""
         out = np.empty(len(rows), dtype=np.float64)
         step = max(1, _MEASURE_ELEMENTS // queries.A.shape[1])
         for start in range(0, len(rows), step):

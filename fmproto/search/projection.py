@@ -2,8 +2,7 @@
 
 ``f(x) = (V^T (x - mean), |R (x - mean)|)``, ``R = I - V V^T``, ``V`` the top ``m`` components, has
 ``|a - b| >= |f(a) - f(b)|``: one float32 product of ``m + 2`` columns bounds every pair. ``limits``
-keeps the bound rigorous through the basis's departure from orthonormal and every rounding.
-"""
+keeps the bound rigorous through the basis's departure from orthonormal and every rounding."""
 
 import math
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ from fmproto.search.rounding import U32, U64, float32_product_error, gamma, roun
 _PCA_ROWS = 8192  # rows, evenly spaced, whose covariance gives the basis
 _BLOCK = 4096  # rows embedded at once: 25 MB of float64 at 784 features
 _TINY = 2.0**-140  # absolute slack for subnormals, far below any distance of unit-scaled rows
-# Scaled query rows up to this norm make no product entry overflow; larger ones get no limit.
-TOO_LARGE = 2.0**40
+TOO_LARGE = 2.0**40  # scaled query rows up to this norm make no product entry overflow; larger get no limit
 
 
 @dataclass
@@ -70,8 +68,8 @@ class Projection:
         return self.basis.shape[1]
 
     def fit(self, X: np.ndarray) -> "Projection":
-        """Fit on rows ``X (n, d)``, deterministically; ``np.linalg.LinAlgError`` if the basis is not orthonormal
-        to 1e-6. The basis decides how tight the bounds are, never whether they hold."""
+        """Fit on rows ``X (n, d)``, deterministically; ``LinAlgError`` if the basis is 1e-6 off orthonormal (it
+        decides how tight the bounds are, never whether they hold)."""
         n, n_features = X.shape
         m = min(self.components, n_features)
         sample = X[:: max(1, -(-n // _PCA_ROWS))].astype(np.float64)
@@ -106,7 +104,6 @@ class Projection:
         blocks, without a centred copy: ``p = V^T x - V^T mean``, ``|R y|^2 = |y|^2 - |p|^2``."""
         n, n_features = X.shape
         m = self.n_components
-        identity = m == n_features
         scale, mean = self.scale, self.mean
         mean_coords = self.basis.T @ mean
         basis_and_mean = np.column_stack([self.basis, mean])  # one product gives x V and x.mean
@@ -123,7 +120,7 @@ class Projection:
                 np.divide(x, norms[:, None], out=x, where=norms[:, None] > 0)
                 x2 = np.einsum("ij,ij->i", x, x)
             spread = (np.sqrt(x2) + mean_norm) * (1 + gamma_d)  # >= |x| + |mean|
-            if identity:  # every dimension kept: nothing is left out
+            if m == n_features:  # every dimension kept: nothing is left out
                 P = x - mean
                 y_up = np.sqrt(np.einsum("ij,ij->i", P, P)) * (1 + gamma_d)  # >= |y|
                 error, r = 2 * U64 * y_up, 0.0

@@ -21,9 +21,8 @@ class PowerLawFit:
 
 
 def fit_power_law(n: np.ndarray, error: np.ndarray) -> PowerLawFit:
-    """Fit ``log2(error) = intercept - slope * log2(n)`` by least squares: ``n`` > 0 (2 distinct at least), ``error`` > 0, finite."""
-    n = np.asarray(n, dtype=np.float64)
-    error = np.asarray(error, dtype=np.float64)
+    """``PowerLawFit`` of finite ``n > 0`` (2 distinct at least) and ``error > 0``."""
+    n, error = np.asarray(n, dtype=np.float64), np.asarray(error, dtype=np.float64)
     if n.ndim != 1 or n.shape != error.shape:
         raise ValueError(f"n and error must be 1-D of the same length; got shapes {n.shape} and {error.shape}")
     if not np.all(np.isfinite(n) & (n > 0)):
@@ -33,7 +32,6 @@ def fit_power_law(n: np.ndarray, error: np.ndarray) -> PowerLawFit:
                          f"{error[~(np.isfinite(error) & (error > 0))][:3].tolist()}")
     if len(np.unique(n)) < 2:
         raise ValueError(f"need at least 2 distinct sizes n to fit a line; got {np.unique(n).tolist()}")
-
     x, y = np.log2(n), np.log2(error)
     x_mean, y_mean = x.mean(), y.mean()
     gradient = np.sum((x - x_mean) * (y - y_mean)) / np.sum((x - x_mean) ** 2)
@@ -63,9 +61,8 @@ def training_sizes(n_total: int, start: int = 200) -> list[int]:
 
 
 def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.ndarray:
-    """Sorted random rows ``(size,)`` int64 of ``range(n_total)``: the first ``size`` of a permutation by
-    ``default_rng([seed, repeat])``. Samples of one repeat are nested; sorted, so index tie rules
-    downstream do not depend on the draw."""
+    """The first ``size`` of a permutation of ``range(n_total)`` by ``default_rng([seed, repeat])``, sorted (so
+    index tie rules downstream do not depend on the draw) int64: samples of one repeat are nested."""
     for name, value in (("n_total", n_total), ("seed", seed), ("repeat", repeat)):
         check_int(value, name, low=0)
     if not is_int(size) or not 0 <= size <= n_total:
@@ -77,11 +74,9 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
 def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, n_classes: int,
                 sizes: list[int], ks: list[int], *, repeats: int, metric: str, weights: str,
                 seed: int) -> tuple[list[dict], list[dict]]:
-    """Validation error of exact kNN on random training samples of each size, ``(rows, timings)``: sizes
-    below ``len(X_train)`` drawn ``repeats`` times, the full set once, one search serving every k a sample
-    holds. ``rows``: ``n, k, repeat, error`` a (size, repeat, k); ``timings``: ``n, repeat, seconds``.
-    ``ValueError`` if a k or size is not in ``1..len(X_train)`` or a size is below every k.
-    """
+    """Validation error of exact kNN on random training samples, ``(rows, timings)``: sizes below ``len(X_train)``
+    drawn ``repeats`` times, the full set once, one search a sample. ``rows``: ``n, k, repeat, error``; ``timings``:
+    ``n, repeat, seconds``. ``ValueError`` for a k or size outside ``1..len(X_train)``, or a size below every k."""
     n_full = len(X_train)
     for name, values in (("sizes", sizes), ("ks", ks)):
         bad = [v for v in values if not is_int(v) or not 1 <= v <= n_full]

@@ -6,8 +6,7 @@ import numpy as np
 
 from fmproto.pipeline.checks import check_int, is_int, rows as checked_rows
 
-# Float64 elements checked at once for integer entries: 16 MB.
-_MEASURE_ELEMENTS = 1 << 21
+_MEASURE_ELEMENTS = 1 << 21  # float64 elements checked at once for integer entries: 16 MB
 
 
 @dataclass
@@ -38,8 +37,7 @@ def leaf_order(F: np.ndarray, size: int) -> np.ndarray:
     if size <= 1 or n <= size:
         return order
     widest = np.argsort(-F.var(axis=0), kind="stable")[:8]
-    start = np.zeros(n, dtype=np.int64)  # first position of each position's node
-    length = np.full(n, n, dtype=np.int64)  # its length
+    start, length = np.zeros(n, dtype=np.int64), np.full(n, n, dtype=np.int64)  # each position's node
     level = 0
     while length.max() > size:
         values = F[order, widest[level % len(widest)]].astype(np.float64)
@@ -48,8 +46,7 @@ def leaf_order(F: np.ndarray, size: int) -> np.ndarray:
         key = start + (values - low) / (high - low + 1.0) if high > low else start.astype(np.float64)
         order = order[np.argsort(key, kind="stable")]
         half = size * (-(-length // size) // 2)
-        position = np.arange(n)
-        right = (position - start >= half) & (length > size)
+        right = (np.arange(n) - start >= half) & (length > size)
         start = np.where(right, start + half, start)
         length = np.where(length > size, np.where(right, length - half, half), length)
         level += 1
@@ -67,8 +64,8 @@ def integers(X: np.ndarray) -> tuple[bool, float]:
 
 
 def best_columns(S: np.ndarray, n_candidates: int, group: int, minima: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``n_candidates`` lowest scores of each row of ``S``, and the highest among them;
-    ``minima``: the group minima of ``S``, ``(n_rows, width // group)``."""
+    """Columns of the ``n_candidates`` lowest scores of each row of ``S``, and the highest among them, through the
+    group minima ``(n_rows, width // group)``."""
     n_rows, width = S.shape
     n_groups = width // group
     if n_groups <= n_candidates or group == 1:
