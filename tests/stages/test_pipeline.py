@@ -321,15 +321,15 @@ def test_explain_never_deletes_what_the_user_had(repo):
 
 KILL_AFTER_REPLACES = """
 import os, runpy, signal, sys
-from fmproto.pipeline import io
+from fmproto.pipeline import atomic
 replaces, real_replace = [0], os.replace
 def replace_then_die(source, target):
     real_replace(source, target)
     replaces[0] += 1
     if replaces[0] == int(os.environ["KILL_AFTER"]):
         os.kill(os.getpid(), signal.SIGKILL)
-io.os = type(os)("os_with_a_trap")
-io.os.__dict__.update(os.__dict__, replace=replace_then_die)
+atomic.os = type(os)("os_with_a_trap")  # the module whose commit renames the outputs into place
+atomic.os.__dict__.update(os.__dict__, replace=replace_then_die)
 sys.argv = sys.argv[1:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
