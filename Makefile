@@ -36,7 +36,7 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(RUN) python -m pytest -q
 
-# The unit tests only: no `dvc repro`, no stage subprocesses, no real data (under 30 seconds).
+# The unit tests only: no `dvc repro`, no stage subprocesses, no real data (under a minute).
 test-fast: $(STAMP)
 	$(RUN) python -m pytest -q -m "not e2e and not slow"
 
