@@ -51,5 +51,6 @@ def main(argv=None) -> None:
         io.write_json(args.metrics, metrics)
     print(dedup.summary(metrics))
 
+
 if __name__ == "__main__":
     main()

@@ -15,10 +15,9 @@ import pandas as pd
 
 from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, io, timings
-from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import knn_scaling as knn_scaling_params
 from fmproto.search.distances import as_rows
-from fmproto.search.scaling import curve_figure, error_curve, seconds_by_n, summary, summarize_curve, training_sizes
+from fmproto.search.scaling import curve_figure, error_curve, seconds_by_n, summary, summarize_curve
 
 
 def main(argv=None) -> None:
@@ -33,17 +32,7 @@ def main(argv=None) -> None:
         data = inputs.load_dataset(args.train)
         split = inputs.load_split(args.split, data)
         X, y, n_classes, n_full = as_rows(data["images"]), data["labels"], len(data["classes"]), len(split["train"])
-        ks, too_large = p["ks"], [str(k) for k in p["ks"] if k > n_full]
-        sizes = ([n for n in training_sizes(n_full) if n >= min(ks)] or [n_full] if p["sizes"] == "auto"
-                 else sorted(p["sizes"]))  # [n_full]: every k too large, refused just below
-        for bad, problem in ((too_large, f"knn_scaling.ks: {', '.join(too_large)} exceed{'s' * (len(too_large) == 1)} "
-                                         f"the {n_full:,} training images of the split"),
-                             (sizes[-1] > n_full, f"knn_scaling.sizes has {sizes[-1]} but the training split "
-                                                  f"has {n_full:,}"),
-                             (sizes[0] < min(ks), f"knn_scaling.sizes: {sizes[0]} is below every k of knn_scaling.ks "
-                                                  f"(the smallest is {min(ks)}): no k can be measured on it")):
-            if bad:
-                raise P.ParamError(f"{args.params}: {problem}")
+        sizes = knn_scaling_params.sizes_for(args.params, p, n_full)
         rows, seconds = error_curve(X[split["train"]], y[split["train"]], X[split["valid"]], y[split["valid"]],
                                     n_classes, sizes, p["ks"], repeats=p["repeats"], metric=p["metric"],
                                     weights=p["weights"], seed=p["seed"])
