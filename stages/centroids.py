@@ -17,8 +17,7 @@ from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, outputs
 from fmproto.pipeline.specs import centroids as centroids_params
 from fmproto.search.distances import as_rows
-from fmproto.evaluation.scores import classification_report
-from fmproto.prototypes.centroids import class_means, nearest_prototype
+from fmproto.prototypes.centroids import class_means
 
 
 def main(argv=None) -> None:
@@ -35,14 +34,10 @@ def main(argv=None) -> None:
         X, n_classes = as_rows(images), len(classes)
         inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
         centroids = class_means(X[split["train"]], labels[split["train"]], n_classes)
-        metrics, figures, plot_dir = {"metric": p["metric"]}, Path(args.figures), Path(args.plots)
-        for set_name in ("train", "valid"):
-            idx = split[set_name]
-            result = nearest_prototype(X[idx], centroids, np.arange(n_classes), n_classes, metric=p["metric"])
-            metrics[set_name] = classification_report(labels[idx], result.labels, classes)
-            outputs.write_confusion(labels[idx], result.labels, classes, plot_dir / f"confusion_{set_name}.csv",
-                                    figures / f"confusion_{set_name}.png", f"centroids, {set_name}")
-            outputs.error_analysis(images[idx], labels[idx], result, classes, p["n_show"], figures, set_name, idx)
+        figures = Path(args.figures)
+        metrics = {"metric": p["metric"], **outputs.score_prototypes(
+            images, labels, split, centroids, np.arange(n_classes), classes, p["metric"], p["n_show"],
+            Path(args.plots), figures, "centroids")}
         prototypes = centroids.reshape(n_classes, *images.shape[1:])
         plots.save(plots.image_grid(prototypes, classes, n_cols=n_classes, suptitle="class mean images"),
                    figures / "prototypes.png")

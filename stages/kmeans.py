@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmproto.evaluation import plots, scores
+from fmproto.evaluation import plots
 from fmproto.pipeline import guard, inputs, io, outputs, params as P
 from fmproto.pipeline.specs import kmeans as kmeans_params
-from fmproto.prototypes.centroids import nearest_prototype
 from fmproto.prototypes.kmeans import fit_class_prototypes, n_prototypes_per_class, rows_by_class
 
 
@@ -38,12 +37,8 @@ def main(argv=None) -> None:
         km = fit_class_prototypes(images[train], labels[train], counts, classes, X_valid=images[valid],
                                   y_valid=labels[valid], seed=p["seed"], max_iter=p["max_iter"], metric=p["metric"],
                                   tol=p["tol"], lvq_epochs=p["lvq_epochs"], lvq_learning_rate=p["lvq_learning_rate"])
-        for set_name, idx in (("train", train), ("valid", valid)):
-            result = nearest_prototype(images[idx], km.prototypes, km.prototype_labels, len(classes), p["metric"])
-            km.summary[set_name] = scores.classification_report(labels[idx], result.labels, classes)
-            outputs.write_confusion(labels[idx], result.labels, classes, plot_dir / f"confusion_{set_name}.csv",
-                                    figures / f"confusion_{set_name}.png", f"k-means prototypes, {set_name}")
-            outputs.error_analysis(images[idx], labels[idx], result, classes, p["n_show"], figures, set_name, idx)
+        km.summary.update(outputs.score_prototypes(images, labels, split, km.prototypes, km.prototype_labels, classes,
+                                                   p["metric"], p["n_show"], plot_dir, figures, "k-means prototypes"))
         io.write_csv(plot_dir / "convergence.csv", pd.DataFrame(km.history_rows(classes)))
         plots.save(plots.convergence({name: fit.history for name, fit in zip(classes, km.fits)},
                                      "k-means convergence inside each class"), figures / "convergence.png")

@@ -1,4 +1,5 @@
-"""Outputs the classifying stages share: confusion tables and pictures, and error-analysis pictures."""
+"""Outputs the classifying stages share: confusion tables and pictures, error-analysis pictures, and the
+nearest-prototype stages' scores on the training and validation splits."""
 
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pandas as pd
 
 from fmproto.evaluation import scores, plots
 from fmproto.pipeline import io
+from fmproto.prototypes.centroids import nearest_prototype
 
 
 def write_confusion(y_true, y_pred, classes: list[str], csv_path: str | Path, png_path: str | Path, title: str) -> None:
@@ -39,3 +41,18 @@ def error_analysis(images, y_true, result, classes: list[str], n_show: int, figu
     labelled_grid(images[wrong], y_true[wrong], result.labels[wrong], result.distances[wrong], classes,
                   f"{set_name}: confidently wrong (largest margin own - wrong; distance to the wrong prototype)",
                   figures / f"{set_name}_confidently_wrong.png", ids[wrong])
+
+
+def score_prototypes(images, labels, split, prototypes, prototype_labels, classes: list[str], metric: str,
+                     n_show: int, plot_dir: Path, figures: Path, title: str) -> dict[str, dict]:
+    """Each image of ``split``'s ``train`` and ``valid`` rows classified by its nearest prototype: a
+    classification report by set name, and for each set its confusion table and picture and error analysis."""
+    reports = {}
+    for set_name in ("train", "valid"):
+        idx = split[set_name]
+        result = nearest_prototype(images[idx], prototypes, prototype_labels, len(classes), metric=metric)
+        reports[set_name] = scores.classification_report(labels[idx], result.labels, classes)
+        write_confusion(labels[idx], result.labels, classes, plot_dir / f"confusion_{set_name}.csv",
+                        figures / f"confusion_{set_name}.png", f"{title}, {set_name}")
+        error_analysis(images[idx], labels[idx], result, classes, n_show, figures, set_name, idx)
+    return reports
