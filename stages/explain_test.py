@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.evaluation import estimators, final, fitset, plots
+from fmproto.evaluation import estimators, explanations, fitset, plots
 from fmproto.pipeline import guard, inputs, model_checks
 from fmproto.pipeline.settings import method_settings
 
@@ -34,9 +34,9 @@ def main(argv=None) -> None:
         model_checks.check_k(args.params, p["k"], len(fit_set[0]), len(test["labels"]))
         model = estimators.make(p["method"], settings).fit(*fit_set[:2], len(classes))
         predicted = model.predict(feats["test"].astype(np.float32))
-        figure = final.explanations_figure(p["method"], settings, train, test, feats, split, predicted, fit_set,
-                                           k=p["k"], metric=p["metric"], n_random=p["n_explain"],
-                                           confusions=confusions, seed=p["seed"])
+        figure = explanations.explanations_figure(p["method"], settings, train, test, feats, split, predicted,
+                                                  fit_set, k=p["k"], metric=p["metric"], n_random=p["n_explain"],
+                                                  confusions=confusions, seed=p["seed"])
         plots.save(figure, Path(args.figures) / "explanations.png")
     n_wrong = int(np.count_nonzero(predicted != test["labels"]))
     print(f"explain-test: {Path(args.figures) / 'explanations.png'}: {p['method']} misclassifies {n_wrong:,} "

@@ -1,6 +1,10 @@
-"""Explaining predictions: which images to explain, and the image-beside-its-neighbours layout."""
+"""Explaining predictions: which images to explain, the image-beside-its-neighbours layout, and the figure of
+the explain-test stage."""
 
 import numpy as np
+
+from fmproto.evaluation import estimators, fitset, plots, scores
+from fmproto.search.knn import kneighbors
 
 MAX_SHOWN = 10  # neighbours drawn beside an image: a picture of k=1000 would explain nothing
 
@@ -50,3 +54,29 @@ def explanation_grid(query_images: np.ndarray, query_ids: np.ndarray, y_true: np
             reference = y_true[row] if known else y_pred[row]
             marks.append(bool(neighbour_labels[row, j] != reference))
     return images, titles, np.array(marks)
+
+
+def explanations_figure(method: str, settings: dict[str, dict], train: dict, test: dict, feats: dict, split: dict,
+                        y_pred: np.ndarray, fit_set: tuple, *, k: int, metric: str, n_random: int,
+                        confusions: list[tuple[int, int]] | str, seed: int, n_auto: int = 2):
+    """Misclassified test images, each beside its ``min(k, MAX_SHOWN)`` exact nearest rows of ``fit_set``
+    (``fitset.fit_data``'s ``(X_fit, y_fit, rows)``), one for each of ``confusions`` first. ``"auto"``:
+    ``method``'s ``n_auto`` most frequent on validation, fitted on the training split, never the test set.
+    """
+    labels, y_test, classes = train["labels"], test["labels"], train["classes"].tolist()
+    if confusions == "auto":
+        model = estimators.make(method, settings).fit(*fitset.fit_data(feats, labels, split["train"], method)[:2],
+                                                      len(classes))
+        y_valid_pred = model.predict(feats["train"][split["valid"]].astype(np.float32))
+        confusions = top_confusions(scores.confusion_matrix(labels[split["valid"]], y_valid_pred, len(classes)), n_auto)
+    X_fit, y_fit, rows = fit_set
+    picked = pick_explanations(y_test, y_pred, n_random, confusions, np.random.default_rng(seed))
+    shown = min(k, MAX_SHOWN)
+    distances, near = kneighbors(feats["test"][picked].astype(np.float32), X_fit, shown, metric=metric)
+    images, titles, marks = explanation_grid(test["images"][picked], picked, y_test[picked], y_pred[picked],
+                                             fitset.fit_images(train["images"], feats, rows[near]),
+                                             rows[near] % len(labels), y_fit[near], distances, classes)
+    named = ", ".join(f"{classes[t]} as {classes[f]}" for t, f in confusions) or "none"
+    return plots.image_grid(images, titles, n_cols=shown + 1, highlight=marks,
+                            suptitle=f"test images ({method} prediction) beside their {shown} nearest training "
+                                     f"images; confusions explained first: {named}")

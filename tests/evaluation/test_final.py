@@ -1,8 +1,9 @@
-"""fmproto.evaluation.final: every method scored as its estimator alone scores it, and the explanations figure."""
+"""fmproto.evaluation.final: every method scored as its estimator alone scores it; and the explanations figure
+(fmproto.evaluation.explanations)."""
 
 import numpy as np
 
-from fmproto.evaluation import estimators, final, scores
+from fmproto.evaluation import estimators, explanations, final, scores
 from fmproto.evaluation.explanations import top_confusions
 
 CLASSES = ["a", "b", "c"]
@@ -34,7 +35,7 @@ def test_explanations_figure_draws_the_picked_images(tmp_path):
     test = {"images": images[60:], "labels": Y[60:]}
     split = {"train": np.arange(40), "valid": np.arange(40, 60)}
     y_pred = np.roll(Y[60:], 1)  # every test image wrong
-    figure = final.explanations_figure("knn", SETTINGS, train, test, feats, split, y_pred, (X[:60], Y[:60], np.arange(60)),
+    figure = explanations.explanations_figure("knn", SETTINGS, train, test, feats, split, y_pred, (X[:60], Y[:60], np.arange(60)),
                                        k=2, metric="euclidean", n_random=3, confusions="auto", seed=0)
     valid_pred = estimators.make("knn", SETTINGS).fit(X[:40], Y[:40], 3).predict(X[40:60])
     auto = top_confusions(scores.confusion_matrix(Y[40:60], valid_pred, 3), 2)
