@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.pipeline import io
-from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs, outputs
+from fmproto.evaluation import plots, reports
+from fmproto.pipeline import guard, inputs, io
 from fmproto.pipeline.specs import centroids as centroids_params
-from fmproto.search.distances import as_rows
 from fmproto.prototypes.centroids import class_means
+from fmproto.search.distances import as_rows
 
 
 def main(argv=None) -> None:
@@ -35,7 +34,7 @@ def main(argv=None) -> None:
         inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
         centroids = class_means(X[split["train"]], labels[split["train"]], n_classes)
         figures = Path(args.figures)
-        metrics = {"metric": p["metric"], **outputs.score_prototypes(
+        metrics = {"metric": p["metric"], **reports.score_prototypes(
             images, labels, split, centroids, np.arange(n_classes), classes, p["metric"], p["n_show"],
             Path(args.plots), figures, "centroids")}
         prototypes = centroids.reshape(n_classes, *images.shape[1:])

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fmproto.evaluation import final, fitset
+from fmproto.evaluation import final, fitset, reports
 from fmproto.evaluation.scores import classification_report
-from fmproto.pipeline import guard, inputs, io, model_checks, outputs, timings
+from fmproto.pipeline import guard, inputs, io, model_checks, timings
 from fmproto.pipeline.settings import kmeans_problem, method_settings
 
 
@@ -43,7 +43,7 @@ def main(argv=None) -> None:
                    "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],
                    "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
                    "per_class_accuracy": {c: v["recall"] for c, v in report["per_class"].items()}, "summary": summary}
-        outputs.write_confusion(y_test, predictions[p["method"]], classes, Path(args.plots) / "confusion_test.csv",
+        reports.write_confusion(y_test, predictions[p["method"]], classes, Path(args.plots) / "confusion_test.csv",
                                 Path(args.figures) / "confusion_test.png", f"{p['method']} (k={p['k']}), test")
         io.write_json(args.metrics, metrics)
         timings.write(args.timings, {"seconds_by_method": {m: round(s, 3) for m, s in seconds.items()}})

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs, io, outputs, params as P
+from fmproto.evaluation import plots, reports
+from fmproto.pipeline import guard, inputs, io, params as P
 from fmproto.pipeline.specs import kmeans as kmeans_params
 from fmproto.prototypes.kmeans import fit_class_prototypes, n_prototypes_per_class, rows_by_class
 
@@ -37,7 +37,7 @@ def main(argv=None) -> None:
         km = fit_class_prototypes(images[train], labels[train], counts, classes, X_valid=images[valid],
                                   y_valid=labels[valid], seed=p["seed"], max_iter=p["max_iter"], metric=p["metric"],
                                   tol=p["tol"], lvq_epochs=p["lvq_epochs"], lvq_learning_rate=p["lvq_learning_rate"])
-        km.summary.update(outputs.score_prototypes(images, labels, split, km.prototypes, km.prototype_labels, classes,
+        km.summary.update(reports.score_prototypes(images, labels, split, km.prototypes, km.prototype_labels, classes,
                                                    p["metric"], p["n_show"], plot_dir, figures, "k-means prototypes"))
         io.write_csv(plot_dir / "convergence.csv", pd.DataFrame(km.history_rows(classes)))
         plots.save(plots.convergence({name: fit.history for name, fit in zip(classes, km.fits)},

@@ -1,4 +1,4 @@
-"""Outputs the classifying stages share: confusion tables and pictures, error-analysis pictures, and the
+"""What the classifying stages write alike: confusion tables and pictures, error-analysis pictures, and the
 nearest-prototype stages' scores on the training and validation splits."""
 
 from pathlib import Path
