@@ -6,44 +6,51 @@ cnn_* (the network of kind cnn, trained on the training split's images and label
 Outputs: ``--out`` (.npz): ``train`` and ``test``, the features of every ingested image (plain pixels as the
 uint8 images); ``augmented`` and ``augmented_source``, those of every training image's augmented copies and the
 image each was made from; the spec and fitted state (for ``fmproto explain``); the fingerprints of the inputs
-it was made from (its readers compare them with theirs). No metrics, so DVC's run-cache can restore it.
+it was made from (its readers compare them with theirs). ``--curves`` (CSV) and ``--training`` (JSON): the
+network's loss and accuracies per epoch and at its end (no rows, ``{}``, without a network); ``--timings``:
+its seconds per epoch. Each epoch is shown as it ends (``fmproto.pipeline.progress``).
 """
 
 import argparse
+import math
 from dataclasses import fields
 
-from fmproto.pipeline import guard, inputs, io, params as P
+from fmproto.pipeline import guard, inputs, io, timings
+from fmproto.pipeline.progress import Progress
 from fmproto.pipeline.specs import features as features_params
-from fmproto.representation import transform
+from fmproto.representation import curves, transform
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    for flag in ("--train", "--test", "--split", "--out"):
+    for flag in ("--train", "--test", "--split", "--out", "--curves", "--training"):
         parser.add_argument(flag, required=True)
+    parser.add_argument("--timings", help="JSON of the network's seconds per epoch (not a DVC output)")
     args = parser.parse_args(argv)
-    with guard.stage_errors("features", files=[args.out]):
+    with guard.stage_errors("features", files=[args.out, args.curves, args.training]):
         p = features_params.read(args.params)
         spec = transform.FeatureSpec(**{field.name: p[field.name] for field in fields(transform.FeatureSpec)})
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         split = inputs.load_split(args.split, train)
-        try:  # every limit the sizes decide, before a network is trained or a pixel transformed
-            widths = transform.check_fit(spec, train["images"].shape[1:], len(split["train"]))
-        except ValueError as err:
-            raise P.ParamError(f"{args.params}: {err}") from None
-        n_rows = len(train["labels"]) * (1 + 4 * p["augment_shifts"] + p["augment_flip"]) + len(test["labels"])
-        width = spec.pca_components or sum(widths)
-        P.check_memory(f"{args.params}: features.kind", spec.kind, n_rows * width * (1 if spec.plain_pixels else 4),
-                       f"the features of {n_rows:,} images x {width:,}",
-                       hint="choose fewer features (a larger hog_cell, or pca_components) or no augmentation")
-        if spec.pca_components:
-            P.check_memory(f"{args.params}: features.kind", spec.kind, 2 * 8 * sum(widths) ** 2,
-                           f"the PCA covariance of {sum(widths):,} features",
-                           hint=f"at most {int((P.MEMORY_LIMIT / 16) ** 0.5):,} features fit: a larger hog_cell")
-        arrays = transform.feature_arrays(train["images"], test["images"], split["train"], train["labels"],
-                                          len(train["classes"]), spec, p["augment_shifts"], p["augment_flip"])
+        features_params.check_sizes(args.params, spec, train["images"].shape[1:], len(split["train"]),
+                                    len(train["labels"]) * (1 + 4 * p["augment_shifts"] + p["augment_flip"])
+                                    + len(test["labels"]))
+        epochs = []
+        # The epoch lines are the plain output; on a terminal a bar counts them too.
+        with Progress("features: network", spec.cnn_epochs if "cnn" in spec.blocks else 0, "epochs",
+                      interval=math.inf) as shown:
+            def on_epoch(record: dict) -> None:
+                epochs.append(record)
+                shown.line(curves.line(record))
+                shown.advance()
+            arrays = transform.feature_arrays(train["images"], test["images"], split["train"], train["labels"],
+                                              len(train["classes"]), spec, p["augment_shifts"], p["augment_flip"],
+                                              valid_rows=split["valid"], on_epoch=on_epoch)
         io.save_arrays(args.out, **arrays, **inputs.provenance(train=train, test=test, split=split))
+        io.write_csv(args.curves, curves.table(epochs))
+        io.write_json(args.training, curves.summary(epochs))
+        timings.write(args.timings, {"seconds_by_epoch": [round(record["seconds"], 2) for record in epochs]})
     print(f"features {spec.kind}" + (f" + PCA {spec.pca_components}{' whitened' if spec.pca_whiten else ''}"
                                      if spec.pca_components else "")
           + f": {arrays['train'].shape[1]:,} per image; {len(arrays['augmented']):,} augmented copies")

@@ -9,6 +9,8 @@ deterministic algorithms, a fixed thread count (one and two threads sum differen
 import math
 import os
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,7 +40,7 @@ def import_torch():
         import torch
     except ImportError:
         raise ValueError("features.kind cnn trains with PyTorch, which is not installed; install the optional extra: "
-                         "pip install -e '.[cnn]' (make env does)") from None
+                         "make env-cnn (make best and make sweep do), or pip install -r requirements/cnn.txt") from None
     if (any(os.environ.get(key) != value for key, value in PORTABLE_KERNELS.items())
             or torch.backends.cpu.get_cpu_capability() != "DEFAULT"):
         raise ValueError(f"PyTorch was loaded before fmproto.representation.cnn could pin its CPU kernels ({PORTABLE_KERNELS}); "
@@ -54,10 +56,17 @@ def check_shape(image_shape: tuple[int, ...]) -> None:
 
 
 def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 16, embedding: int = 128,
-        epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2) -> dict[str, np.ndarray]:
+        epochs: int = 15, learning_rate: float = 3e-3, seed: int = 0, threads: int = 2,
+        valid: tuple[np.ndarray, np.ndarray] | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> dict[str, np.ndarray]:
     """Train on ``images (n, H, W)`` uint8 with ``labels (n,)``; the float32 state ``embed`` needs: ``cnn_mean``,
     ``cnn_std``, ``cnn_{c1,c2,c3}_w (out, in, 3, 3)`` and ``_b``, ``cnn_fc_w (embedding, 4 width (H//8) (W//8))``
-    and ``cnn_fc_b``."""
+    and ``cnn_fc_b``.
+
+    After each epoch ``on_epoch(record)`` gets its ``epoch`` (from 1), ``epochs``, ``loss`` (the mean cross-entropy
+    of the epoch's training rows as trained: shifted, mirrored, with dropout), ``train_accuracy`` (of the same
+    predictions), ``valid_accuracy`` (of the network as it stands on ``valid (images, labels)``, None without
+    it; scoring changes no weight) and ``seconds``."""
     check_shape(images.shape[1:])
     for checked in ((width, "width", 1, 256), (embedding, "embedding", 1, 4096), (epochs, "epochs", 1, 1000),
                     (threads, "threads", 1, 256), (n_classes, "n_classes", 1, 1 << 16), (seed, "seed", 0, 2**31 - 1)):
@@ -67,6 +76,12 @@ def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 
     if len(images) < 2 or len(labels) != len(images):
         raise ValueError(f"the network needs at least 2 training images with one label each; got {len(images)} and {len(labels)}")
     labels = checked_labels(labels, n_classes, "labels")
+    if valid is not None:
+        check_shape(valid[0].shape[1:])
+        if valid[0].shape[1:] != images.shape[1:] or len(valid[1]) != len(valid[0]):
+            raise ValueError(f"valid needs images of the training images' shape with one label each; got "
+                             f"{valid[0].shape} and {len(valid[1])} labels")
+        valid = valid[0], checked_labels(valid[1], n_classes, "valid labels")
     torch = import_torch()
 
     pixels = images.astype(np.float64)
@@ -77,8 +92,9 @@ def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
+            scored = None if valid is None else (_standardise(valid[0], mean, std), valid[1])
             net = _train(torch, _standardise(images, mean, std), labels, int(n_classes), int(width), int(embedding),
-                         int(epochs), float(learning_rate), int(seed), (0 - mean) / std)
+                         int(epochs), float(learning_rate), int(seed), (0 - mean) / std, scored, on_epoch)
     finally:
         torch.set_num_threads(previous[0])
         torch.use_deterministic_algorithms(previous[1])
@@ -146,8 +162,8 @@ def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _train(torch, X: np.ndarray, labels: np.ndarray, n_classes: int, width: int, embedding: int, epochs: int,
-           learning_rate: float, seed: int, background: float):
-    """The trained network (in eval mode) on standardised images ``X (n, H, W)``."""
+           learning_rate: float, seed: int, background: float, valid=None, on_epoch=None):
+    """The trained network (in eval mode) on standardised images ``X (n, H, W)``; ``valid`` standardised."""
     nn, F = torch.nn, torch.nn.functional
     height, image_width = X.shape[1:]
 
@@ -176,7 +192,8 @@ def _train(torch, X: np.ndarray, labels: np.ndarray, n_classes: int, width: int,
     steps = epochs * -(-len(images) // BATCH)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.2)
     net.train()
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
+        started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(images), BATCH):
             rows = order[start : start + BATCH]
@@ -188,12 +205,33 @@ def _train(torch, X: np.ndarray, labels: np.ndarray, n_classes: int, width: int,
             dy, dx = (int(v) for v in torch.randint(0, 2 * SHIFT + 1, (2,), generator=generator))
             padded = F.pad(batch, (SHIFT, SHIFT, SHIFT, SHIFT), value=background)
             batch = padded[:, :, dy : dy + height, dx : dx + image_width].contiguous()  # contiguous: 5x faster convolutions
-            loss = F.cross_entropy(net(batch), targets[rows])
+            logits = net(batch)
+            loss = F.cross_entropy(logits, targets[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+            loss_sum += float(loss.detach()) * len(rows)
+            correct += int((logits.argmax(1) == targets[rows]).sum())
+            seen += len(rows)
+        if on_epoch is not None:
+            on_epoch({"epoch": epoch, "epochs": epochs, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+                      "valid_accuracy": None if valid is None else _accuracy(torch, net, *valid),
+                      "seconds": time.perf_counter() - started})
     return net.eval()
+
+
+def _accuracy(torch, net, X: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of ``X`` (standardised) the network in eval mode classifies as ``labels``; it stays in training
+    mode. Eval mode draws no dropout and updates no BatchNorm statistic, so training goes on as if unscored."""
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(X), 1024):
+            batch = torch.from_numpy(np.ascontiguousarray(X[start : start + 1024])).unsqueeze(1)
+            correct += int((net(batch).argmax(1).numpy() == labels[start : start + 1024]).sum())
+    net.train()
+    return correct / max(len(X), 1)
 
 
 def _fold(net) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@
 none dominates by its size; then, if ``pca_components > 0``, PCA, optionally whitened.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,10 +84,12 @@ def check_fit(spec: FeatureSpec, image_shape: tuple[int, int], n_images: int) ->
     return widths
 
 
-def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
-        n_classes: int | None = None) -> dict[str, np.ndarray]:
+def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None, n_classes: int | None = None,
+        *, valid: tuple[np.ndarray, np.ndarray] | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> dict[str, np.ndarray]:
     """The state ``transform`` needs, fitted on training ``images (n, H, W)`` (and for a ``cnn`` block their
-    ``labels`` in ``0..n_classes-1``): one pass over chunks of rows, so memory stays bounded however wide HOG is."""
+    ``labels`` in ``0..n_classes-1``): one pass over chunks of rows, so memory stays bounded however wide HOG is.
+    ``valid`` and ``on_epoch``: the network's, as in ``cnn.fit``."""
     widths = check_fit(spec, images.shape[1:], len(images))
     state: dict[str, np.ndarray] = {}
     if "cnn" in spec.blocks:
@@ -94,7 +97,7 @@ def fit(images: np.ndarray, spec: FeatureSpec, labels: np.ndarray | None = None,
             raise ValueError("features.kind cnn is trained on labels: pass the training images' labels and n_classes")
         state.update(cnn.fit(images, labels, n_classes, width=spec.cnn_width, embedding=spec.cnn_embedding,
                              epochs=spec.cnn_epochs, learning_rate=spec.cnn_learning_rate, seed=spec.cnn_seed,
-                             threads=spec.cnn_threads))
+                             threads=spec.cnn_threads, valid=valid, on_epoch=on_epoch))
     if "standard" in spec.blocks:
         pixels = images.reshape(len(images), -1).astype(np.float64)
         mean, var = pixels.mean(axis=0), pixels.var(axis=0)
@@ -132,10 +135,13 @@ def transform(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray
 
 
 def feature_arrays(train: np.ndarray, test: np.ndarray, fit_rows: np.ndarray, labels: np.ndarray, n_classes: int,
-                   spec: FeatureSpec, shifts: bool, flip: bool) -> dict[str, np.ndarray]:
+                   spec: FeatureSpec, shifts: bool, flip: bool, *, valid_rows: np.ndarray | None = None,
+                   on_epoch: Callable[[dict], None] | None = None) -> dict[str, np.ndarray]:
     """The features stage's arrays: ``train``, ``test``, ``augmented`` (every training image's copies),
-    ``augmented_source`` and ``to_arrays``'s, the transform fitted on ``train[fit_rows]``, ``labels[fit_rows]``."""
-    state = fit(train[fit_rows], spec, labels=labels[fit_rows], n_classes=n_classes)
+    ``augmented_source`` and ``to_arrays``'s, the transform fitted on ``train[fit_rows]``, ``labels[fit_rows]``;
+    a network is scored on ``train[valid_rows]`` after each epoch (``on_epoch``)."""
+    valid = None if valid_rows is None else (train[valid_rows], labels[valid_rows])
+    state = fit(train[fit_rows], spec, labels=labels[fit_rows], n_classes=n_classes, valid=valid, on_epoch=on_epoch)
     copies, source = augment.augment(train, shifts, flip)
 
     def features(images: np.ndarray) -> np.ndarray:

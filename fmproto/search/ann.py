@@ -1,7 +1,7 @@
 """Approximate nearest neighbours, one API for two backends: ``build`` an index, ``query`` it.
 
-Annoy (the default) has ``n_trees`` (build) and ``search_k`` (query); hnswlib (the optional extra
-``.[hnsw]``) has ``m``, ``ef_construction`` and ``ef``. Both build and query on one thread, so results
+Annoy (the default) has ``n_trees`` (build) and ``search_k`` (query); hnswlib has ``m``,
+``ef_construction`` and ``ef``. Both build and query on one thread, so results
 are deterministic. Distances are float32 in Annoy's units: ``euclidean`` L2, ``manhattan`` L1 (Annoy
 only), ``angular`` ``sqrt(2 - 2 cos)``.
 """
@@ -120,8 +120,8 @@ def import_hnswlib():
     try:
         import hnswlib
     except ImportError:
-        raise ValueError("hnswlib is not installed; install the optional extra: pip install -e '.[hnsw]' "
-                         "(make env does)") from None
+        raise ValueError("hnswlib is not installed; it is one of fmproto's dependencies: make env installs them "
+                         "(or pip install -r requirements/core.txt)") from None
     return hnswlib
 
 

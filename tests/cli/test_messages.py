@@ -79,7 +79,7 @@ def ws(tmp_path_factory) -> Path:
         ("split", "--train", f"{d}/train.npz", "--pairs", f"{d}/pairs.csv", "--out", f"{d}/split.npz",
          "--metrics", "metrics/split.json"),
         ("features", "--train", f"{d}/train.npz", "--test", f"{d}/test.npz", "--split", f"{d}/split.npz",
-         "--out", f"{d}/features.npz"),
+         "--out", f"{d}/features.npz", "--curves", f"{d}/curves.csv", "--training", f"{d}/training.json"),
     ):
         result = stage(name, *args, cwd=ws)
         assert result.returncode == 0, result.stderr

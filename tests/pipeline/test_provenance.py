@@ -70,7 +70,8 @@ def reader_args(stage, ws: Path, out: Path) -> list:
     if stage is cli:
         return explain_args(ws, out / "why.png")
     if stage is features:
-        return [*common, "--test", ws / "test.npz", "--out", out / "f.npz"]
+        return [*common, "--test", ws / "test.npz", "--curves", out / "curves.csv", "--training", out / "training.json",
+                "--out", out / "f.npz"]
     if stage is evaluate_valid:
         return [*common, "--features", ws / "features.npz", "--metrics", out / "v.json"]
     if stage is evaluate_test:

@@ -48,7 +48,8 @@ def workspace(tmp_path_factory):
     split.main(["--params", str(params), "--train", str(root / "train.npz"), "--pairs", str(root / "pairs.csv"),
                 "--out", str(root / "split.npz"), "--metrics", str(root / "split.json")])
     features.main(["--params", str(params), "--train", str(root / "train.npz"), "--test", str(root / "test.npz"),
-                   "--split", str(root / "split.npz"), "--out", str(root / "features.npz")])
+                   "--split", str(root / "split.npz"), "--out", str(root / "features.npz"),
+                   "--curves", str(root / "curves.csv"), "--training", str(root / "training.json")])
     return root
 
 

@@ -126,6 +126,41 @@ def test_trained_features_separate_the_classes_and_training_is_deterministic():
     assert np.mean(predicted == test_labels) >= 0.95  # the bar's direction, wherever it lies
 
 
+def test_each_epoch_is_reported_and_scoring_the_validation_set_changes_no_weight():
+    images, labels = bars(300, seed=7)
+    valid_images, valid_labels = bars(100, seed=8)
+    records = []
+    state = cnn.fit(images, labels, 3, width=4, embedding=8, epochs=3, seed=2, valid=(valid_images, valid_labels),
+                    on_epoch=records.append)
+    unscored = cnn.fit(images, labels, 3, width=4, embedding=8, epochs=3, seed=2)
+    assert all(np.array_equal(state[key], unscored[key]) for key in state)
+    assert [r["epoch"] for r in records] == [1, 2, 3] and {r["epochs"] for r in records} == {3}
+    assert all(0 <= r["train_accuracy"] <= 1 and r["loss"] > 0 and r["seconds"] > 0 for r in records)
+    assert all(r["valid_accuracy"] * 100 == round(r["valid_accuracy"] * 100) for r in records)  # a count of 100
+    assert records[-1]["loss"] < records[0]["loss"]
+    again = []
+    cnn.fit(images, labels, 3, width=4, embedding=8, epochs=3, seed=2, valid=(valid_images, valid_labels),
+            on_epoch=again.append)
+    assert [{**r, "seconds": 0} for r in records] == [{**r, "seconds": 0} for r in again]
+
+
+def test_the_last_epochs_validation_accuracy_is_the_trained_networks():
+    images, labels = bars(200, seed=9)
+    valid_images, valid_labels = bars(150, seed=10)
+    mean, std = images.mean(), images.std()
+    X, X_valid = (((x - mean) / std).astype(np.float32) for x in (images, valid_images))
+    records = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = cnn._train(torch, X, labels, 3, width=4, embedding=8, epochs=2, learning_rate=3e-3,
+                         seed=0, background=float(-mean / std), valid=(X_valid, valid_labels),
+                         on_epoch=records.append)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(X_valid).unsqueeze(1))
+    assert records[-1]["valid_accuracy"] == np.mean(logits.argmax(1).numpy() == valid_labels)
+    assert records[-1]["train_accuracy"] * 200 == round(records[-1]["train_accuracy"] * 200)
+
+
 def test_cnn_block_joins_other_blocks_and_round_trips():
     images, labels = bars(120, seed=6)
     spec = FeatureSpec("cnn+hog", hog_cell=3, pca_components=10, cnn_width=2, cnn_embedding=6, cnn_epochs=1, cnn_seed=1)
@@ -143,6 +178,8 @@ def test_cnn_block_joins_other_blocks_and_round_trips():
     (lambda: cnn.fit(*bars(10, 0), 3, width=0), r"width must be an integer in 1..256; got 0"),
     (lambda: cnn.fit(*bars(10, 0), 2), r"labels must lie in 0..1; got 2"),
     (lambda: cnn.fit(*bars(10, 0), 3, learning_rate=float("nan")), r"learning_rate must be in \(0, 1\]; got nan"),
+    (lambda: cnn.fit(*bars(10, 0), 3, valid=(np.zeros((2, 12, 11), np.uint8), [0, 1])), r"valid needs images of the "),
+    (lambda: cnn.fit(*bars(10, 0), 3, valid=(bars(2, 1)[0], [0, 3])), r"valid labels must lie in 0..2; got 3"),
     (lambda: FeatureSpec("cnn").check((28, 6)), r"at least 8x8"),
 ])
 def test_bad_arguments_are_one_line(call, match):
@@ -152,5 +189,5 @@ def test_bad_arguments_are_one_line(call, match):
 
 def test_missing_pytorch_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ValueError, match=r"trains with PyTorch, which is not installed; .*pip install -e '\.\[cnn\]'"):
+    with pytest.raises(ValueError, match=r"trains with PyTorch, which is not installed; .*make env-cnn .*requirements/cnn\.txt"):
         cnn.fit(*bars(10, 0), 3)

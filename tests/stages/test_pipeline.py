@@ -7,11 +7,13 @@ alone and in any order.
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
@@ -257,10 +259,11 @@ def test_features_stage_bad_params(template, tmp_path, override, fragment):
     out = tmp_path / "features.npz"
     result = run([sys.executable, "-m", "stages.features", "--params", tmp_path / "params.yaml",
                   "--train", "data/ingested/train.npz", "--test", "data/ingested/test.npz",
-                  "--split", "data/split/split.npz", "--out", out], template, check=False)
+                  "--split", "data/split/split.npz", "--out", out, "--curves", tmp_path / "curves.csv",
+                  "--training", tmp_path / "training.json"], template, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr, result.stderr
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "curves.csv").exists() and not (tmp_path / "training.json").exists()
 
 
 def test_hog_pca_shift_features_through_the_pipeline(repo):
@@ -280,9 +283,20 @@ def test_cnn_features_through_the_pipeline(repo):
     saved features, and explained by training images."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    run([BIN / "dvc", "exp", "run", "-S", "features.kind=cnn+hog", "-S", "features.hog_cell=3",
-         "-S", "features.pca_components=8", "-S", "features.cnn_width=4", "-S", "features.cnn_embedding=8",
-         "-S", "features.cnn_epochs=2", "-S", "evaluate.k=3"], repo)
+    result = run([BIN / "dvc", "exp", "run", "-S", "features.kind=cnn+hog", "-S", "features.hog_cell=3",
+                  "-S", "features.pca_components=8", "-S", "features.cnn_width=4", "-S", "features.cnn_embedding=8",
+                  "-S", "features.cnn_epochs=2", "-S", "evaluate.k=3"], repo)
+    assert re.search(r"^epoch 1/2: loss \d\.\d{4}, train accuracy \d\.\d{4}, valid accuracy \d\.\d{4}, [\d.]+ s$",
+                     result.stdout + result.stderr, re.M)  # each epoch as it ends (plain lines: not a terminal)
+    curves = pd.read_csv(repo / "plots/features/training.csv")
+    assert curves["epoch"].tolist() == [1, 2] and curves.notna().all().all()
+    last = curves.iloc[-1]
+    assert metrics(repo, "training") | {"best_valid_accuracy": 0, "best_epoch": 0} == {
+        "epochs": 2, "loss": last["loss"], "train_accuracy": last["train_accuracy"],
+        "valid_accuracy": last["valid_accuracy"], "best_valid_accuracy": 0, "best_epoch": 0}
+    drawn = json.loads(run([BIN / "dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    accuracy = [plot for name, plot in drawn.items() if name.startswith("network accuracy")][0][0]["content"]
+    assert len(accuracy["data"]["values"]) == 4  # two epochs, training and validation
     valid = metrics(repo, "valid")
     assert valid["features"] == "cnn+hog" and valid["n_features"] == 8
     feats, split = arrays(repo, "data/features/features.npz"), arrays(repo, "data/split/split.npz")

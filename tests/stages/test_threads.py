@@ -176,7 +176,8 @@ common = ["--params", params, "--train", f"{ws}/train.npz", "--split", f"{ws}/sp
 for name, stage in (("centroids", centroids), ("kmeans", kmeans)):
     stage.main([*common, "--model", f"{out}/{name}.npz", "--metrics", f"{out}/{name}.json",
                 "--plots", f"{out}/{name}-plots", "--figures", f"{out}/{name}-figures"])
-features.main([*common, "--test", f"{ws}/test.npz", "--out", f"{out}/features.npz"])
+features.main([*common, "--test", f"{ws}/test.npz", "--out", f"{out}/features.npz", "--curves", f"{out}/curves.csv",
+               "--training", f"{out}/training.json"])
 """
 
 
