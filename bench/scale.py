@@ -52,6 +52,7 @@ from fmproto.search import ann, knn
 from fmproto.representation import augment
 from fmproto.data import folder
 from fmproto.evaluation import plots
+from fmproto.pipeline.progress import Progress
 
 # The fetch stage's output (`make data`): the files the pipeline itself reads.
 DATA_DIR = Path("data/fashion-mnist")
@@ -197,12 +198,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fmproto-scale-") as tmp:
         work = Path(tmp)
         np.save(work / "queries.npy", test[pick].reshape(N_QUERIES, -1))
-        for n in sorted(args.sizes):
-            np.save(work / f"rows-{n}.npy", training_rows(n, images))
-            for method in METHODS:  # exact first: it writes the ANN runs' reference
-                rows.append(run_part(method, n, work, args.timeout))
-                print(f"{n:,} {method}: {rows[-1]['note'] or 'done'}", file=sys.stderr, flush=True)
-            (work / f"rows-{n}.npy").unlink()
+        with Progress("scale: exact search and ANN", len(args.sizes) * len(METHODS), "runs") as bar:
+            for n in sorted(args.sizes):
+                np.save(work / f"rows-{n}.npy", training_rows(n, images))
+                for method in METHODS:  # exact first: it writes the ANN runs' reference
+                    bar.advance(0, note=f"{n:,} rows, {method}")  # what the bar shows while it runs
+                    rows.append(run_part(method, n, work, args.timeout))
+                    bar.line(f"{n:,} {method}: {rows[-1]['note'] or 'done'}")
+                    bar.advance()
+                (work / f"rows-{n}.npy").unlink()
     print(table(rows))
     figure(rows, args.figure)
     print(json.dumps(rows))

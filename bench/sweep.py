@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from fmproto.pipeline.progress import Progress
+
 # name: params overrides. The baseline params.yaml is raw pixels, exact kNN, k=5, euclidean.
 HOG3 = ["features.kind=hog", "features.hog_cell=3"]
 HOG3_PCA = HOG3 + ["features.pca_components=192"]
@@ -76,15 +78,24 @@ def queue_and_run(names: list[str]) -> None:
     existing = [name for name in names if name in listed]
     if existing:
         dvc("exp", "remove", *existing)
-    for name in names:
-        overrides = [arg for value in CONFIGS[name[len(PREFIX):]] for arg in ("-S", value)]
-        dvc("exp", "run", "evaluate-valid", "--queue", "--name", name, *overrides)
+    with Progress("sweep: queueing", len(names), "configurations") as bar:
+        for name in names:
+            overrides = [arg for value in CONFIGS[name[len(PREFIX):]] for arg in ("-S", value)]
+            dvc("exp", "run", "evaluate-valid", "--queue", "--name", name, *overrides)
+            bar.advance(note=name[len(PREFIX):])
     dvc("queue", "start")
-    while True:  # `dvc queue start` returns at once; the worker runs the experiments in turn
-        status = dvc("queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(5)
+    with Progress("sweep: running", len(names), "configurations") as bar:
+        while True:  # `dvc queue start` returns at once; the worker runs the experiments in turn
+            status = dvc("queue", "status")
+            # Rows: Task, Name, Created (one or more words), Status. An earlier sweep's finished tasks may be
+            # listed under the same names, so what is done is what is no longer waiting.
+            waiting = {row[1]: row[-1] for row in map(str.split, status.splitlines())
+                       if len(row) >= 4 and row[1] in names and row[-1] in ("Queued", "Running")}
+            running = [name[len(PREFIX):] for name, state in waiting.items() if state == "Running"]
+            bar.advance_to(len(names) - len(waiting), note=", ".join(running))
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(5)
     failed = [line.split()[1] for line in status.splitlines() if "Failed" in line and line.split()[1] in names]
     if failed:
         print(f"sweep: failed: {', '.join(failed)} (see `dvc queue logs NAME`)", file=sys.stderr)

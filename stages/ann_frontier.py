@@ -13,7 +13,7 @@ import argparse
 import pandas as pd
 
 from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs, io, params as P, timings
+from fmproto.pipeline import guard, inputs, io, params as P, progress, timings
 from fmproto.pipeline.specs import ann as ann_params, ann_frontier as frontier_params
 from fmproto.search import ann, ann_eval
 from fmproto.search.distances import as_rows
@@ -32,14 +32,14 @@ def main(argv=None) -> None:
         p = frontier_params.read(args.params)
         if p["hnsw_m"] and (why := ann.hnswlib_problem(p["metric"])):
             raise P.ParamError(f"{args.params}: ann_frontier.hnsw_m asks for hnswlib (set it to [] to leave it out), but {why}")
-        data = inputs.load_dataset(args.train)
-        X, k, split = as_rows(data["images"]), p["recall_k"], inputs.load_split(args.split, data)
-        X_train, queries = X[split["train"]], X[split["valid"]][: p["queries"]]
-        ann_params.check_sizes(args.params, k, len(X_train), len(queries), X.shape[1], max([2, *p["hnsw_m"]]), "ann_frontier.hnsw_m")
+        split, k = inputs.load_split(args.split, data := inputs.load_dataset(args.train)), p["recall_k"]
+        X_train, queries = as_rows(data["images"][split["train"]]), as_rows(data["images"][split["valid"][: p["queries"]]])
+        ann_params.check_sizes(args.params, k, len(X_train), len(queries), X_train.shape[1], max([2, *p["hnsw_m"]]), "ann_frontier.hnsw_m")
         exact, exact_qps = ann_eval.exact_reference(X_train, queries, k, p["metric"])
         grids = {"annoy": (p["n_trees"], p["search_k"]), "hnswlib": (p["hnsw_m"], p["hnsw_ef"])}
-        points = ann_eval.frontier(X_train, queries, exact, k, grids, metric=p["metric"], seed=p["seed"],
-                                   ef_construction=p["hnsw_ef_construction"])
+        with progress.Progress("ann-frontier: build and query", None, "indexes") as bar:
+            points = ann_eval.frontier(X_train, queries, exact, k, grids, metric=p["metric"], seed=p["seed"],
+                                       ef_construction=p["hnsw_ef_construction"], on_build=bar.advance_to)
         cheapest = ann_eval.crossover(points, exact_qps, p["recalls"])
         for backend, path in csvs.items():
             columns = ["series", ann_eval.QUERY_KNOB[backend], "recall"]

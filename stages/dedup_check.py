@@ -12,7 +12,7 @@ import numpy as np
 
 from fmproto.data import dedup
 from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs, io
+from fmproto.pipeline import guard, inputs, io, progress
 from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import dedup as dedup_params
 
@@ -37,9 +37,10 @@ def main(argv=None) -> None:
                        "one block of distances", largest)
         P.check_memory(f"{args.params}: dedup.max_pairs", p["max_pairs"], dedup.table_bytes(p["max_pairs"]),
                        "the pairs table", P.MEMORY_LIMIT // dedup.table_bytes(1))
-        table, metrics = dedup.find_all(train["images"], test["images"], train["labels"], test["labels"],
-                                        train["classes"].tolist(), p["near_threshold"], chunk=p["chunk"],
-                                        max_pairs=p["max_pairs"])
+        with progress.Progress("dedup-check: near duplicates", None, "rows") as bar:
+            table, metrics = dedup.find_all(train["images"], test["images"], train["labels"], test["labels"],
+                                            train["classes"].tolist(), p["near_threshold"], chunk=p["chunk"],
+                                            max_pairs=p["max_pairs"], on_chunk=bar.advance_to)
         shown = table.head(p["n_show"])
         images = {"train": train["images"], "test": test["images"]}
         pictures, titles, marks = dedup.closest_pairs_grid(shown, images)

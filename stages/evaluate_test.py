@@ -15,7 +15,7 @@ import numpy as np
 
 from fmproto.evaluation import final, fitset, reports
 from fmproto.evaluation.scores import classification_report
-from fmproto.pipeline import guard, inputs, io, model_checks, timings
+from fmproto.pipeline import guard, inputs, io, model_checks, progress, timings
 from fmproto.pipeline.settings import kmeans_problem, method_settings
 
 
@@ -34,10 +34,11 @@ def main(argv=None) -> None:
         p, settings = method_settings(args.params, classes, labels[split["train"]])
         no_kmeans = kmeans_problem(args.params, classes, labels[split["train"]])  # why kmeans can't be fitted
         fit_sets = final.fit_sets(feats, labels, fitset.fit_indices(split, p["fit_on"]))
-        X_fit, y_test = fit_sets[p["method"]][0], test["labels"]
+        X_fit, X_test, y_test = fit_sets[p["method"]][0], feats["test"].astype(np.float32), test["labels"]
         model_checks.check_k(args.params, p["k"], min(len(s[0]) for s in fit_sets.values()), len(y_test))
-        summary, predictions, seconds = final.score_methods(fit_sets, feats["test"].astype(np.float32), y_test,
-                                                            classes, settings, skip=["kmeans"] if no_kmeans else [])
+        with progress.Progress("evaluate-test: fit and predict", None, "methods") as bar:
+            summary, predictions, seconds = final.score_methods(fit_sets, X_test, y_test, classes, settings,
+                                                                skip=["kmeans"] if no_kmeans else [], on_method=bar.advance_to)
         report = classification_report(y_test, predictions[p["method"]], classes)
         metrics = {"method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit),
                    "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs, io, timings
+from fmproto.pipeline import guard, inputs, io, progress, timings
 from fmproto.pipeline.specs import knn_scaling as knn_scaling_params
 from fmproto.search.distances import as_rows
 from fmproto.search.scaling import curve_figure, error_curve, seconds_by_n, summary, summarize_curve
@@ -33,9 +33,10 @@ def main(argv=None) -> None:
         split = inputs.load_split(args.split, data)
         X, y, n_classes, n_full = as_rows(data["images"]), data["labels"], len(data["classes"]), len(split["train"])
         sizes = knn_scaling_params.sizes_for(args.params, p, n_full)
-        rows, seconds = error_curve(X[split["train"]], y[split["train"]], X[split["valid"]], y[split["valid"]],
-                                    n_classes, sizes, p["ks"], repeats=p["repeats"], metric=p["metric"],
-                                    weights=p["weights"], seed=p["seed"])
+        with progress.Progress("knn-scaling: error against training size", None, "searches") as bar:
+            rows, seconds = error_curve(X[split["train"]], y[split["train"]], X[split["valid"]], y[split["valid"]],
+                                        n_classes, sizes, p["ks"], repeats=p["repeats"], metric=p["metric"],
+                                        weights=p["weights"], seed=p["seed"], on_search=bar.advance_to)
         metrics, series = summarize_curve(rows, sorted(p["ks"]), n_full)
         plots.save(curve_figure(series, p["metric"]), Path(args.figures) / "error_vs_n.png")
         io.write_csv(args.rows, pd.DataFrame([{"series": f"k={r['k']}", **r, "error": round(r["error"], 6)}

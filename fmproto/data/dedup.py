@@ -4,6 +4,7 @@ Exact: equal bytes, through a 64-bit fingerprint of each image, the few sharing 
 Near: RMS pixel difference below a threshold, by ``KnnIndex.radius_pairs``. Both keep ``max_pairs``."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,10 +101,11 @@ def _row_bytes(rows: np.ndarray) -> np.ndarray:
 
 
 def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | None = None, *, chunk: int = 4096,
-                    max_pairs: int = 100_000) -> Pairs:
+                    max_pairs: int = 100_000, on_chunk: Callable[[int, int], None] | None = None) -> Pairs:
     """The closest ``max_pairs`` pairs within ``images (n, ...)`` or with ``others (m, ...)`` with ``0 < RMS pixel
     difference < threshold``, as ``Pairs`` by ``(i, j)``, exact float64 distances whatever ``chunk`` (``chunk**2``:
-    the most pairs scored at once); ties kept by lower ``i``, ``j``."""
+    the most pairs scored at once); ties kept by lower ``i``, ``j``. ``on_chunk(done, n)``: after each chunk of
+    the ``n`` rows of ``images``, the rows searched (the last call ``(n, n)``)."""
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
@@ -111,11 +113,13 @@ def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | N
     within = others is None
     groups = _content_groups(A) * 2 if within else _content_groups(A, B)
     if not len(A) or not len(B) or threshold == 0:
+        if on_chunk is not None and len(A):
+            on_chunk(len(A), len(A))
         return Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
     n_pixels = A.shape[1]
     index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
     i, j, d2, capped = index.radius_pairs(None if within else A, threshold**2 * n_pixels, max_pairs=max_pairs,
-                                          exclude=groups, chunk=max(1, chunk * chunk // len(B)))
+                                          exclude=groups, chunk=max(1, chunk * chunk // len(B)), on_chunk=on_chunk)
     distance = np.sqrt(d2 / n_pixels)
     good = (distance > 0) & (distance < threshold)
     i, j, distance = i[good], j[good], distance[good]
@@ -157,12 +161,14 @@ def table_bytes(max_pairs: int) -> int:
 
 
 def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray,
-             classes: list[str], near_threshold: float, *, chunk: int = 4096,
-             max_pairs: int = 100_000) -> tuple[pd.DataFrame, dict]:
+             classes: list[str], near_threshold: float, *, chunk: int = 4096, max_pairs: int = 100_000,
+             on_chunk: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Exact and near duplicates within train, within test and between them (``max_pairs`` a kind and set).
 
     A row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``, ``j``, labels, ``distance`` (4 decimals), classes;
-    by ``(distance, sets, i, j)``. Metrics: counts and ``*_capped`` a kind and set, ``labels_disagree``."""
+    by ``(distance, sets, i, j)``. Metrics: counts and ``*_capped`` a kind and set, ``labels_disagree``.
+    ``on_chunk(done, total)``: called after each chunk of the near-duplicate searches with the rows searched and
+    all of them (train, test, then train against test: ``2 * n_train + n_test``)."""
     near_threshold = _check_threshold(near_threshold)
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
@@ -173,16 +179,20 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
     frames = []
     metrics = {"exact": {}, "near": {}, "near_threshold": near_threshold, "near_capped": {}, "exact_capped": {},
                "max_pairs": max_pairs}
+    total, searched = 2 * len(train_images) + len(test_images), 0  # rows queried by the three near searches
     for name in SETS:
         (first, labels_i), (second, labels_j) = (sides[side] for side in _SIDES[name])
         other = second if name == "train_test" else None
+        report = None if on_chunk is None else (lambda done, _, before=searched: on_chunk(before + done, total))
         for kind, pairs in (("exact", exact_duplicates(first, other, max_pairs=max_pairs)),
-                            ("near", near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs))):
+                            ("near", near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs,
+                                                     on_chunk=report))):
             metrics[kind][name] = len(pairs)
             metrics[f"{kind}_capped"][name] = bool(pairs.capped)
             frames.append(pd.DataFrame({"kind": kind, "sets": name, "i": pairs.i, "j": pairs.j,
                                         "label_i": labels_i[pairs.i], "label_j": labels_j[pairs.j],
                                         "distance": pairs.distance.round(4)}))
+        searched += len(first)
     table = pd.concat(frames, ignore_index=True).sort_values(["distance", "sets", "i", "j"], kind="stable",
                                                              ignore_index=True)
     table["class_i"] = names[table["label_i"].to_numpy()]

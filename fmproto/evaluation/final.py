@@ -9,20 +9,24 @@ from fmproto.evaluation import estimators, fitset, scores
 
 
 def score_methods(fit_sets: dict[str, tuple], X_test: np.ndarray, y_test: np.ndarray, classes: list[str],
-                  settings: dict[str, dict], skip=(), clock: Callable[[], float] = time.perf_counter):
+                  settings: dict[str, dict], skip=(), clock: Callable[[], float] = time.perf_counter,
+                  on_method: Callable[[int, int], None] | None = None):
     """Fit each method on ``fit_sets[method][:2]`` and predict ``X_test``: ``{method: {"accuracy", "macro_f1"}}``
-    (None for a method in ``skip``), ``{method: predictions (n_test,)}`` and ``{method: seconds}``."""
+    (None for a method in ``skip``), ``{method: predictions (n_test,)}`` and ``{method: seconds}``.
+    ``on_method(done, total)``: called after each method (skipped or scored), with the methods done and all."""
     summary, predictions, seconds = {}, {}, {}
-    for method in estimators.METHODS:
+    for done, method in enumerate(estimators.METHODS, 1):
         if method in skip:
             summary[method] = None
-            continue
-        X_fit, y_fit = fit_sets[method][:2]
-        start = clock()
-        predictions[method] = estimators.make(method, settings).fit(X_fit, y_fit, len(classes)).predict(X_test)
-        seconds[method] = clock() - start
-        report = scores.classification_report(y_test, predictions[method], classes)
-        summary[method] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+        else:
+            X_fit, y_fit = fit_sets[method][:2]
+            start = clock()
+            predictions[method] = estimators.make(method, settings).fit(X_fit, y_fit, len(classes)).predict(X_test)
+            seconds[method] = clock() - start
+            report = scores.classification_report(y_test, predictions[method], classes)
+            summary[method] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+        if on_method is not None:
+            on_method(done, len(estimators.METHODS))
     return summary, predictions, seconds
 
 

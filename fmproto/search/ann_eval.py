@@ -51,14 +51,16 @@ def scores_by_k(approx_distances: np.ndarray, approx_indices: np.ndarray, exact_
 
 def frontier(X_train: np.ndarray, X_queries: np.ndarray, exact_distances: np.ndarray, k: int,
              grids: dict[str, tuple[list[int], list[int]]], *, metric: str = "euclidean", seed: int = 42,
-             ef_construction: int = 200, clock: Callable[[], float] = time.perf_counter) -> list[dict]:
+             ef_construction: int = 200, clock: Callable[[], float] = time.perf_counter,
+             on_build: Callable[[int, int], None] | None = None) -> list[dict]:
     """Recall@k and queries per second of every setting in ``grids``, ``{"annoy": (n_trees list, search_k
     list), "hnswlib": (M list, ef list)}``: one index per build value, queried at every query value.
 
     One dict a setting, in the order of ``grids`` then ascending values: ``{"backend", "n_trees" | "M",
-    "search_k" | "ef", "recall", "queries_per_second", "build_seconds"}``.
+    "search_k" | "ef", "recall", "queries_per_second", "build_seconds"}``. ``on_build(done, total)``: called
+    after each index is built and queried, with the indexes done and all of them.
     """
-    points = []
+    points, built, total = [], 0, sum(len(sizes) for sizes, _ in grids.values())
     for backend, (sizes, efforts) in grids.items():
         for size in sorted(sizes):
             start = clock()
@@ -73,6 +75,9 @@ def frontier(X_train: np.ndarray, X_queries: np.ndarray, exact_distances: np.nda
                                "queries_per_second": round(len(X_queries) / max(seconds, 1e-9), 1),
                                "build_seconds": round(build_seconds, 3)})
             del index  # one index at a time in memory
+            built += 1
+            if on_build is not None:
+                on_build(built, total)
     return points
 
 

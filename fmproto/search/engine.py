@@ -6,6 +6,7 @@ still count get the naive float64 distance. So results are a float64 search's, t
 whatever the BLAS, chunk or threads. Manhattan has no product form: a plain float64 search."""
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
@@ -92,10 +93,11 @@ class KnnIndex:
         return distances, indices
 
     def radius_pairs(self, X_query: np.ndarray | None, radius: float, *, max_pairs: int, exclude=None,
-                     chunk: int = 1024):
+                     chunk: int = 1024, on_chunk: Callable[[int, int], None] | None = None):
         """The closest ``max_pairs`` pairs by ``(d, i, j)`` with naive float64 ``d(X_query[i], X_train[j]) < radius``
         (the metric's units), as int64 ``i, j``, float64 ``d`` and ``capped`` (more qualified). ``X_query`` None:
-        pairs ``i < j`` of the fitted rows; ``exclude (groups_query, groups_train)``: equal groups ``>= 0`` left out."""
+        pairs ``i < j`` of the fitted rows; ``exclude (groups_query, groups_train)``: equal groups ``>= 0`` left out.
+        ``on_chunk(done, total)``: called after each chunk with the query rows searched and all of them."""
         if self.metric in (None, "manhattan"):
             raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
                              f"got {self.metric!r}")
@@ -137,6 +139,8 @@ class KnnIndex:
                 if len(kept[0]) >= k:  # tighter now: later candidates are screened against it
                     bound[:] = kept_bound(kept, k, limit)
                     limits[:] = self._limits(bound, embedding)
+            if on_chunk is not None:
+                on_chunk(min(start + chunk, len(X_query)), len(X_query))
         i, j, d = (a[: k - 1] for a in kept)
         return i, j, (np.sqrt(d) if self.metric == "euclidean" else d), len(kept[0]) > k - 1
 

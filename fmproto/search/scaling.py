@@ -2,6 +2,7 @@
 ``error = 2**intercept * n**-slope`` (a positive slope: the error falls as ``n`` grows)."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,11 +73,12 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
 
 
 def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, n_classes: int,
-                sizes: list[int], ks: list[int], *, repeats: int, metric: str, weights: str,
-                seed: int) -> tuple[list[dict], list[dict]]:
+                sizes: list[int], ks: list[int], *, repeats: int, metric: str, weights: str, seed: int,
+                on_search: Callable[[int, int], None] | None = None) -> tuple[list[dict], list[dict]]:
     """Validation error of exact kNN on random training samples, ``(rows, timings)``: sizes below ``len(X_train)``
     drawn ``repeats`` times, the full set once, one search a sample. ``rows``: ``n, k, repeat, error``; ``timings``:
-    ``n, repeat, seconds``. ``ValueError`` for a k or size outside ``1..len(X_train)``, or a size below every k."""
+    ``n, repeat, seconds``. ``ValueError`` for a k or size outside ``1..len(X_train)``, or a size below every k.
+    ``on_search(done, total)``: called after each search, with the searches done and all of them."""
     n_full = len(X_train)
     for name, values in (("sizes", sizes), ("ks", ks)):
         bad = [v for v in values if not is_int(v) or not 1 <= v <= n_full]
@@ -85,6 +87,7 @@ def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y
     if min(sizes) < min(ks):
         raise ValueError(f"size {min(sizes)} is below every k (the smallest is {min(ks)}): nothing to measure")
     rows, timings = [], []
+    total = sum(repeats if n < n_full else 1 for n in sizes)
     for n in sorted(sizes):
         usable = [k for k in sorted(ks) if k <= n]
         for repeat in range(repeats if n < n_full else 1):
@@ -95,6 +98,8 @@ def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y
             timings.append({"n": n, "repeat": repeat, "seconds": time.perf_counter() - start})
             rows += [{"n": n, "k": k, "repeat": repeat, "error": float(np.mean(pred != y_valid))}
                      for k, pred in predictions.items()]
+            if on_search is not None:
+                on_search(len(timings), total)
     return rows, timings
 
 
