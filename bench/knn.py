@@ -27,10 +27,12 @@ Prints a table and, as the last line, one JSON object: seconds, ``ratio_vs_gemm`
 also times ``kneighbors`` with the manhattan metric on the first N test images, and reports
 ``manhattan_factor``: its seconds a query over fmproto's euclidean seconds a query.
 
-Run from the repository root after ``make data``: ``.venv/bin/python bench/knn.py``.
+Its peers are in the ``test`` lock: run from the repository root after ``make env-test data``:
+``.venv/bin/python bench/knn.py``.
 """
 
 import argparse
+import importlib.util
 import json
 import re
 import subprocess
@@ -156,6 +158,9 @@ def main() -> None:
         print(json.dumps(part(args)))
         return
 
+    missing = [name for name in ("sklearn", "faiss") if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.exit(f"bench/knn.py: {' and '.join(missing)} not installed; `make env-test` installs the peers")
     X_train, y_train, X_test, y_test = load()
     with tempfile.TemporaryDirectory() as tmp:
         fm_seconds, fm_pred, fm_peak = run_part("fmproto", args, Path(tmp))

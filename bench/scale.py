@@ -32,8 +32,9 @@ estimate exceeds 90% of the memory available at its start is not started, and a 
 ``--timeout`` seconds (600: 10 minutes) is stopped; both are reported as such in the table.
 
 Prints a Markdown table and, as the last line, one JSON list of the rows; saves a log-log picture of
-seconds against rows (``--figure``, docs/scale.png). Run from the repository root after ``make data``:
-``.venv/bin/python bench/scale.py`` (about 15 minutes on 2 cores).
+seconds against rows (``--figure``, docs/scale.png). Run from the repository root after ``make data``
+(the lean ``core`` lock: Annoy and hnswlib are core): ``.venv/bin/python bench/scale.py`` (about 15 minutes
+on 2 cores).
 """
 
 import argparse

@@ -6,7 +6,8 @@ and the table of ``metrics/valid.json`` (accuracy, macro F1) is printed as
 Markdown, best first. The experiments stay in the repository: ``dvc exp show`` lists them, and
 ``dvc exp apply sweep-NAME`` brings one into the workspace.
 
-Run from the repository root after ``make repro`` (``make sweep``); about 25 minutes on 2 cores.
+Run from the repository root after ``make repro`` with the ``cnn`` lock installed (``make sweep`` does both;
+three configurations train the network); about 25 minutes on 2 cores.
 Speed is not in the table: a queued run's timings stay in its temporary workspace, and
 ``bench/knn.py`` measures query speed against peers in one run.
 """

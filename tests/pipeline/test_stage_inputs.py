@@ -221,6 +221,7 @@ def test_features_params_are_checked_before_the_network_trains(workspace, tmp_pa
     out = tmp_path / "features.npz"
     params = write_params(tmp_path / "params.yaml", workspace / "raw", **changes)
     code, err = run_stage(features, ["--params", params, "--train", workspace / "train.npz", "--test",
-                                     workspace / "test.npz", "--split", workspace / "split.npz", "--out", out], capsys)
+                                     workspace / "test.npz", "--split", workspace / "split.npz", "--out", out,
+                                     "--curves", tmp_path / "curves.csv", "--training", tmp_path / "training.json"], capsys)
     assert_one_line_failure(code, err, f"features: error: {params}: {fragment}")
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "curves.csv").exists() and not (tmp_path / "training.json").exists()
