@@ -45,7 +45,7 @@ $(VENV)/.portable: requirements/core.txt Makefile
 		-r $(VENV)/portable.txt
 	touch $@
 
-$(VENV)/.installed-%: requirements/%.txt $(VENV)/.portable
+$(VENV)/.installed-%: requirements/%.txt pyproject.toml $(VENV)/.portable
 	$(call lock_entry,torch,$<,$(VENV)/torch.txt)
 	test ! -s $(VENV)/torch.txt || $(PIP) install --quiet --no-deps --require-hashes --retries 1 --timeout 20 \
 		$(call torch_index,--index-url) -r $(VENV)/torch.txt

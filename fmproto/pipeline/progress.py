@@ -34,8 +34,10 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm  # loaded only for a bar: logs, pipes and tests never need it
 
-            self.bar = tqdm(total=self.total, desc=self.what, unit=self.unit, file=self.stream,
-                            leave=False, dynamic_ncols=True)
+            # A terminal of no size (a pty nobody sized, as `script` makes) hides the bar: 80x24 then.
+            sized = _columns(self.stream) > 0
+            self.bar = tqdm(total=self.total, desc=self.what, unit=self.unit, file=self.stream, leave=False,
+                            dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -88,3 +90,11 @@ def _mode(stream) -> str:
         return chosen
     terminal = getattr(stream, "isatty", None)
     return "bar" if callable(terminal) and terminal() and not os.environ.get("CI") else "plain"
+
+
+def _columns(stream) -> int:
+    """The width of the terminal behind ``stream``; 0 when it has none or tells none."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0

@@ -2,6 +2,8 @@
 progress hooks, which are called with rising counts that end at the total and change no result."""
 
 import io
+import os
+import select
 
 import numpy as np
 import pytest
@@ -117,6 +119,7 @@ def test_a_terminal_gets_a_tqdm_bar_that_is_erased_at_the_end():
         progress.advance(2)
     text = stream.getvalue()
     assert "stage: work:" in text and "chunks" in text and "\r" in text  # tqdm's desc, unit and redraws
+    assert "%|" in text and "/3 [" in text  # the bar itself, 80 columns wide: this stream tells no size
     assert "train" in text  # the note as the bar's postfix
     assert "kept line\n" in text
     assert text.endswith("\r") and text.split("\r")[-2].strip() == ""  # leave=False: blanked, nothing left
@@ -283,3 +286,22 @@ def test_score_methods_on_method_changes_no_score():
         np.testing.assert_array_equal(predictions[method], hooked_predictions[method])
     n = len(estimators.METHODS)
     assert calls == [(done, n) for done in range(1, n + 1)]  # the skipped method counts as done
+
+
+def test_a_bar_on_a_terminal_of_no_size(monkeypatch):
+    """A pseudo-terminal nobody sized (as `script` or a CI runner's pty): 0x0, where tqdm would hide the bar."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("FMPROTO_PROGRESS", raising=False)
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w", encoding="utf-8") as stream:
+        assert stream.isatty() and os.get_terminal_size(stream.fileno()).columns == 0
+        with Progress("stage: work", 2, "epochs", stream=stream) as progress:
+            progress.line("epoch 1")
+            progress.advance()
+            progress.advance()
+        stream.flush()
+        text = b""
+        while select.select([master], [], [], 0.2)[0]:
+            text += os.read(master, 1 << 16)
+    os.close(master)
+    assert "epoch 1" in text.decode() and "stage: work:   0%|" in text.decode() and "/2 [" in text.decode()
