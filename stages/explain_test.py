@@ -4,7 +4,8 @@ Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split
 Params: evaluate.* and the kmeans and ann params of the chosen method, which is fitted as evaluate-test
 fits it to know which test images it gets wrong (and, for ``explain_confusions: auto``, on the training
 split alone to find the most frequent confusions on validation, never looking at the test set).
-Output: ``--figures`` (``explanations.png``).
+Output: ``--figures`` (``explanations.png``, and ``prototypes/<n>-<class>.png``: the kmeans method's prototypes of
+each class, fitted as evaluate-test fits them, each shown by its nearest training images).
 """
 
 import argparse
@@ -14,7 +15,7 @@ import numpy as np
 
 from fmproto.evaluation import estimators, explanations, fitset, plots
 from fmproto.pipeline import guard, inputs, model_checks
-from fmproto.pipeline.settings import method_settings
+from fmproto.pipeline.settings import kmeans_problem, method_settings
 
 
 def main(argv=None) -> None:
@@ -38,6 +39,12 @@ def main(argv=None) -> None:
                                                   fit_set, k=p["k"], metric=p["metric"], n_random=p["n_explain"],
                                                   confusions=confusions, seed=p["seed"])
         plots.save(figure, Path(args.figures) / "explanations.png")
+        if not kmeans_problem(args.params, classes, labels[split["train"]]):
+            kmeans_set = fitset.fit_data(feats, labels, fitset.fit_indices(split, p["fit_on"]), "kmeans")
+            kmeans = estimators.make("kmeans", settings).fit(*kmeans_set[:2], len(classes))
+            for name, grid in explanations.prototype_figures(kmeans.prototypes_, kmeans.prototype_labels_, train,
+                                                             feats, kmeans_set).items():
+                plots.save(grid, Path(args.figures) / "prototypes" / f"{name}.png")
     n_wrong = int(np.count_nonzero(predicted != test["labels"]))
     print(f"explain-test: {Path(args.figures) / 'explanations.png'}: {p['method']} misclassifies {n_wrong:,} "
           f"test images; {p['n_explain']} random ones explained besides the confusions")

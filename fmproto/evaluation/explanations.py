@@ -80,3 +80,24 @@ def explanations_figure(method: str, settings: dict[str, dict], train: dict, tes
     return plots.image_grid(images, titles, n_cols=shown + 1, highlight=marks,
                             suptitle=f"test images ({method} prediction) beside their {shown} nearest training "
                                      f"images; confusions explained first: {named}")
+
+
+def prototype_figures(prototypes: np.ndarray, prototype_labels: np.ndarray, train: dict, feats: dict, fit_set: tuple,
+                      *, n_shown: int = 5, method: str = "kmeans") -> dict[str, object]:
+    """A figure for each class with prototypes, named ``<class index>-<class name>``: a row per prototype of its
+    ``n_shown`` exact nearest rows of ``fit_set`` (``fitset.fit_data``'s), by euclidean distance, with the
+    distances. A prototype in feature space is no picture: these are the training images it stands for."""
+    X_fit, y_fit, rows = fit_set
+    shown = min(n_shown, len(X_fit))
+    distances, near = kneighbors(np.asarray(prototypes, dtype=np.float32), X_fit, shown, metric="euclidean")
+    images = fitset.fit_images(train["images"], feats, rows[near])  # (n_prototypes, shown, H, W)
+    names, n_train = train["classes"].tolist(), len(train["labels"])
+    figures = {}
+    for c in np.unique(prototype_labels):
+        mine = np.flatnonzero(prototype_labels == c)
+        titles = [f"train #{rows[near[p, j]] % n_train}\n{names[y_fit[near[p, j]]]} d={distances[p, j]:.4g}"
+                  for p in mine for j in range(shown)]
+        figures[f"{c}-{names[c].replace('/', '-')}"] = plots.image_grid(
+            images[mine].reshape(len(mine) * shown, *images.shape[2:]), titles, n_cols=shown,
+            row_labels=[f"{names[c]}\n{method}\nprototype {i + 1}" for i in range(len(mine))])
+    return figures

@@ -43,3 +43,23 @@ def test_explanations_figure_draws_the_picked_images(tmp_path):
     rows = [ax.get_title() for ax in figure.axes[::3]]
     assert len(figure.axes) == 3 * (len(occurring) + 3)  # the auto confusions first, then three random; 2 neighbours each
     assert all(title.startswith("#") for title in rows) and figure.axes[1].get_title().startswith("train #")
+
+
+def test_prototype_figures_show_each_prototypes_nearest_training_rows():
+    images = np.arange(60 * 4, dtype=np.uint8).reshape(60, 2, 2)
+    feats = {"train": X[:60], "augmented": np.zeros((0, 4), np.float32), "augmented_source": np.zeros(0, np.int64),
+             "spec_kind": np.array("raw"), "spec_numbers": np.array([4, 9, 0, 0]), "augment_flags": np.array([False, False])}
+    train = {"images": images, "labels": Y[:60], "classes": np.array(CLASSES)}
+    rows = np.arange(10, 50)  # a fit set that is not the first rows
+    model = estimators.make("kmeans", SETTINGS).fit(X[rows], Y[rows], 3)
+    figures = explanations.prototype_figures(model.prototypes_, model.prototype_labels_, train, feats,
+                                             (X[rows], Y[rows], rows), n_shown=3)
+    assert sorted(figures) == [f"{c}-{name.replace('/', '-')}" for c, name in enumerate(CLASSES)
+                               if c in model.prototype_labels_]
+    for c, name in enumerate(CLASSES):
+        figure, mine = figures[f"{c}-{name.replace('/', '-')}"], model.prototypes_[model.prototype_labels_ == c]
+        shown = [int(ax.get_title().split("#")[1].split("\n")[0]) for ax in figure.axes if ax.get_title()]
+        d2 = ((mine[:, None].astype(np.float64) - X[rows][None].astype(np.float64)) ** 2).sum(-1)
+        expected = rows[np.argsort(d2, axis=1, kind="stable")[:, :3]]  # an independent brute-force search
+        assert shown == expected.ravel().tolist()
+        np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), images[expected[0, 0]])

@@ -84,6 +84,8 @@ def test_classifier_metrics_match_scikit_learn(template):
     assert result["summary"]["knn"]["accuracy"] == result["accuracy"]
     assert set(result["summary"]) == {"centroids", "kmeans", "knn", "ann"}
     assert (template / "reports" / "explain-test" / "explanations.png").stat().st_size > 1000
+    grids = sorted(path.name for path in (template / "reports" / "explain-test" / "prototypes").glob("*.png"))
+    assert grids == [f"{c}-{name.replace('/', '-')}.png" for c, name in enumerate(CLASSES)]  # a grid per class
 
 
 def test_kmeans_and_ann_metrics(template):
