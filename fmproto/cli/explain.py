@@ -3,7 +3,10 @@
 TARGET is a test-set index or an image file (.png, or .npy of the dataset's image size). The model
 is the one evaluate-test scores (params ``evaluate.*``, fitted on ``evaluate.fit_on``); the answer
 is the predicted class and its nearest training images with their labels and distances, printed
-and drawn beside the image in ``--out``. Run it from the project folder after ``make repro``.
+and drawn beside the image in ``--out``. A prototype model (centroids, kmeans) decides by its prototypes:
+then the answer is the nearest prototype of the predicted class and of the runner-up class, with their
+distances, each shown by its nearest training images (a prototype in feature space is no picture).
+Run it from the project folder after ``make repro``.
 """
 
 import argparse
@@ -16,8 +19,10 @@ from fmproto.representation import transform
 from fmproto.evaluation import fitset, estimators, plots
 from fmproto.pipeline import model_checks, guard, inputs
 from fmproto.pipeline.settings import method_settings
-from fmproto.evaluation.explanations import MAX_SHOWN, explanation_grid
+from fmproto.evaluation.explanations import MAX_SHOWN, deciding_prototypes, explanation_grid
 from fmproto.search.knn import kneighbors
+
+PROTOTYPE_SHOWN = 5  # training images drawn for each deciding prototype
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,20 +63,36 @@ def run(args: argparse.Namespace) -> None:
         query = feats["test"][index][None] if test is not None else transform.transform(image[None], spec, state)
         model = estimators.make(p["method"], settings).fit(X_fit, y_fit, len(classes))
         predicted = int(model.predict(query)[0])
-        shown = min(p["k"], MAX_SHOWN)
-        distances, neighbours = kneighbors(query, X_fit, shown, metric=p["metric"])
+        deciding = deciding_prototypes(model.prototypes_, model.prototype_labels_, query[0]) \
+            if hasattr(model, "prototypes_") else []
+        shown = min(p["k"], MAX_SHOWN) if not deciding else min(PROTOTYPE_SHOWN, len(X_fit))
+        if deciding:  # each deciding prototype by the training images nearest to it
+            distances, neighbours = kneighbors(model.prototypes_[[i for _, i, _ in deciding]], X_fit, shown)
+        else:
+            distances, neighbours = kneighbors(query, X_fit, shown, metric=p["metric"])
         sources = rows[neighbours] % len(train["labels"])  # the training image each neighbour is, or was made from
+        n_rows = len(neighbours)
         grid, titles, marks = explanation_grid(
-            image[None], np.array([-1]), np.array([y_true]), np.array([predicted]),
-            fitset.fit_images(train["images"], feats, rows[neighbours]), sources, y_fit[neighbours], distances, classes)
-        titles[0] = f"{name}\n-> {classes[predicted]}"
+            np.repeat(image[None], n_rows, axis=0), np.full(n_rows, -1), np.full(n_rows, y_true),
+            np.full(n_rows, predicted), fitset.fit_images(train["images"], feats, rows[neighbours]), sources,
+            y_fit[neighbours], distances, classes)
+        numbers = [int(np.count_nonzero(model.prototype_labels_[:i] == c)) + 1 for c, i, _ in deciding]  # as the grids
+        for row in range(n_rows):
+            titles[row * (shown + 1)] = (f"{classes[deciding[row][0]]} prototype {numbers[row]}\nd={deciding[row][2]:.4g}"
+                                         if deciding else f"{name}\n-> {classes[predicted]}")
         plots.save(plots.image_grid(grid, titles, n_cols=shown + 1, highlight=marks,
-                                    suptitle=f"{p['method']} predicts {classes[predicted]}"), args.out)
+                                    suptitle=f"{p['method']} predicts {classes[predicted]} for {name}"), args.out)
     truth = f" (true: {classes[y_true]})" if y_true >= 0 else ""
     print(f"{name}: predicted {classes[predicted]}{truth} by {p['method']} on {spec.kind} features; "
-          f"nearest training images ({p['metric']}):")
-    copies = rows[neighbours[0]] >= len(train["labels"])
-    for rank, (j, d, copy) in enumerate(zip(sources[0], distances[0], copies), start=1):
-        what = " (augmented copy)" if copy else ""
-        print(f"  {rank}. train #{j:<6} {classes[train['labels'][j]]:<12} distance {d:.4g}{what}")
+          + ("the nearest prototype of each of the two nearest classes (euclidean):" if deciding
+             else f"nearest training images ({p['metric']}):"))
+    for row in range(len(neighbours)):
+        if deciding:
+            c, _, d = deciding[row]
+            print(f"  {classes[c]} prototype {numbers[row]}{' (the runner-up)' if row else ''}, distance {d:.4g}; "
+                  "its nearest training images:")
+        copies = rows[neighbours[row]] >= len(train["labels"])
+        for rank, (j, d, copy) in enumerate(zip(sources[row], distances[row], copies), start=1):
+            what = " (augmented copy)" if copy else ""
+            print(f"  {'  ' if deciding else ''}{rank}. train #{j:<6} {classes[train['labels'][j]]:<12} distance {d:.4g}{what}")
     print(f"picture: {args.out}")

@@ -101,3 +101,17 @@ def prototype_figures(prototypes: np.ndarray, prototype_labels: np.ndarray, trai
             images[mine].reshape(len(mine) * shown, *images.shape[2:]), titles, n_cols=shown,
             row_labels=[f"{names[c]}\n{method}\nprototype {i + 1}" for i in range(len(mine))])
     return figures
+
+
+def deciding_prototypes(prototypes: np.ndarray, prototype_labels: np.ndarray, query: np.ndarray,
+                        n_classes: int = 2) -> list[tuple[int, int, float]]:
+    """What a nearest-prototype model weighed for ``query (n_features,)``: the nearest prototype of each of the
+    ``n_classes`` nearest classes, the predicted class first, then the runner-up, as ``(class, prototype index,
+    euclidean distance)``; float64 distances, the lowest index on ties, as the model's own ``predict``."""
+    d = np.sqrt(((np.asarray(prototypes, np.float64) - np.asarray(query, np.float64)) ** 2).sum(axis=1))
+    deciding: dict[int, tuple[int, int, float]] = {}
+    for i in np.lexsort((np.arange(len(d)), d)):
+        deciding.setdefault(int(prototype_labels[i]), (int(prototype_labels[i]), int(i), float(d[i])))
+        if len(deciding) == n_classes:
+            break
+    return list(deciding.values())

@@ -32,8 +32,10 @@ def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, *, n_col
     images, n = np.asarray(images), len(images)
     n_cols = max(1, min(n_cols, n))
     n_rows = max(1, -(-n // n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols + (1.2 if row_labels else 0), 1.3 * n_rows + 0.5),
-                             squeeze=False)
+    # Each line of title above an image takes room from the row (a few rows of two-line titles overlapped).
+    title_lines = max((title.count("\n") + 1 for title in titles), default=0) if titles is not None else 0
+    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False,
+                             figsize=(1.3 * n_cols + (1.2 if row_labels else 0), (1.2 + 0.3 * title_lines) * n_rows + 0.5))
     for index, ax in enumerate(axes.flat):
         ax.set(xticks=[], yticks=[])
         if index >= n:

@@ -63,3 +63,14 @@ def test_prototype_figures_show_each_prototypes_nearest_training_rows():
         expected = rows[np.argsort(d2, axis=1, kind="stable")[:, :3]]  # an independent brute-force search
         assert shown == expected.ravel().tolist()
         np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), images[expected[0, 0]])
+
+
+def test_deciding_prototypes_are_the_nearest_of_the_two_nearest_classes():
+    model = estimators.make("kmeans", SETTINGS).fit(X[:60], Y[:60], 3)
+    for query in X[60:]:
+        deciding = explanations.deciding_prototypes(model.prototypes_, model.prototype_labels_, query)
+        d = np.sqrt(((model.prototypes_.astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1))
+        nearest = {c: min(np.flatnonzero(model.prototype_labels_ == c), key=lambda i: (d[i], i)) for c in range(3)}
+        by_class = sorted(nearest.items(), key=lambda item: (d[item[1]], item[1]))[:2]
+        assert deciding == [(c, int(i), float(d[i])) for c, i in by_class]
+        assert deciding[0][0] == model.predict(query[None])[0]  # the model's own decision

@@ -320,6 +320,24 @@ def test_explain_bad_target_is_one_line(template, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_explain_shows_a_prototype_models_deciding_prototypes(template, tmp_path):
+    """kmeans decides by the nearest prototype of each class: the predicted class's and the runner-up's are
+    printed with their distances, each with its nearest training images, as an independent search finds them."""
+    params = yaml.safe_load((template / "params.yaml").read_text())
+    params["evaluate"]["method"] = "kmeans"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run([BIN / "fmproto", "explain", "3", "--params", tmp_path / "params.yaml", "--out", tmp_path / "why.png"],
+                 template)
+    lines = result.stdout.splitlines()
+    assert "the nearest prototype of each of the two nearest classes (euclidean)" in lines[0]
+    deciding = [line for line in lines if " prototype " in line and "distance" in line]
+    assert len(deciding) == 2 and "(the runner-up)" in deciding[1] and (tmp_path / "why.png").exists()
+    predicted = lines[0].split("predicted ")[1].split(" ")[0]
+    assert deciding[0].strip().startswith(f"{predicted} prototype ")
+    first, second = (float(line.split("distance ")[1].split(";")[0]) for line in deciding)
+    assert first <= second
+
+
 def test_explain_never_deletes_what_the_user_had(repo):
     """An existing folder as --out is a usage error; an existing file survives a failed run."""
     keep = repo / "mine"
