@@ -45,10 +45,11 @@ $(VENV)/.portable: requirements/core.txt Makefile
 		-r $(VENV)/portable.txt
 	touch $@
 
+# PyTorch first and alone, from its CPU index: only for a lock that has it (the index is not asked otherwise).
 $(VENV)/.installed-%: requirements/%.txt pyproject.toml $(VENV)/.portable
-	$(call lock_entry,torch,$<,$(VENV)/torch.txt)
-	test ! -s $(VENV)/torch.txt || $(PIP) install --quiet --no-deps --require-hashes --retries 1 --timeout 20 \
-		$(call torch_index,--index-url) -r $(VENV)/torch.txt
+	$(if $(shell grep -s '^torch==' $<),$(call lock_entry,torch,$<,$(VENV)/torch.txt) && \
+		$(PIP) install --quiet --no-deps --require-hashes --retries 1 --timeout 20 \
+		$(call torch_index,--index-url) -r $(VENV)/torch.txt)
 	$(PIP) install --quiet --require-hashes -r $<
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $@

@@ -40,8 +40,10 @@ def main(argv=None) -> None:
                                                   confusions=confusions, seed=p["seed"])
         plots.save(figure, Path(args.figures) / "explanations.png")
         if not kmeans_problem(args.params, classes, labels[split["train"]]):
-            kmeans_set = fitset.fit_data(feats, labels, fitset.fit_indices(split, p["fit_on"]), "kmeans")
-            kmeans = estimators.make("kmeans", settings).fit(*kmeans_set[:2], len(classes))
+            kmeans_set, kmeans = fit_set, model  # the chosen method's fit, when it is kmeans
+            if p["method"] != "kmeans":
+                kmeans_set = fitset.fit_data(feats, labels, fitset.fit_indices(split, p["fit_on"]), "kmeans")
+                kmeans = estimators.make("kmeans", settings).fit(*kmeans_set[:2], len(classes))
             for name, grid in explanations.prototype_figures(kmeans.prototypes_, kmeans.prototype_labels_, train,
                                                              feats, kmeans_set).items():
                 plots.save(grid, Path(args.figures) / "prototypes" / f"{name}.png")
