@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 RUN := PATH="$(BIN):$$PATH"
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: env env-cnn env-report env-test lock data repro test test-fast timings report best sweep clean-venv
+.PHONY: env env-cnn env-report env-test lock data repro test test-fast lint timings report best sweep clean-venv
 
 # Each target installs what it needs and no more, every distribution pinned with its hashes in a lock
 # (requirements/*.txt, made by `make lock` from pyproject.toml; Linux x86-64, CPython 3.11):
@@ -81,6 +81,11 @@ test: env-test
 # The unit tests only: no `dvc repro`, no stage subprocesses, no real data (under a minute).
 test-fast: env-test
 	$(RUN) python -m pytest -q -m "not e2e and not slow"
+
+# The workflows in .github/workflows/ through zizmor, offline: no finding at medium or above (`make test` runs
+# the same check, and the shape of the two workflows, in tests/ci/).
+lint: env-test
+	$(RUN) zizmor --offline --min-severity medium .github/workflows/
 
 # Seconds and queries per second of the last run of each stage (kept out of git: they vary run to run).
 timings: env
