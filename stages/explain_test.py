@@ -1,11 +1,12 @@
 """explain-test: misclassified test images, each beside its nearest training images.
 
-Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split), ``--features`` (.npz).
-Params: evaluate.* and the kmeans and ann params of the chosen method, which is fitted as evaluate-test
+Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split), ``--features`` (.npz),
+``--prototypes`` (.npz from evaluate-test: the prototype methods' models).
+Params: evaluate.* and the kmeans, gmlvq and ann params of the chosen method, which is fitted as evaluate-test
 fits it to know which test images it gets wrong (and, for ``explain_confusions: auto``, on the training
 split alone to find the most frequent confusions on validation, never looking at the test set).
-Output: ``--figures`` (``explanations.png``, and ``prototypes/<n>-<class>.png``: the kmeans method's prototypes of
-each class, fitted as evaluate-test fits them, each shown by its nearest training images).
+Output: ``--figures`` (``explanations.png``, and ``prototypes/<method>/<n>-<class>.png``: the prototypes of
+each class of kmeans and gmlvq as evaluate-test fitted them, each shown by its nearest training images).
 """
 
 import argparse
@@ -15,13 +16,13 @@ import numpy as np
 
 from fmproto.evaluation import estimators, explanations, fitset, plots
 from fmproto.pipeline import guard, inputs, model_checks
-from fmproto.pipeline.settings import kmeans_problem, method_settings
+from fmproto.pipeline.settings import method_settings
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    for flag in ("--train", "--test", "--split", "--features", "--figures"):
+    for flag in ("--train", "--test", "--split", "--features", "--prototypes", "--figures"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     with guard.stage_errors("explain-test", folders=[args.figures]):
@@ -31,6 +32,7 @@ def main(argv=None) -> None:
         inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
         p, settings = method_settings(args.params, classes, labels[split["train"]])
         confusions = model_checks.check_confusions(args.params, p["explain_confusions"], classes)
+        saved = inputs.load_prototypes(args.prototypes, feats["train"].shape[1], len(classes))
         fit_set = fitset.fit_data(feats, labels, fitset.fit_indices(split, p["fit_on"]), p["method"])
         model_checks.check_k(args.params, p["k"], len(fit_set[0]), len(test["labels"]))
         model = estimators.make(p["method"], settings).fit(*fit_set[:2], len(classes))
@@ -39,14 +41,9 @@ def main(argv=None) -> None:
                                                   fit_set, k=p["k"], metric=p["metric"], n_random=p["n_explain"],
                                                   confusions=confusions, seed=p["seed"])
         plots.save(figure, Path(args.figures) / "explanations.png")
-        if not kmeans_problem(args.params, classes, labels[split["train"]]):
-            kmeans_set, kmeans = fit_set, model  # the chosen method's fit, when it is kmeans
-            if p["method"] != "kmeans":
-                kmeans_set = fitset.fit_data(feats, labels, fitset.fit_indices(split, p["fit_on"]), "kmeans")
-                kmeans = estimators.make("kmeans", settings).fit(*kmeans_set[:2], len(classes))
-            for name, grid in explanations.prototype_figures(kmeans.prototypes_, kmeans.prototype_labels_, train,
-                                                             feats, kmeans_set).items():
-                plots.save(grid, Path(args.figures) / "prototypes" / f"{name}.png")
+        fit_idx = fitset.fit_indices(split, p["fit_on"])
+        for name, grid in explanations.saved_prototype_figures(saved, train, feats, labels, fit_idx).items():
+            plots.save(grid, Path(args.figures) / "prototypes" / f"{name}.png")
     n_wrong = int(np.count_nonzero(predicted != test["labels"]))
     print(f"explain-test: {Path(args.figures) / 'explanations.png'}: {p['method']} misclassifies {n_wrong:,} "
           f"test images; {p['n_explain']} random ones explained besides the confusions")

@@ -3,9 +3,10 @@
 TARGET is a test-set index or an image file (.png, or .npy of the dataset's image size). The model
 is the one evaluate-test scores (params ``evaluate.*``, fitted on ``evaluate.fit_on``); the answer
 is the predicted class and its nearest training images with their labels and distances, printed
-and drawn beside the image in ``--out``. A prototype model (centroids, kmeans) decides by its prototypes:
+and drawn beside the image in ``--out``. A prototype model (centroids, kmeans, gmlvq) decides by its prototypes:
 then the answer is the nearest prototype of the predicted class and of the runner-up class, with their
-distances, each shown by its nearest training images (a prototype in feature space is no picture).
+distances, each shown by its nearest training images (a prototype in feature space is no picture); gmlvq
+measures all of these after its learned projection, as it decides.
 Run it from the project folder after ``make repro``.
 """
 
@@ -23,6 +24,7 @@ from fmproto.evaluation.explanations import MAX_SHOWN, deciding_prototypes, expl
 from fmproto.search.knn import kneighbors
 
 PROTOTYPE_SHOWN = 5  # training images drawn for each deciding prototype
+_SPACES = {"gmlvq": "euclidean after the learned projection"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,11 +65,12 @@ def run(args: argparse.Namespace) -> None:
         query = feats["test"][index][None] if test is not None else transform.transform(image[None], spec, state)
         model = estimators.make(p["method"], settings).fit(X_fit, y_fit, len(classes))
         predicted = int(model.predict(query)[0])
-        deciding = deciding_prototypes(model.prototypes_, model.prototype_labels_, query[0]) \
-            if hasattr(model, "prototypes_") else []
+        deciding = deciding_prototypes(model.transform(model.prototypes_), model.prototype_labels_,
+                                       model.transform(query)[0]) if hasattr(model, "prototypes_") else []
         shown = min(p["k"], MAX_SHOWN) if not deciding else min(PROTOTYPE_SHOWN, len(X_fit))
-        if deciding:  # each deciding prototype by the training images nearest to it
-            distances, neighbours = kneighbors(model.prototypes_[[i for _, i, _ in deciding]], X_fit, shown)
+        if deciding:  # each deciding prototype by the training images nearest to it, where the model measures
+            distances, neighbours = kneighbors(model.transform(model.prototypes_[[i for _, i, _ in deciding]]),
+                                               model.transform(X_fit), shown)
         else:
             distances, neighbours = kneighbors(query, X_fit, shown, metric=p["metric"])
         sources = rows[neighbours] % len(train["labels"])  # the training image each neighbour is, or was made from
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
                                     suptitle=f"{p['method']} predicts {classes[predicted]} for {name}"), args.out)
     truth = f" (true: {classes[y_true]})" if y_true >= 0 else ""
     print(f"{name}: predicted {classes[predicted]}{truth} by {p['method']} on {spec.kind} features; "
-          + ("the nearest prototype of each of the two nearest classes (euclidean):" if deciding
+          + (f"the nearest prototype of each of the two nearest classes ({_SPACES.get(p['method'], 'euclidean')}):" if deciding
              else f"nearest training images ({p['metric']}):"))
     for row in range(len(neighbours)):
         if deciding:

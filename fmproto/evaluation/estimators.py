@@ -1,10 +1,11 @@
-"""The four classifiers as estimators chosen by name: ``fit(X (n, n_features), y (n,), n_classes)`` returns the
+"""The five classifiers as estimators chosen by name: ``fit(X (n, n_features), y (n,), n_classes)`` returns the
 estimator, ``predict(X)`` labels ``(n_query,)``; the neighbour methods also have ``kneighbors(X, k)``.
 """
 
 import numpy as np
 
 from fmproto.prototypes.centroids import class_means, nearest_prototype
+from fmproto.prototypes.gmlvq import gmlvq, project
 from fmproto.prototypes.kmeans import kmeans_per_class
 from fmproto.prototypes.lvq import glvq
 from fmproto.search import ann, knn
@@ -25,6 +26,10 @@ class NearestCentroid:
         return nearest_prototype(X_query, self.prototypes_, self.prototype_labels_, self.n_classes_,
                                  metric=self.metric).labels
 
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Rows in the space where the model measures distance: feature space itself, float32."""
+        return np.asarray(X, dtype=np.float32)
+
 
 class KMeansPrototypes(NearestCentroid):
     """``n_prototypes[c]`` k-means centres for each class ``c`` (one each when None), then optional GLVQ."""
@@ -44,6 +49,35 @@ class KMeansPrototypes(NearestCentroid):
                                     learning_rate=self.lvq_learning_rate, seed=self.seed)
         self.n_classes_ = n_classes
         return self
+
+
+class GMLVQPrototypes(NearestCentroid):
+    """``n_prototypes[c]`` k-means centres for each class ``c``, then GMLVQ: the prototypes and a projection
+    ``omega_ (rank, n_features)`` learned together. An image takes the class of the nearest prototype after
+    the projection (``transform``); ``prototypes_`` stay in feature space."""
+
+    def __init__(self, n_prototypes: np.ndarray | None = None, rank: int = 64, epochs: int = 30,
+                 learning_rate: float = 3e-3, steepness: float = 20.0, seed: int = 0, max_iter: int = 100,
+                 tol: float = 1e-4):
+        super().__init__("euclidean")
+        self.start = KMeansPrototypes(n_prototypes, seed=seed, max_iter=max_iter, tol=tol)
+        self.rank, self.epochs, self.learning_rate, self.steepness, self.seed = rank, epochs, learning_rate, steepness, seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "GMLVQPrototypes":
+        start = self.start.fit(X, y, n_classes)
+        self.prototypes_, self.omega_ = gmlvq(
+            start.prototypes_, start.prototype_labels_, X, y, rank=min(self.rank, np.shape(X)[1]), epochs=self.epochs,
+            learning_rate=self.learning_rate, steepness=self.steepness, seed=self.seed)
+        self.prototype_labels_, self.n_classes_ = start.prototype_labels_, n_classes
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Rows ``(n, rank)`` in the space where the model's distance is euclidean."""
+        return project(X, self.omega_)
+
+    def predict(self, X_query: np.ndarray) -> np.ndarray:
+        return nearest_prototype(self.transform(X_query), self.transform(self.prototypes_), self.prototype_labels_,
+                                 self.n_classes_, metric=self.metric).labels
 
 
 class _Neighbours:
@@ -98,8 +132,10 @@ class ApproximateKNN(_Neighbours):
         return ann.query(self.index_, X_query, k or self.k, search_k=self.search_k, ef=self.hnsw_ef)
 
 
-ESTIMATORS = {"centroids": NearestCentroid, "kmeans": KMeansPrototypes, "knn": ExactKNN, "ann": ApproximateKNN}
+ESTIMATORS = {"centroids": NearestCentroid, "kmeans": KMeansPrototypes, "gmlvq": GMLVQPrototypes, "knn": ExactKNN,
+              "ann": ApproximateKNN}
 METHODS: tuple[str, ...] = tuple(ESTIMATORS)
+PROTOTYPE_METHODS = ("kmeans", "gmlvq")  # several prototypes a class: each worth a look (explain-test)
 
 
 def make(method: str, settings: dict[str, dict]):

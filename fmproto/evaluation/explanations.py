@@ -4,6 +4,7 @@ the explain-test stage."""
 import numpy as np
 
 from fmproto.evaluation import estimators, fitset, plots, scores
+from fmproto.prototypes.gmlvq import project
 from fmproto.search.knn import kneighbors
 
 MAX_SHOWN = 10  # neighbours drawn beside an image: a picture of k=1000 would explain nothing
@@ -85,8 +86,9 @@ def explanations_figure(method: str, settings: dict[str, dict], train: dict, tes
 def prototype_figures(prototypes: np.ndarray, prototype_labels: np.ndarray, train: dict, feats: dict, fit_set: tuple,
                       *, n_shown: int = 5, method: str = "kmeans") -> dict[str, object]:
     """A figure for each class with prototypes, named ``<class index>-<class name>``: a row per prototype of its
-    ``n_shown`` exact nearest rows of ``fit_set`` (``fitset.fit_data``'s), by euclidean distance, with the
-    distances. A prototype in feature space is no picture: these are the training images it stands for."""
+    ``n_shown`` exact nearest rows of ``fit_set`` (``fitset.fit_data``'s, its rows in the space the prototypes
+    are in: a model's ``transform``), by euclidean distance, with the distances. A prototype in feature space
+    is no picture: these are the training images it stands for."""
     X_fit, y_fit, rows = fit_set
     shown = min(n_shown, len(X_fit))
     distances, near = kneighbors(np.asarray(prototypes, dtype=np.float32), X_fit, shown, metric="euclidean")
@@ -100,6 +102,23 @@ def prototype_figures(prototypes: np.ndarray, prototype_labels: np.ndarray, trai
         figures[f"{c}-{names[c].replace('/', '-')}"] = plots.image_grid(
             images[mine].reshape(len(mine) * shown, *images.shape[2:]), titles, n_cols=shown,
             row_labels=[f"{names[c]}\n{method}\nprototype {i + 1}" for i in range(len(mine))])
+    return figures
+
+
+def saved_prototype_figures(saved: dict, train: dict, feats: dict, labels: np.ndarray,
+                            fit_idx: np.ndarray) -> dict[str, object]:
+    """``prototype_figures`` of each prototype method in ``saved`` (``final.prototype_arrays``' arrays), named
+    ``<method>/<class index>-<class name>``, each method's fit set (``fit_idx``) measured in its own space."""
+    figures = {}
+    for method in estimators.PROTOTYPE_METHODS:
+        if f"{method}_prototypes" not in saved:
+            continue
+        omega = saved.get(f"{method}_omega")
+        space = (lambda X: np.asarray(X, np.float32)) if omega is None else (lambda X: project(X, omega))
+        X_fit, y_fit, rows = fitset.fit_data(feats, labels, fit_idx, method)
+        for name, figure in prototype_figures(space(saved[f"{method}_prototypes"]), saved[f"{method}_labels"], train,
+                                              feats, (space(X_fit), y_fit, rows), method=method).items():
+            figures[f"{method}/{name}"] = figure
     return figures
 
 

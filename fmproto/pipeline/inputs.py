@@ -162,3 +162,37 @@ def _check_made_from(path: str | Path, arrays: dict[str, np.ndarray], **sources:
                                "(written by an older version); run dvc repro")
         if str(record) != source.fingerprint:
             raise io.DataError(f"{path}: was made from {other} than {source.path} (run dvc repro)")
+
+
+PROTOTYPE_METHODS = ("kmeans", "gmlvq")  # fmproto.evaluation.estimators.PROTOTYPE_METHODS: evaluate-test keeps them
+
+
+def load_prototypes(path: str | Path, n_features: int, n_classes: int) -> Arrays:
+    """evaluate-test's prototype models: for each method of ``PROTOTYPE_METHODS`` it fitted, ``<method>_prototypes
+    (n_prototypes, n_features)``, ``<method>_labels (n_prototypes,)`` within the classes and, for gmlvq,
+    ``gmlvq_omega (rank, n_features)``; every value finite."""
+    headers = io.array_headers(path)
+    expected = {f"{m}_{part}" for m in PROTOTYPE_METHODS if f"{m}_prototypes" in headers
+                for part in ("prototypes", "labels", *(("omega",) if m == "gmlvq" else ()))}
+    if set(headers) != expected:
+        raise io.DataError(f"{path}: must hold each method's prototypes and labels (and gmlvq_omega); got arrays "
+                           f"{', '.join(sorted(headers)) or 'none'}")
+    for name, (shape, dtype) in headers.items():
+        kind = "int" if name.endswith("_labels") else "number"
+        width = shape[1:] if not name.endswith("_labels") else (n_features,)
+        if not np.issubdtype(dtype, _KINDS[kind]) or len(shape) != (1 if kind == "int" else 2) or width != (n_features,):
+            raise io.DataError(f"{path}: {name} must be {'1-D labels' if kind == 'int' else f'rows of {n_features:,} features'}; "
+                               f"got {dtype} {shape}")
+    n_bytes = sum(_bytes(headers, name) for name in headers)
+    if n_bytes > P.MEMORY_LIMIT:
+        raise io.DataError(f"{path}: its prototypes would take {n_bytes / 1e9:.1f} GB, over "
+                           f"{P.MEMORY_LIMIT / 1e9:.1f} GB; not loaded")
+    arrays = io.load_arrays(path, max_bytes=n_bytes + _SMALL)
+    for m in PROTOTYPE_METHODS:
+        if f"{m}_prototypes" in arrays and len(arrays[f"{m}_labels"]) != len(arrays[f"{m}_prototypes"]):
+            raise io.DataError(f"{path}: {m}_labels must give one label per prototype")
+        if f"{m}_labels" in arrays and _outside(arrays[f"{m}_labels"], n_classes):
+            raise io.DataError(f"{path}: {m}_labels must lie in 0..{n_classes - 1} (the classes)")
+    if not all(np.isfinite(a).all() for name, a in arrays.items() if not name.endswith("_labels")):
+        raise io.DataError(f"{path}: a prototype or projection value is NaN or infinite")
+    return Arrays(arrays, path)

@@ -338,4 +338,5 @@ SEED = integer(low=0, high=MAX_SEED)
 CLASS_NAME = label(64)
 
 # Every section a stage or ``fmproto`` command reads (``read_params``); ``load`` refuses any other.
-SECTIONS = ("data", "ingest", "dedup", "split", "centroids", "kmeans", "knn_scaling", "ann", "ann_frontier", "features", "evaluate")
+SECTIONS = ("data", "ingest", "dedup", "split", "centroids", "kmeans", "knn_scaling", "ann", "ann_frontier", "features", "gmlvq",
+            "evaluate")

@@ -6,7 +6,6 @@ then a fully connected layer to ``embedding`` units -> ReLU: the features. ``fit
 ``embed`` applies it in numpy alone, BatchNorm folded in. The same weights on every x86-64 CPU: seeded,
 deterministic algorithms, a fixed thread count (one and two threads sum differently) and ``PORTABLE_KERNELS``."""
 
-import math
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fmproto.pipeline.checks import check_int, labels as checked_labels
+from fmproto.search.products import exact_product
 
 BATCH = 128
 SHIFT = 2  # the largest training shift, pixels
@@ -103,7 +103,7 @@ def fit(images: np.ndarray, labels: np.ndarray, n_classes: int, *, width: int = 
 
 def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
     """The features ``(n, embedding)`` float32 of ``images (n, H, W)``: the same bytes for an image alone
-    or in a set, on any CPU or BLAS (``_exact_product``). Chunks run a core each, on one BLAS thread."""
+    or in a set, on any CPU or BLAS (``fmproto.search.products.exact_product``). Chunks run a core each, on one BLAS thread."""
     check_shape(images.shape[1:])
     height, width = images.shape[1:]
     widest = max(height * width * 9 * state["cnn_c1_w"].shape[1], (height // 2) * (width // 2) * 9 * state["cnn_c2_w"].shape[1])
@@ -115,31 +115,12 @@ def embed(images: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
         for layer in _LAYERS:
             x = _conv_relu_pool(x, state[f"cnn_{layer}_w"], state[f"cnn_{layer}_b"])
         x = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # PyTorch's flattening order: channel, row, column
-        out[start : start + chunk] = np.maximum(_exact_product(x, state["cnn_fc_w"].T, 1) + state["cnn_fc_b"], 0)
+        out[start : start + chunk] = np.maximum(exact_product(x, state["cnn_fc_w"].T, 1) + state["cnn_fc_b"], 0)
 
     starts = range(0, len(images), chunk)
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1) or 1) as pool:
         list(pool.map(run, starts))
     return out
-
-
-def _exact_product(X: np.ndarray, W: np.ndarray, rows_per_item: int) -> np.ndarray:
-    """``X (n_items * rows_per_item, K) @ W (K, m)`` as float32, exact before one rounding.
-
-    Each item's rows (one image's) go on an integer grid scaled to the item's largest value, ``W`` on another,
-    with ``b`` bits each where ``K 2**(2b) <= 2**53``: every partial sum is an exact float64 integer, so any BLAS
-    kernel gives the same bytes. The grid costs ``2**-b`` of the largest magnitude (``b >= 21`` for ``K <= 2048``)."""
-    n_inner = X.shape[1]
-    bits = (53 - math.ceil(math.log2(max(n_inner, 2)))) // 2
-    w_peak = float(np.abs(W).max(initial=0))
-    w_scale = math.ldexp(1.0, bits - math.frexp(w_peak)[1])  # |W| * w_scale <= 2**bits
-    W_grid = np.rint(W.astype(np.float64) * w_scale)
-    items = X.reshape(-1, rows_per_item, n_inner)
-    peak = np.abs(items).max(axis=(1, 2), initial=0).astype(np.float64)
-    scale = np.ldexp(1.0, bits - np.frexp(peak)[1])[:, None, None]  # powers of two: scaling is exact
-    X_grid = np.rint(items * scale).reshape(-1, n_inner)
-    product = (X_grid @ W_grid).reshape(len(items), rows_per_item, -1)
-    return (product / (scale * w_scale)).astype(np.float32).reshape(len(X), -1)
 
 
 def _standardise(images: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -154,7 +135,7 @@ def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     patches = np.concatenate([padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)],
                              axis=3)  # (n, H, W, 9 C), ordered (dy, dx, channel)
     kernel = w.transpose(2, 3, 1, 0).reshape(9 * channels, -1)  # the same order, by output channel
-    y = _exact_product(patches.reshape(-1, 9 * channels), kernel, height * width).reshape(n, height, width, -1)
+    y = exact_product(patches.reshape(-1, 9 * channels), kernel, height * width).reshape(n, height, width, -1)
     h2, w2 = height // 2, width // 2
     pooled = y[:, : 2 * h2, : 2 * w2].reshape(n, h2, 2, w2, 2, -1).max(axis=(2, 4))
     pooled += b

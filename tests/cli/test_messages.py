@@ -97,7 +97,8 @@ def evaluate_args(ws: Path, out: Path, name: str) -> list:
     args = ["--train", data / "train.npz", "--split", data / "split.npz", "--features", data / "features.npz",
             "--metrics", out / "metrics.json"]
     if name == "evaluate_test":
-        args += ["--test", data / "test.npz", "--plots", out / "plots", "--figures", out / "figures"]
+        args += ["--test", data / "test.npz", "--plots", out / "plots", "--figures", out / "figures",
+                 "--prototypes", out / "prototypes.npz"]
     return args
 
 

@@ -20,8 +20,8 @@ X_query = (CENTRES[y_query] + RNG.normal(size=(30, 8))).astype(np.float32)
 
 
 def test_the_registry_names_every_method():
-    assert estimators.METHODS == ("centroids", "kmeans", "knn", "ann")
-    with pytest.raises(ValueError, match="method must be one of 'centroids', 'kmeans', 'knn', 'ann'; got 'svm'"):
+    assert estimators.METHODS == ("centroids", "kmeans", "gmlvq", "knn", "ann")
+    with pytest.raises(ValueError, match="method must be one of 'centroids', 'kmeans', 'gmlvq', 'knn', 'ann'; got 'svm'"):
         estimators.make("svm", {})
 
 

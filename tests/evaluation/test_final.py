@@ -15,7 +15,7 @@ SETTINGS = {"knn": {"k": 3}, "ann": {"k": 3, "n_trees": 2, "search_k": 100}}
 
 def test_score_methods_matches_each_estimator_and_skips():
     fit_sets = {m: (X[:60], Y[:60], np.arange(60)) for m in estimators.METHODS}
-    summary, predictions, seconds = final.score_methods(fit_sets, X[60:], Y[60:], CLASSES, SETTINGS, skip=["kmeans"],
+    summary, predictions, seconds, _ = final.score_methods(fit_sets, X[60:], Y[60:], CLASSES, SETTINGS, skip=["kmeans"],
                                                         clock=iter(range(100)).__next__)
     assert summary["kmeans"] is None and "kmeans" not in predictions and list(summary) == list(estimators.METHODS)
     for method in ("centroids", "knn", "ann"):
@@ -23,7 +23,7 @@ def test_score_methods_matches_each_estimator_and_skips():
         np.testing.assert_array_equal(predictions[method], expected)
         report = scores.classification_report(Y[60:], expected, CLASSES)
         assert summary[method] == {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
-        assert seconds[method] == 1  # one tick of the fake clock for fit and predict
+        assert seconds[method] == {"fit": 1, "predict": 1}  # one tick of the fake clock for each
 
 
 def test_explanations_figure_draws_the_picked_images(tmp_path):
@@ -74,3 +74,11 @@ def test_deciding_prototypes_are_the_nearest_of_the_two_nearest_classes():
         by_class = sorted(nearest.items(), key=lambda item: (d[item[1]], item[1]))[:2]
         assert deciding == [(c, int(i), float(d[i])) for c, i in by_class]
         assert deciding[0][0] == model.predict(query[None])[0]  # the model's own decision
+
+
+def test_timing_record_adds_fit_and_predict_and_counts_queries_a_second():
+    record = final.timing_record({"knn": {"fit": 1.5, "predict": 0.25}, "centroids": {"fit": 0.0, "predict": 0.0}}, 1000)
+    assert record["seconds_by_method"] == {"knn": 1.75, "centroids": 0.0}
+    assert record["fit_seconds_by_method"] == {"knn": 1.5, "centroids": 0.0}
+    assert record["queries_per_second_by_method"]["knn"] == 4000.0
+    assert record["queries_per_second_by_method"]["centroids"] > 1e9  # too fast for the clock: large, never inf

@@ -179,7 +179,8 @@ def test_a_params_path_that_is_not_a_regular_file_is_refused_without_reading(tmp
     ("evalute", "did you mean 'evaluate'?"),
     ("knn-scaling", "did you mean 'knn_scaling'?"),
     ("Data", "did you mean 'data'?"),
-    ("paths", "known: data, ingest, dedup, split, centroids, kmeans, knn_scaling, ann, ann_frontier, features, evaluate"),
+    ("paths", "known: data, ingest, dedup, split, centroids, kmeans, knn_scaling, ann, ann_frontier, features, gmlvq, "
+              "evaluate"),
 ])
 def test_unknown_sections_are_refused_with_the_nearest_name(tmp_path, section, hint):
     text = (REPO / "params.yaml").read_text() + f"{section}:\n  k: 3\n"

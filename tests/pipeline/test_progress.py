@@ -277,9 +277,9 @@ def test_score_methods_on_method_changes_no_score():
         return final.score_methods(fit_sets, X[60:], y[60:], ["a", "b", "c"], settings, skip=["kmeans"],
                                    clock=iter(range(100)).__next__, **hook)
 
-    summary, predictions, seconds = score()
+    summary, predictions, seconds, _ = score()
     calls, hook = recorder()
-    hooked_summary, hooked_predictions, hooked_seconds = score(on_method=hook)
+    hooked_summary, hooked_predictions, hooked_seconds, _ = score(on_method=hook)
     assert hooked_summary == summary and hooked_seconds == seconds
     assert predictions.keys() == hooked_predictions.keys()
     for method in predictions:

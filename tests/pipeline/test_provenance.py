@@ -76,9 +76,10 @@ def reader_args(stage, ws: Path, out: Path) -> list:
         return [*common, "--features", ws / "features.npz", "--metrics", out / "v.json"]
     if stage is evaluate_test:
         return [*common, "--test", ws / "test.npz", "--features", ws / "features.npz", "--metrics", out / "t.json",
-                "--plots", out / "plots", "--figures", out / "figs"]
+                "--plots", out / "plots", "--figures", out / "figs", "--prototypes", out / "p.npz"]
     if stage is explain_test:
-        return [*common, "--test", ws / "test.npz", "--features", ws / "features.npz", "--figures", out / "figs"]
+        return [*common, "--test", ws / "test.npz", "--features", ws / "features.npz", "--prototypes", ws / "p.npz",
+                "--figures", out / "figs"]
     if stage is ann_index:
         return [*common, "--index", out / "a.ann", "--metrics", out / "a.json", "--plots", out / "by_k.csv"]
     if stage is ann_frontier:

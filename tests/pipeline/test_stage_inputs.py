@@ -121,7 +121,8 @@ def test_evaluate_params_checked_before_work(workspace, tmp_path, capsys, change
     stage = explain_test if "explain" in str(changes) else evaluate_valid
     args = (evaluate_valid_args(workspace, out, params) if stage is evaluate_valid else
             ["--params", params, "--train", workspace / "train.npz", "--test", workspace / "test.npz",
-             "--split", workspace / "split.npz", "--features", workspace / "features.npz", "--figures", out / "figs"])
+             "--split", workspace / "split.npz", "--features", workspace / "features.npz",
+             "--prototypes", workspace / "prototypes.npz", "--figures", out / "figs"])
     code, err = run_stage(stage, args, capsys)
     assert_one_line_failure(code, err, fragment, str(params))
     assert not out.exists()

@@ -78,21 +78,6 @@ def test_chunks_do_not_change_the_embedding(monkeypatch):
     assert cnn.embed(images[3:4], state).tobytes() == whole[3:4].tobytes()  # an image alone, as explain sees it
 
 
-def test_exact_product_is_the_same_in_any_order_and_close_to_the_true_product():
-    """Summed in another order (the inner axis permuted), as another BLAS kernel would: the same
-    bytes; and within the grid's rounding of the float64 product."""
-    rng = np.random.default_rng(4)
-    X = (rng.standard_normal((6 * 5, 300)) * np.exp(rng.uniform(-20, 20, size=(6 * 5, 1)))).astype(np.float32)
-    W = rng.standard_normal((300, 7)).astype(np.float32)
-    product = cnn._exact_product(X, W, 5)
-    order = rng.permutation(300)
-    assert cnn._exact_product(X[:, order], W[order], 5).tobytes() == product.tobytes()
-    reference = X.astype(np.float64) @ W.astype(np.float64)
-    items = np.abs(X.reshape(6, 5, 300)).max(axis=(1, 2)).repeat(5)[:, None]
-    bound = 300 * 2.0**-20 * items * np.abs(W).max()  # 21-bit grids for 300 inner terms: 2**-20 of each peak
-    assert np.all(np.abs(product - reference) <= bound + 2.0**-23 * np.abs(reference))
-
-
 def test_folded_numpy_network_equals_pytorchs_eval_forward():
     images, labels = bars(200, seed=2)
     X = cnn._standardise(images, images.mean(), images.std())

@@ -82,10 +82,23 @@ def test_classifier_metrics_match_scikit_learn(template):
     assert result["method"] == "knn" and result["n_fit"] == 600
     assert result["accuracy"] == round(float(np.mean(predicted == test["labels"])), 5)
     assert result["summary"]["knn"]["accuracy"] == result["accuracy"]
-    assert set(result["summary"]) == {"centroids", "kmeans", "knn", "ann"}
+    assert set(result["summary"]) == {"centroids", "kmeans", "gmlvq", "knn", "ann"}
     assert (template / "reports" / "explain-test" / "explanations.png").stat().st_size > 1000
-    grids = sorted(path.name for path in (template / "reports" / "explain-test" / "prototypes").glob("*.png"))
-    assert grids == [f"{c}-{name.replace('/', '-')}.png" for c, name in enumerate(CLASSES)]  # a grid per class
+    for method in ("kmeans", "gmlvq"):  # a grid per class
+        grids = sorted(path.name for path in (template / "reports" / "explain-test" / "prototypes" / method).glob("*.png"))
+        assert grids == [f"{c}-{name.replace('/', '-')}.png" for c, name in enumerate(CLASSES)]
+
+
+def test_the_saved_gmlvq_model_gives_the_summarys_accuracy(template):
+    """The prototypes and projection evaluate-test keeps, applied by a brute-force nearest-prototype search."""
+    saved, test = arrays(template, "models/final/prototypes.npz"), arrays(template, "data/ingested/test.npz")
+    omega, W = saved["gmlvq_omega"].astype(np.float64), saved["gmlvq_prototypes"].astype(np.float64)
+    assert omega.shape == (64, 120) and len(W) == 20 * len(CLASSES)  # params.yaml: rank 64, 20 a class
+    X = test["images"].reshape(160, -1).astype(np.float64)
+    D = (((X[:, None] - W[None]) @ omega.T) ** 2).sum(-1)
+    predicted = saved["gmlvq_labels"][np.argmin(D, axis=1)]
+    accuracy = metrics(template, "test")["summary"]["gmlvq"]["accuracy"]
+    assert accuracy == round(float(np.mean(predicted == test["labels"])), 5)
 
 
 def test_kmeans_and_ann_metrics(template):
@@ -320,16 +333,17 @@ def test_explain_bad_target_is_one_line(template, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_explain_shows_a_prototype_models_deciding_prototypes(template, tmp_path):
-    """kmeans decides by the nearest prototype of each class: the predicted class's and the runner-up's are
+@pytest.mark.parametrize("method, space", [("kmeans", "euclidean"), ("gmlvq", "euclidean after the learned projection")])
+def test_explain_shows_a_prototype_models_deciding_prototypes(template, tmp_path, method, space):
+    """A prototype model decides by the nearest prototype of each class: the predicted class's and the runner-up's are
     printed with their distances, each with its nearest training images, as an independent search finds them."""
     params = yaml.safe_load((template / "params.yaml").read_text())
-    params["evaluate"]["method"] = "kmeans"
+    params["evaluate"]["method"] = method
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = run([BIN / "fmproto", "explain", "3", "--params", tmp_path / "params.yaml", "--out", tmp_path / "why.png"],
                  template)
     lines = result.stdout.splitlines()
-    assert "the nearest prototype of each of the two nearest classes (euclidean)" in lines[0]
+    assert f"the nearest prototype of each of the two nearest classes ({space})" in lines[0]
     deciding = [line for line in lines if " prototype " in line and "distance" in line]
     assert len(deciding) == 2 and "(the runner-up)" in deciding[1] and (tmp_path / "why.png").exists()
     predicted = lines[0].split("predicted ")[1].split(" ")[0]

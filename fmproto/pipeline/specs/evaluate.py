@@ -2,7 +2,7 @@
 
 from fmproto.pipeline.params import read_params, integer, one_of, list_of, either, SEED, CLASS_NAME, KNN_METRICS, WEIGHTS
 
-METHODS = ("centroids", "kmeans", "knn", "ann")  # fmproto.evaluation.estimators.METHODS
+METHODS = ("centroids", "kmeans", "gmlvq", "knn", "ann")  # fmproto.evaluation.estimators.METHODS
 
 SPEC = {
     "method": one_of(*METHODS),
