@@ -1,1 +1,1 @@
-"""Scoring and showing a classifier: accuracy and confusion, the four methods, pictures, explanations."""
+"""Scoring and showing a classifier: accuracy and confusion, the five methods, pictures, explanations."""
