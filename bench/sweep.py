@@ -56,6 +56,9 @@ CONFIGS: dict[str, list[str]] = {
     "cnn+hog3-pca192-shifts-k20-distance": ["features.kind=cnn+hog", "features.hog_cell=3",
                                             "features.pca_components=192", "features.augment_shifts=true",
                                             "evaluate.k=20", "evaluate.weights=distance"],
+    # Learned prototypes on the same features: 20 a class and a rank-64 metric, learned from the shifted copies too.
+    "gmlvq20-cnn+hog3-pca192-shifts": ["features.kind=cnn+hog", "features.hog_cell=3", "features.pca_components=192",
+                                       "features.augment_shifts=true", "evaluate.method=gmlvq"],
 }
 PREFIX = "sweep-"
 
