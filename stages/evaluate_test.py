@@ -4,7 +4,7 @@ Inputs: ``--train``, ``--test`` (.npz from ingest), ``--split`` (.npz from split
 Params: evaluate.method, k, fit_on, metric, weights, and the kmeans and ann params the methods use
 (kmeans is null in the summary, with a warning, when kmeans.n_prototypes does not fit the training split).
 Outputs: ``--metrics`` (accuracy, macro F1, per class, by method), ``--plots`` and ``--figures`` (the
-confusion matrix), ``--timings`` (seconds per method).
+confusion matrix), ``--timings`` (seconds per method). DASK_SCHEDULER_ADDRESS set: kNN on that Dask cluster.
 """
 
 import argparse
@@ -15,7 +15,7 @@ import numpy as np
 
 from fmproto.evaluation import final, fitset, reports
 from fmproto.evaluation.scores import classification_report
-from fmproto.pipeline import guard, inputs, io, model_checks, progress, timings
+from fmproto.pipeline import cluster, guard, inputs, io, model_checks, progress, timings
 from fmproto.pipeline.settings import kmeans_problem, method_settings
 
 
@@ -26,12 +26,13 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     parser.add_argument("--timings", help="JSON of seconds per method (not a DVC output: it changes every run)")
     args = parser.parse_args(argv)
-    with guard.stage_errors("evaluate-test", files=[args.metrics], folders=[args.plots, args.figures]):
+    with (guard.stage_errors("evaluate-test", files=[args.metrics], folders=[args.plots, args.figures]),
+          cluster.exact_search() as engine):
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         split, classes, labels = inputs.load_split(args.split, train), train["classes"].tolist(), train["labels"]
         feats = inputs.load_features(args.features, train, split, test)
         inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
-        p, settings = method_settings(args.params, classes, labels[split["train"]])
+        p, settings = method_settings(args.params, classes, labels[split["train"]], engine=engine)
         no_kmeans = kmeans_problem(args.params, classes, labels[split["train"]])  # why kmeans can't be fitted
         fit_sets = final.fit_sets(feats, labels, fitset.fit_indices(split, p["fit_on"]))
         X_fit, X_test, y_test = fit_sets[p["method"]][0], feats["test"].astype(np.float32), test["labels"]
