@@ -12,6 +12,7 @@ float32 distances are rounded once, after the merge, as ``KnnIndex`` rounds them
 rows rather than a future of scattered data: when a worker dies, the scheduler reruns what it held, the shard
 fits included, on the workers left, from the tasks it still holds."""
 
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -51,9 +52,11 @@ class ShardedIndex:
         self.starts = np.linspace(0, len(X), n_shards + 1).astype(np.int64)  # shard s: rows starts[s]:starts[s+1]
         _check_memory(workers, np.diff(self.starts), X.shape[1], X.itemsize, self.components)
         self.metric, self.X_train = metric, X
-        self._shards = [self.client.submit(_fit, X[first:stop], metric, self.components, pure=False,
-                                           workers=[workers[s % len(workers)][0]], allow_other_workers=True)
-                        for s, (first, stop) in enumerate(zip(self.starts[:-1], self.starts[1:]))]
+        with warnings.catch_warnings():  # shards in their tasks on purpose (module docstring): not Dask's slowdown
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            self._shards = [self.client.submit(_fit, X[first:stop], metric, self.components, pure=False,
+                                               workers=[workers[s % len(workers)][0]], allow_other_workers=True)
+                            for s, (first, stop) in enumerate(zip(self.starts[:-1], self.starts[1:]))]
         return self
 
     def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024, *, naive: bool = False,
@@ -161,8 +164,8 @@ def _check_memory(workers: list, sizes: np.ndarray, n_features: int, itemsize: i
         if need > limit:
             raise ValueError(f"a Dask worker's shards need about {need / 1e9:.2f} GB ({int(mine.sum()):,} training "
                              f"rows of {n_features} features in {len(mine)} shards: their indexes and {tasks} query "
-                             f"chunks at once), over the {limit / 1e9:.2f} GB memory limit of worker {address}; use more "
-                             f"workers, or workers with more memory")
+                             f"chunks at once), over the {limit / 1e9:.2f} GB memory limit of worker {address}; use "
+                             f"more workers, or workers with more memory")
 
 
 # The tasks: module functions, which the workers import from the same fmproto.

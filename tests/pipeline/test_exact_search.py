@@ -54,7 +54,7 @@ def test_a_malformed_address_is_one_line():
 def test_a_scheduler_without_workers_is_one_line(monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1)
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty:
         with pytest.raises(ValueError, match=f"^DASK_SCHEDULER_ADDRESS is '{empty.scheduler_address}': the Dask "
                                              f"scheduler there has no worker"):
             with cluster.exact_search({"DASK_SCHEDULER_ADDRESS": empty.scheduler_address}):
@@ -70,7 +70,7 @@ def test_without_dask_installed_it_says_how_to_install_it(monkeypatch):
 
 def test_with_the_address_it_is_a_sharded_index_on_that_cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as one:
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as one:
         with cluster.exact_search({"DASK_SCHEDULER_ADDRESS": one.scheduler_address}) as engine:
             index = engine(8)
             assert type(index).__name__ == "ShardedIndex" and index.components == 8
