@@ -8,11 +8,12 @@ none. A shard answers with its own best by (distance, index); contiguous shards 
 so the best of the shards' best by (distance, global index) is ``KnnIndex``'s answer, ties included. The
 float32 distances are rounded once, after the merge, as ``KnnIndex`` rounds them (``metric_distances``).
 
-``client`` is a ``distributed.Client``; this module imports no Dask (the caller connects). Rows go to the cluster
-once, each shard's and each query chunk's in a task of their own (``_held``) that the searching tasks read (the
-workers fetch them from one another), rather than as scattered data: when a worker dies, the scheduler reruns
-what it held from the tasks it still holds, rows and shard fits included, on the workers left. The price: the
-scheduler keeps a copy of the rows it was sent while they are in use."""
+``client`` is a ``distributed.Client``; this module imports no Dask (the caller connects). Every task carries the
+rows it reads: a shard's fit its shard, a search its query rows. So no task waits on data held by another worker:
+when a worker dies, the scheduler reruns what it held (its shards' fits included) on the workers left, from the
+tasks it still holds. Rows held on workers for other tasks to read, or scattered, were tried: a worker killed
+mid-search then left about one run in twenty waiting for good on a transfer from it. The price: the scheduler
+holds the rows of the tasks in flight, and, within one set, a row travels to every shard that answers it."""
 
 import warnings
 from collections import deque
@@ -28,7 +29,9 @@ from fmproto.search.screening import checked_query, closest
 # Two shards a worker: the pairs between shards then fall alike on every worker (``_pair_blocks``).
 SHARDS_PER_WORKER = 2
 _TASK_ROWS = 1024  # query rows a task answers at least: the scheduler spends milliseconds on each task
-_IN_FLIGHT = 4  # tasks a shard submitted and not yet gathered: the scheduler holds the query rows of these only
+# Tasks a shard submitted and not yet gathered: query chunks of _TASK_ROWS rows, or (pairs within a set) the rows
+# of a whole shard, which the scheduler and then a worker hold for each task: the memory estimate counts one a shard.
+_IN_FLIGHT, _IN_FLIGHT_SHARDS = 4, 1
 
 
 class ShardedIndex:
@@ -54,11 +57,9 @@ class ShardedIndex:
         self.starts = np.linspace(0, len(X), n_shards + 1).astype(np.int64)  # shard s: rows starts[s]:starts[s+1]
         _check_memory(workers, np.diff(self.starts), X.shape[1], X.itemsize, self.components)
         self.metric, self.X_train = metric, X
-        self._rows, self._shards = [], []  # futures: each shard's rows, sent once, and its fitted KnnIndex
-        for s, (first, stop) in enumerate(zip(self.starts[:-1], self.starts[1:])):
-            where = {"workers": [workers[s % len(workers)][0]], "allow_other_workers": True}
-            self._rows.append(self._submit(_held, X[first:stop], **where))
-            self._shards.append(self._submit(_fit, self._rows[-1], metric, self.components, **where))
+        self._shards = [self._submit(_fit, X[first:stop], metric, self.components, allow_other_workers=True,
+                                     workers=[workers[s % len(workers)][0]])
+                        for s, (first, stop) in enumerate(zip(self.starts[:-1], self.starts[1:]))]
         return self
 
     def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024, *, naive: bool = False,
@@ -69,13 +70,9 @@ class ShardedIndex:
         k, n, step = int(k), len(X_query), max(int(chunk), _TASK_ROWS)
         sizes = np.diff(self.starts)
 
-        def calls():  # a chunk goes to the cluster once; the shards' workers fetch it from one another
-            for first in range(0, n, step):
-                rows = self._submit(_held, X_query[first : first + step])
-                for shard, size in zip(self._shards, sizes):
-                    yield _kneighbors, shard, rows, min(k, int(size)), chunk
-
-        answers = self._gathered(calls())
+        calls = ((_kneighbors, shard, X_query[first : first + step], min(k, int(size)), chunk)
+                 for first in range(0, n, step) for shard, size in zip(self._shards, sizes))
+        answers = self._gathered(calls)
         distances, indices = np.empty((n, k), dtype=np.float64), np.empty((n, k), dtype=np.int64)
         for first in range(0, n, step):
             parts = [next(answers) for _ in self._shards]
@@ -101,32 +98,15 @@ class ShardedIndex:
         max_pairs, radius = check_int(max_pairs, "max_pairs", low=1), float(radius)
         starts, sizes = self.starts, np.diff(self.starts)
         blocks = list(_pair_blocks(starts, len(X_query), within, max(int(chunk), _TASK_ROWS)))
-        # The groups of every shard's rows (and, within, of the rows asking), sent once as the rows were.
-        groups = None if exclude is None else [
-            [self._submit(_held, np.asarray(side)[first:stop]) for first, stop in zip(starts[:-1], starts[1:])]
-            for side in exclude]
-
-        def calls():
-            held = {}  # the query chunk (not within) being answered: sent once for every shard
-            for s, rows, asking in blocks:
-                train_groups = None if groups is None else groups[1][s]
-                if within:  # the rows of a shard, its own (no X_query: pairs i < j) or those of another
-                    source = s if asking is None else asking
-                    part = slice(rows.start - starts[source], rows.stop - starts[source])
-                    X_part = None if asking is None else self._rows[asking]
-                    query_groups = None if groups is None else groups[0][source]
-                else:
-                    if (rows.start, rows.stop) not in held:
-                        held = {(rows.start, rows.stop): self._submit(_held, X_query[rows])}
-                    X_part, part = held[(rows.start, rows.stop)], slice(None)
-                    query_groups = None if exclude is None else np.asarray(exclude[0])[rows]
-                yield _radius_pairs, self._shards[s], X_part, part, radius, max_pairs, query_groups, train_groups, chunk
-
+        calls = ((_radius_pairs, self._shards[s], None if own else X_query[rows], radius, max_pairs,
+                  None if exclude is None else (exclude[0][rows], exclude[1][starts[s] : starts[s + 1]]), chunk)
+                 for s, rows, own in blocks)
         kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
-        work = [int(sizes[s]) * (int(sizes[s]) - 1 if asking is None and within else 2 * (rows.stop - rows.start)) // 2
-                for s, rows, asking in blocks]
+        work = [int(sizes[s]) * (int(sizes[s]) - 1 if own else 2 * (rows.stop - rows.start)) // 2
+                for s, rows, own in blocks]
         capped, done, total = False, 0, max(1, sum(work))
-        for (s, rows, _), pairs, (i, j, d, more) in zip(blocks, work, self._gathered(calls())):
+        answers = self._gathered(calls, _IN_FLIGHT_SHARDS if within else _IN_FLIGHT)
+        for (s, rows, _), pairs, (i, j, d, more) in zip(blocks, work, answers):
             i, j = i + rows.start, j + starts[s]
             kept = closest(kept, (np.minimum(i, j), np.maximum(i, j), d) if within else (i, j, d), max_pairs + 1)
             capped, done = capped or more, done + pairs
@@ -147,63 +127,61 @@ class ShardedIndex:
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
             return self.client.submit(function, *args, pure=False, **where)
 
-    def _gathered(self, calls) -> Iterator:
+    def _gathered(self, calls, in_flight: int = _IN_FLIGHT) -> Iterator:
         """The results of ``calls`` (``(function, *args)``) in order, each submitted as a task while fewer than
-        ``_IN_FLIGHT`` a shard wait to be gathered. A task runs where its shard's index is."""
+        ``in_flight`` a shard wait to be gathered. A task runs where its shard's index is."""
         calls, pending = iter(calls), deque()
         while True:
-            while len(pending) < _IN_FLIGHT * len(self._shards) and (call := next(calls, None)) is not None:
+            while len(pending) < in_flight * len(self._shards) and (call := next(calls, None)) is not None:
                 pending.append(self._submit(*call))
             if not pending:
                 return
             yield pending.popleft().result()
 
 
-def _pair_blocks(starts: np.ndarray, n_query: int, within: bool, step: int) -> Iterator[tuple[int, slice, int | None]]:
-    """``(shard, query rows, asking)`` of each task. Without ``within``: every shard answers every ``step`` query
-    rows (``asking`` None). With it: each shard its own pairs (``asking`` None, the shard's rows), then each pair
-    of shards once, by the index of one answering all the rows of the other (``asking``: that shard): of shards
+def _pair_blocks(starts: np.ndarray, n_query: int, within: bool, step: int) -> Iterator[tuple[int, slice, bool]]:
+    """``(shard, query rows, own)`` of each task. Without ``within``: every shard answers every ``step`` query
+    rows. With it: each shard its own pairs (``own``: its rows, no ``X_query``), then each pair of shards once,
+    by the index of one answering all the rows of the other: of shards
     ``a < b`` of ``n``, ``b`` answers ``a`` when ``b - a <= n / 2``, else ``a`` answers ``b``. So each shard
     answers the ``n / 2 - 1`` before it around the ring, and the opposite one if in the upper half: with two
     shards a worker, placed in turn, every worker examines the same number of pairs."""
     if not within:
         for first in range(0, n_query, step):
             for s in range(len(starts) - 1):
-                yield s, slice(first, min(first + step, n_query)), None
+                yield s, slice(first, min(first + step, n_query)), False
         return
     n = len(starts) - 1
     for s in range(n):
-        yield s, slice(int(starts[s]), int(starts[s + 1])), None
+        yield s, slice(int(starts[s]), int(starts[s + 1])), True
     for a in range(n):
         for b in range(a + 1, n):
             index, asking = (b, a) if 2 * (b - a) <= n else (a, b)
-            yield index, slice(int(starts[asking]), int(starts[asking + 1])), asking
+            yield index, slice(int(starts[asking]), int(starts[asking + 1])), False
 
 
 def _check_memory(workers: list, sizes: np.ndarray, n_features: int, itemsize: int, components: int) -> None:
     """``ValueError`` naming the first worker whose ``memory_limit`` is below the estimate for its shards: their
-    fitted indexes (``index_bytes``) and, for each task it runs at once (its ``nthreads``), the rows of a shard
-    it answers and one chunk's ``query_bytes`` on one thread (the engine's own threads add a candidate budget
-    each where the screen rules few rows out: rows unlike one another, not images or embeddings)."""
+    fitted indexes (``index_bytes``), the rows of another shard that each answers at a time (pairs within a set),
+    and for each task it runs at once (its ``nthreads``) one chunk's ``query_bytes`` on one thread (the engine's
+    own threads add a candidate budget each where the screen rules few rows out: rows unlike one another, not
+    images or embeddings)."""
     for w, (address, info) in enumerate(workers):
         mine, limit = sizes[w :: len(workers)], info.get("memory_limit") or 0  # 0: no limit
         if not len(mine) or not limit:
             continue
         tasks = int(info.get("nthreads") or 1)
         need = (sum(index_bytes(int(n), n_features, itemsize, components) for n in mine)
-                + tasks * (int(sizes.max()) * n_features * itemsize + query_bytes(int(mine.max()), _TASK_ROWS, 1)))
+                + _IN_FLIGHT_SHARDS * len(mine) * int(sizes.max()) * n_features * itemsize
+                + tasks * query_bytes(int(mine.max()), _TASK_ROWS, 1))
         if need > limit:
             raise ValueError(f"a Dask worker's shards need about {need / 1e9:.2f} GB ({int(mine.sum()):,} training "
-                             f"rows of {n_features} features in {len(mine)} shards: their indexes, and for each of its "
-                             f"{tasks} threads the rows it answers), over the {limit / 1e9:.2f} GB memory limit of "
+                             f"rows of {n_features} features in {len(mine)} shards: their indexes, the rows they "
+                             f"answer, {tasks} query chunks), over the {limit / 1e9:.2f} GB memory limit of "
                              f"worker {address}; use more workers, or workers with more memory")
 
 
 # The tasks: module functions, which the workers import from the same fmproto.
-
-
-def _held(rows: np.ndarray) -> np.ndarray:
-    return rows  # kept on a worker, for the tasks that read it; from this task again if the worker dies
 
 
 def _fit(X: np.ndarray, metric: str, components: int) -> KnnIndex:
@@ -214,8 +192,5 @@ def _kneighbors(index: KnnIndex, X_query: np.ndarray, k: int, chunk: int):
     return index.kneighbors(X_query, k, chunk, naive=True)
 
 
-def _radius_pairs(index: KnnIndex, X_query, rows: slice, radius: float, max_pairs: int, query_groups, train_groups,
-                  chunk: int):
-    exclude = None if train_groups is None else (query_groups[rows], train_groups)
-    return index.radius_pairs(None if X_query is None else X_query[rows], radius, max_pairs=max_pairs,
-                              exclude=exclude, chunk=chunk, naive=True)
+def _radius_pairs(index: KnnIndex, X_query, radius: float, max_pairs: int, exclude, chunk: int):
+    return index.radius_pairs(X_query, radius, max_pairs=max_pairs, exclude=exclude, chunk=chunk, naive=True)

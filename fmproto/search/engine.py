@@ -174,6 +174,15 @@ class KnnIndex:
         i, j, d = (a[: k - 1] for a in kept)
         return i, j, (np.sqrt(d) if self.metric == "euclidean" and not naive else d), len(kept[0]) > k - 1
 
+    def __sizeof__(self) -> int:
+        """The bytes of the arrays it holds, the rows kept by reference included: what Dask weighs before it moves
+        a fitted index from one worker to another (``cluster.ShardedIndex``)."""
+        held = [vars(self)] + [vars(part) for part in (getattr(self, "projection", None), getattr(self, "screen", None))
+                               if part is not None]
+        return object.__sizeof__(self) + sum(value.nbytes if isinstance(value, np.ndarray) else
+                                             value.__sizeof__() if isinstance(value, KnnIndex) else 0
+                                             for values in held for value in values.values())
+
     def _checked(self, X_query, k, chunk) -> np.ndarray:
         if self.metric is None:
             raise ValueError("the index is not fitted: call fit(X_train, metric) first")

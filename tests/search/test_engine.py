@@ -1,5 +1,6 @@
 """KnnIndex.radius_pairs against a naive float64 search over every pair; the engine's memory estimate."""
 
+import sys
 import tracemalloc
 
 import numpy as np
@@ -82,3 +83,9 @@ def test_the_memory_estimate_holds_where_the_screen_rules_nothing_out(dtype):
         tracemalloc.stop()
     estimate = index_bytes(len(X), 300, X.itemsize) - X.nbytes + query_bytes(len(X), 1024)
     assert peak <= estimate
+
+
+def test_its_size_is_the_arrays_it_holds(clustered):
+    """sys.getsizeof (and so Dask, before moving a fitted index between workers) counts the rows and the screen."""
+    index = KnnIndex(4).fit(clustered, "euclidean")
+    assert sys.getsizeof(index) >= clustered.nbytes + index.screen.W.nbytes + 3 * index.order.nbytes
