@@ -104,14 +104,14 @@ class ShardedIndex:
         kept = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
         work = [int(sizes[s]) * (int(sizes[s]) - 1 if own else 2 * (rows.stop - rows.start)) // 2
                 for s, rows, own in blocks]
-        capped, done, total = False, 0, max(1, sum(work))
+        capped, done, total = False, 0, sum(work)
         answers = self._gathered(calls, _IN_FLIGHT_SHARDS if within else _IN_FLIGHT)
         for (s, rows, _), pairs, (i, j, d, more) in zip(blocks, work, answers):
             i, j = i + rows.start, j + starts[s]
             kept = closest(kept, (np.minimum(i, j), np.maximum(i, j), d) if within else (i, j, d), max_pairs + 1)
             capped, done = capped or more, done + pairs
             if on_chunk is not None:
-                on_chunk(len(X_query) * done // total, len(X_query))
+                on_chunk(len(X_query) * done // total if total else len(X_query), len(X_query))
         i, j, d = (a[:max_pairs] for a in kept)
         capped = capped or len(kept[0]) > max_pairs
         return i, j, (np.sqrt(d) if self.metric == "euclidean" and not naive else d), capped

@@ -87,6 +87,21 @@ def test_pairs_within_are_the_local_bytes(client, clustered, metric, radius, max
     _same(got, expected)
 
 
+@pytest.mark.parametrize("search", ["kneighbors", "within", "between"])
+def test_progress_rises_to_every_row_and_changes_nothing(client, clustered, search):
+    index, calls = ShardedIndex(client, 4).fit(clustered, "sqeuclidean"), []
+    Q = clustered[:1300]
+    if search == "kneighbors":
+        assert index.kneighbors(Q, 3, on_chunk=lambda *c: calls.append(c))[1].tobytes() == \
+            index.kneighbors(Q, 3)[1].tobytes()
+    else:
+        X_query = None if search == "within" else Q
+        _same(index.radius_pairs(X_query, 100.0, max_pairs=50, on_chunk=lambda *c: calls.append(c)),
+              index.radius_pairs(X_query, 100.0, max_pairs=50))
+    n = len(clustered) if search == "within" else len(Q)
+    assert calls[-1] == (n, n) and [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
 @pytest.mark.parametrize("max_pairs", [5, 10**6])
 def test_pairs_between_sets_are_the_local_bytes(client, clustered, max_pairs):
     A, B = clustered[:300], clustered[300:]
