@@ -6,19 +6,21 @@ BIN := $(CURDIR)/$(VENV)/bin
 RUN := PATH="$(BIN):$$PATH"
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: env env-cnn env-report env-test lock data repro test test-fast lint timings report best sweep clean-venv
+.PHONY: env env-cnn env-report env-cluster env-test lock data repro test test-fast lint timings report best sweep clean-venv
 
 # Each target installs what it needs and no more, every distribution pinned with its hashes in a lock
 # (requirements/*.txt, made by `make lock` from pyproject.toml; Linux x86-64, CPython 3.11):
 #   core    env, data, repro, timings: the default pipeline (no PyTorch; about 0.5 GB)
 #   cnn     best, sweep: + PyTorch's CPU build, for features.kind cnn
 #   report  report: + vl-convert, the report's pictures offline
+#   cluster env-cluster: + Dask, for the stages' exact search on a cluster (DASK_SCHEDULER_ADDRESS)
 #   test    test, test-fast and the benches: everything (the tests cover every feature; the peers
 #           bench/knn.py compares with: scikit-learn, faiss)
 # The locks are made together (core, cnn and report constrained by test), so one venv can take several.
 env: $(VENV)/.installed-core
 env-cnn: $(VENV)/.installed-cnn
 env-report: $(VENV)/.installed-report
+env-cluster: $(VENV)/.installed-cluster
 env-test: $(VENV)/.installed-test
 
 # Annoy and hnswlib compile from source at install, by default with -march=native: their float
@@ -63,10 +65,11 @@ COMPILE = $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe
 lock:
 	test -x $(LOCK_TOOLS)/bin/python || $(PYTHON) -m venv $(LOCK_TOOLS)
 	$(LOCK_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.7.0
-	$(COMPILE) --extra test --extra report --extra cnn -o requirements/test.txt pyproject.toml requirements/build.in
+	$(COMPILE) --extra test --extra report --extra cnn --extra cluster -o requirements/test.txt pyproject.toml requirements/build.in
 	$(COMPILE) -c requirements/test.txt -o requirements/core.txt pyproject.toml requirements/build.in
 	$(COMPILE) -c requirements/test.txt --extra cnn -o requirements/cnn.txt pyproject.toml requirements/build.in
 	$(COMPILE) -c requirements/test.txt --extra report -o requirements/report.txt pyproject.toml requirements/build.in
+	$(COMPILE) -c requirements/test.txt --extra cluster -o requirements/cluster.txt pyproject.toml requirements/build.in
 
 # The fetch stage alone: the real files, checked, into data/fashion-mnist (DVC's cache keeps them).
 data: env

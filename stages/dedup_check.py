@@ -4,6 +4,7 @@ Inputs: ``--train`` and ``--test`` (.npz from ingest).
 Params: dedup.near_threshold (RMS pixel difference, grey levels), dedup.chunk, dedup.max_pairs, dedup.n_show.
 Outputs: ``--pairs`` (CSV: kind, sets, i, j, labels, classes, distance), ``--metrics`` (pair counts by
 kind and sets, capped or not) and ``--figure`` (the closest pairs, disagreeing labels in red).
+With DASK_SCHEDULER_ADDRESS set, the near-duplicate search runs on that Dask cluster: the same bytes.
 """
 
 import argparse
@@ -12,7 +13,7 @@ import numpy as np
 
 from fmproto.data import dedup
 from fmproto.evaluation import plots
-from fmproto.pipeline import guard, inputs, io, progress
+from fmproto.pipeline import cluster, guard, inputs, io, progress
 from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import dedup as dedup_params
 
@@ -23,7 +24,8 @@ def main(argv=None) -> None:
     for flag in ("--train", "--test", "--pairs", "--metrics", "--figure"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    with guard.stage_errors("dedup-check", files=[args.pairs, args.metrics, args.figure]):
+    with (guard.stage_errors("dedup-check", files=[args.pairs, args.metrics, args.figure]),
+          cluster.exact_search() as engine):
         p = dedup_params.read(args.params)
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         n_pixels = int(np.prod(train["images"].shape[1:]))
@@ -40,7 +42,7 @@ def main(argv=None) -> None:
         with progress.Progress("dedup-check: near duplicates", None, "rows") as bar:
             table, metrics = dedup.find_all(train["images"], test["images"], train["labels"], test["labels"],
                                             train["classes"].tolist(), p["near_threshold"], chunk=p["chunk"],
-                                            max_pairs=p["max_pairs"], on_chunk=bar.advance_to)
+                                            max_pairs=p["max_pairs"], on_chunk=bar.advance_to, engine=engine)
         shown = table.head(p["n_show"])
         images = {"train": train["images"], "test": test["images"]}
         pictures, titles, marks = dedup.closest_pairs_grid(shown, images)

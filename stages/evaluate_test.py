@@ -5,7 +5,7 @@ Params: evaluate.method, k, fit_on, metric, weights, and the kmeans, gmlvq and a
 (a prototype method is null in the summary, with a warning, when its n_prototypes does not fit the training split).
 Outputs: ``--metrics`` (accuracy, macro F1, per class, by method), ``--plots`` and ``--figures`` (the
 confusion matrix), ``--prototypes`` (the prototype methods' fitted models, for explain-test),
-``--timings`` (seconds per method).
+``--timings`` (seconds per method). DASK_SCHEDULER_ADDRESS set: kNN on that Dask cluster.
 """
 
 import argparse
@@ -16,7 +16,7 @@ import numpy as np
 
 from fmproto.evaluation import final, fitset, reports
 from fmproto.evaluation.scores import classification_report
-from fmproto.pipeline import guard, inputs, io, model_checks, progress, timings
+from fmproto.pipeline import cluster, guard, inputs, io, model_checks, progress, timings
 from fmproto.pipeline.settings import method_settings, prototype_problems
 
 
@@ -27,12 +27,13 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     parser.add_argument("--timings", help="JSON of seconds per method (not a DVC output: it changes every run)")
     args = parser.parse_args(argv)
-    with guard.stage_errors("evaluate-test", files=[args.metrics, args.prototypes], folders=[args.plots, args.figures]):
+    with (guard.stage_errors("evaluate-test", files=[args.metrics, args.prototypes], folders=[args.plots, args.figures]),
+          cluster.exact_search() as engine):
         train, test = inputs.load_dataset(args.train), inputs.load_dataset(args.test)
         split, classes, labels = inputs.load_split(args.split, train), train["classes"].tolist(), train["labels"]
         feats = inputs.load_features(args.features, train, split, test)
         inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
-        p, settings = method_settings(args.params, classes, labels[split["train"]])
+        p, settings = method_settings(args.params, classes, labels[split["train"]], engine=engine)
         unfit = prototype_problems(args.params, classes, labels[split["train"]])  # methods that can't be fitted
         fit_sets = final.fit_sets(feats, labels, fitset.fit_indices(split, p["fit_on"]))
         X_fit, X_test, y_test = fit_sets[p["method"]][0], feats["test"].astype(np.float32), test["labels"]

@@ -7,13 +7,14 @@ Inputs: ``--train`` (.npz from ingest), ``--split`` (.npz from split), ``--featu
 Params: evaluate.method, k, metric, weights, and the kmeans and ann settings the methods use
 (kmeans.n_prototypes is checked against the training split only when evaluate.method is kmeans).
 Outputs: ``--metrics`` (accuracy, macro F1, the features used) and ``--timings`` (fit and predict seconds).
+With DASK_SCHEDULER_ADDRESS set, kNN searches on that Dask cluster: the same bytes.
 """
 
 import argparse
 
 from fmproto.evaluation import fitset, estimators
 from fmproto.pipeline import io
-from fmproto.pipeline import model_checks, guard, inputs, timings
+from fmproto.pipeline import cluster, model_checks, guard, inputs, timings
 from fmproto.pipeline.settings import method_settings
 from fmproto.evaluation.scores import classification_report
 
@@ -25,13 +26,12 @@ def main(argv=None) -> None:
         parser.add_argument(flag, required=True)
     parser.add_argument("--timings", help="JSON of fit and predict seconds (not a DVC output: it changes every run)")
     args = parser.parse_args(argv)
-    with guard.stage_errors("evaluate-valid", files=[args.metrics]):
+    with guard.stage_errors("evaluate-valid", files=[args.metrics]), cluster.exact_search() as engine:
         train = inputs.load_dataset(args.train)
-        split = inputs.load_split(args.split, train)
+        split, classes = inputs.load_split(args.split, train), train["classes"].tolist()
         feats = inputs.load_features(args.features, train, split)
-        classes = train["classes"].tolist()
         inputs.check_classes(args.split, train["labels"][split["train"]], classes, "in the training split")
-        p, settings = method_settings(args.params, classes, train["labels"][split["train"]])
+        p, settings = method_settings(args.params, classes, train["labels"][split["train"]], engine=engine)
         X_fit, y_fit, _ = fitset.fit_data(feats, train["labels"], split["train"], p["method"])
         X_valid, y_valid = feats["train"][split["valid"]].astype("float32"), train["labels"][split["valid"]]
         model_checks.check_k(args.params, p["k"], len(X_fit), len(X_valid))

@@ -101,11 +101,13 @@ def _row_bytes(rows: np.ndarray) -> np.ndarray:
 
 
 def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | None = None, *, chunk: int = 4096,
-                    max_pairs: int = 100_000, on_chunk: Callable[[int, int], None] | None = None) -> Pairs:
+                    max_pairs: int = 100_000, on_chunk: Callable[[int, int], None] | None = None,
+                    engine: Callable[[int], KnnIndex] = KnnIndex) -> Pairs:
     """The closest ``max_pairs`` pairs within ``images (n, ...)`` or with ``others (m, ...)`` with ``0 < RMS pixel
     difference < threshold``, as ``Pairs`` by ``(i, j)``, exact float64 distances whatever ``chunk`` (``chunk**2``:
     the most pairs scored at once); ties kept by lower ``i``, ``j``. ``on_chunk(done, n)``: after each chunk of
-    the ``n`` rows of ``images``, the rows searched (the last call ``(n, n)``)."""
+    the ``n`` rows of ``images``, the rows searched (the last call ``(n, n)``). ``engine(components)``: an unfitted
+    index, ``KnnIndex`` or a ``cluster.ShardedIndex`` (the same pairs)."""
     threshold = _check_threshold(threshold)
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
@@ -117,7 +119,7 @@ def near_duplicates(images: np.ndarray, threshold: float, others: np.ndarray | N
             on_chunk(len(A), len(A))
         return Pairs(i=np.empty(0, np.int64), j=np.empty(0, np.int64), distance=np.empty(0))
     n_pixels = A.shape[1]
-    index = KnnIndex(_COMPONENTS).fit(B, "sqeuclidean")
+    index = engine(_COMPONENTS).fit(B, "sqeuclidean")
     i, j, d2, capped = index.radius_pairs(None if within else A, threshold**2 * n_pixels, max_pairs=max_pairs,
                                           exclude=groups, chunk=max(1, chunk * chunk // len(B)), on_chunk=on_chunk)
     distance = np.sqrt(d2 / n_pixels)
@@ -162,13 +164,14 @@ def table_bytes(max_pairs: int) -> int:
 
 def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray,
              classes: list[str], near_threshold: float, *, chunk: int = 4096, max_pairs: int = 100_000,
-             on_chunk: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, dict]:
+             on_chunk: Callable[[int, int], None] | None = None,
+             engine: Callable[[int], KnnIndex] = KnnIndex) -> tuple[pd.DataFrame, dict]:
     """Exact and near duplicates within train, within test and between them (``max_pairs`` a kind and set).
 
     A row a pair: ``kind``, ``sets`` (one of ``SETS``), ``i``, ``j``, labels, ``distance`` (4 decimals), classes;
     by ``(distance, sets, i, j)``. Metrics: counts and ``*_capped`` a kind and set, ``labels_disagree``.
     ``on_chunk(done, total)``: called after each chunk of the near-duplicate searches with the rows searched and
-    all of them (train, test, then train against test: ``2 * n_train + n_test``)."""
+    all of them (train, test, then train against test: ``2 * n_train + n_test``). ``engine``: ``near_duplicates``'s."""
     near_threshold = _check_threshold(near_threshold)
     chunk = check_int(chunk, "chunk", low=1)
     max_pairs = check_int(max_pairs, "max_pairs", low=1)
@@ -186,7 +189,7 @@ def find_all(train_images: np.ndarray, test_images: np.ndarray, train_labels: np
         report = None if on_chunk is None else (lambda done, _, before=searched: on_chunk(before + done, total))
         for kind, pairs in (("exact", exact_duplicates(first, other, max_pairs=max_pairs)),
                             ("near", near_duplicates(first, near_threshold, other, chunk=chunk, max_pairs=max_pairs,
-                                                     on_chunk=report))):
+                                                     on_chunk=report, engine=engine))):
             metrics[kind][name] = len(pairs)
             metrics[f"{kind}_capped"][name] = bool(pairs.capped)
             frames.append(pd.DataFrame({"kind": kind, "sets": name, "i": pairs.i, "j": pairs.j,

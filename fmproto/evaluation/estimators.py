@@ -97,14 +97,15 @@ class _Neighbours:
 
 
 class ExactKNN(_Neighbours):
-    """The ``k`` nearest fit rows of an exact search (``knn.KnnIndex``: the exact float64 neighbours)."""
+    """The ``k`` nearest fit rows of an exact search (``knn.KnnIndex``: the exact float64 neighbours); ``engine``:
+    the index's class, ``KnnIndex`` or a ``cluster.ShardedIndex`` bound to a client (the same neighbours)."""
 
-    def __init__(self, k: int = 5, metric: str = "euclidean", weights: str = "uniform"):
+    def __init__(self, k: int = 5, metric: str = "euclidean", weights: str = "uniform", engine=knn.KnnIndex):
         super().__init__(k, weights)
-        self.metric = metric
+        self.metric, self.engine = metric, engine
 
     def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "ExactKNN":
-        self.index_ = knn.KnnIndex().fit(X, metric=self.metric)  # screened once for every query
+        self.index_ = self.engine().fit(X, metric=self.metric)  # screened once for every query
         self._fitted(y, n_classes)
         return self
 

@@ -8,16 +8,18 @@ from fmproto.pipeline import params as P
 from fmproto.pipeline.specs import ann as ann_params, evaluate as evaluate_params, gmlvq as gmlvq_params, kmeans as kmeans_params
 from fmproto.prototypes.kmeans import n_prototypes_per_class
 from fmproto.search import ann
+from fmproto.search.engine import KnnIndex
 
 _KMEANS = ("metric", "seed", "max_iter", "tol", "lvq_epochs", "lvq_learning_rate")
 _GMLVQ = ("rank", "epochs", "learning_rate", "steepness", "seed")
 _ANN = ("backend", "metric", "seed", "n_trees", "search_k", "hnsw_m", "hnsw_ef_construction", "hnsw_ef")
 
 
-def method_settings(params_path: str | Path, classes: list[str],
-                    train_labels: np.ndarray | None = None) -> tuple[dict, dict[str, dict]]:
+def method_settings(params_path: str | Path, classes: list[str], train_labels: np.ndarray | None = None,
+                    engine=KnnIndex) -> tuple[dict, dict[str, dict]]:
     """The checked ``evaluate`` section, and each method's settings for ``estimators.make``; prototype counts
-    that do not fit ``train_labels`` are an error for that method (kmeans, gmlvq), else None (``prototype_problems``)."""
+    that do not fit ``train_labels`` are an error for that method (kmeans, gmlvq), else None (``prototype_problems``).
+    ``engine``: the exact kNN's index class (``cluster.exact_search``'s; not a param: it changes no result)."""
     p, km, an = evaluate_params.read(params_path), kmeans_params.read(params_path), ann_params.read(params_path)
     gm = gmlvq_params.read(params_path)
     counts, problem = _prototype_counts(params_path, "kmeans", km["n_prototypes"], classes, train_labels)
@@ -32,7 +34,7 @@ def method_settings(params_path: str | Path, classes: list[str],
         "kmeans": {"n_prototypes": counts, **{key: km[key] for key in _KMEANS}},
         "gmlvq": {"n_prototypes": gmlvq_counts, "max_iter": km["max_iter"], "tol": km["tol"],
                   **{key: gm[key] for key in _GMLVQ}},
-        "knn": {**neighbours, "metric": p["metric"]},
+        "knn": {**neighbours, "metric": p["metric"], "engine": engine},
         "ann": {**neighbours, **{key: an[key] for key in _ANN}},
     }
 

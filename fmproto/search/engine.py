@@ -35,6 +35,32 @@ _FULL_SCREEN, _FULL_SCREEN_BYTES = 8, 1 << 30
 _WORKERS = max(1, min(64, os.cpu_count() or 1))  # threads sharing a chunk's rows, one BLAS thread each
 
 
+def index_bytes(n_rows: int, n_features: int, itemsize: int, components: int = COMPONENTS) -> int:
+    """About the most bytes ``KnnIndex(components)`` fitted on ``(n_rows, n_features)`` rows of ``itemsize`` bytes
+    holds: the rows (kept by reference), the screen, the embedding and leaf order while it fits, and the index
+    keeping every dimension that a hand-over fits where its float32 copy fits in ``_FULL_SCREEN_BYTES``."""
+    m = components if n_features >= 2 * components else n_features
+    per_row = n_features * itemsize + 4 * (2 * m + 3) + 8 * 15  # rows, W and coords, float64 norms, int64 orders
+    full = 4 * n_rows * (n_features + 2)
+    return n_rows * per_row + (2 * full + 8 * 15 * n_rows if full <= _FULL_SCREEN_BYTES else 0)
+
+
+def query_bytes(n_rows: int, chunk: int, threads: int = _WORKERS) -> int:
+    """About the most bytes one chunk of ``chunk`` query rows adds to an index of ``n_rows`` (``kneighbors`` or
+    ``radius_pairs``): the float32 score blocks with their group minima (the full screen's too, after a
+    hand-over), and for each of the ``threads`` sharing the chunk its candidates and the rows it measures
+    (their budgets: reached where the screen rules few rows out)."""
+    block = min(_SCREEN_BYTES, 4 * chunk * (n_rows + _GROUP))
+    parts = max(1, min(threads, chunk // 64))  # as _query_chunk splits a chunk
+    return 2 * block * 17 // 16 + parts * (40 * _CANDIDATE_BUDGET + 4 * 8 * _MEASURE_ELEMENTS)
+
+
+def metric_distances(naive: np.ndarray, metric: str) -> np.ndarray:
+    """``KnnIndex.kneighbors``'s float32 distances from the float64 ones it ranks by: the root for euclidean,
+    taken in float64, then rounded once."""
+    return (np.sqrt(naive) if metric == "euclidean" else naive).astype(np.float32)
+
+
 class KnnIndex:
     """Exact search over fixed training rows (kept by reference): ``fit`` once, then query. ``components``
     of the screen; under ``2 * components`` features every dimension is kept (the full screen).
@@ -77,11 +103,14 @@ class KnnIndex:
         self.integral, self.largest = integers(X)
         return self
 
-    def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """Float32 ``distances`` and int64 ``indices`` ``(n_queries, k)``, as ``knn.kneighbors``; ``chunk`` changes no bit."""
+    def kneighbors(self, X_query: np.ndarray, k: int, chunk: int = 1024, *,
+                   naive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Float32 ``distances`` and int64 ``indices`` ``(n_queries, k)``, as ``knn.kneighbors``; ``chunk`` changes no bit.
+        ``naive``: the float64 distances the search ranks by (euclidean: squared), from which ``metric_distances``
+        gives the float32 ones: what merging the results of several indexes needs (``cluster.ShardedIndex``)."""
         X_query = self._checked(X_query, k, chunk)
         k, plain = int(k), self.metric == "manhattan"
-        distances = np.empty((len(X_query), k), dtype=np.float32)
+        distances = np.empty((len(X_query), k), dtype=np.float64)
         indices = np.empty((len(X_query), k), dtype=np.int64)
         if not plain:
             chunk, block = self._block(chunk, len(X_query))
@@ -90,14 +119,15 @@ class KnnIndex:
                 rows = slice(start, start + chunk)
                 distances[rows], indices[rows] = (self._plain(X_query[rows], k) if plain
                                                   else self._query_chunk(X_query[rows], k, block, pool))
-        return distances, indices
+        return (distances if naive else metric_distances(distances, self.metric)), indices
 
     def radius_pairs(self, X_query: np.ndarray | None, radius: float, *, max_pairs: int, exclude=None,
-                     chunk: int = 1024, on_chunk: Callable[[int, int], None] | None = None):
+                     chunk: int = 1024, on_chunk: Callable[[int, int], None] | None = None, naive: bool = False):
         """The closest ``max_pairs`` pairs by ``(d, i, j)`` with naive float64 ``d(X_query[i], X_train[j]) < radius``
         (the metric's units), as int64 ``i, j``, float64 ``d`` and ``capped`` (more qualified). ``X_query`` None:
         pairs ``i < j`` of the fitted rows; ``exclude (groups_query, groups_train)``: equal groups ``>= 0`` left out.
-        ``on_chunk(done, total)``: called after each chunk with the query rows searched and all of them."""
+        ``on_chunk(done, total)``: called after each chunk with the query rows searched and all of them.
+        ``naive``: ``d`` as ranked (euclidean: squared), as ``kneighbors``."""
         if self.metric in (None, "manhattan"):
             raise ValueError(f"radius_pairs needs an index fitted for euclidean, sqeuclidean or cosine; "
                              f"got {self.metric!r}")
@@ -142,7 +172,16 @@ class KnnIndex:
             if on_chunk is not None:
                 on_chunk(min(start + chunk, len(X_query)), len(X_query))
         i, j, d = (a[: k - 1] for a in kept)
-        return i, j, (np.sqrt(d) if self.metric == "euclidean" else d), len(kept[0]) > k - 1
+        return i, j, (np.sqrt(d) if self.metric == "euclidean" and not naive else d), len(kept[0]) > k - 1
+
+    def __sizeof__(self) -> int:
+        """The bytes of the arrays it holds, the rows kept by reference included: what Dask weighs before it moves
+        a fitted index from one worker to another (``cluster.ShardedIndex``)."""
+        held = [vars(self)] + [vars(part) for part in (getattr(self, "projection", None), getattr(self, "screen", None))
+                               if part is not None]
+        return object.__sizeof__(self) + sum(value.nbytes if isinstance(value, np.ndarray) else
+                                             value.__sizeof__() if isinstance(value, KnnIndex) else 0
+                                             for values in held for value in values.values())
 
     def _checked(self, X_query, k, chunk) -> np.ndarray:
         if self.metric is None:
@@ -160,8 +199,8 @@ class KnnIndex:
         return S if self.group == 1 else S.reshape(len(S), self.group, n_groups).min(axis=1)
 
     def _query_chunk(self, Xc: np.ndarray, k: int, block: np.ndarray, pool) -> tuple[np.ndarray, np.ndarray]:
-        """``kneighbors`` of one chunk, shared by the ``pool``'s threads, one BLAS thread each (BLAS's own would
-        spin through the selection, which releases the GIL)."""
+        """``kneighbors(naive=True)`` of one chunk, shared by the ``pool``'s threads, one BLAS thread each (BLAS's
+        own would spin through the selection, which releases the GIL)."""
         n_rows = len(Xc)
         n_parts = min(_WORKERS, max(1, n_rows // 64))
         bounds = np.linspace(0, n_rows, n_parts + 1).astype(int)
@@ -175,11 +214,10 @@ class KnnIndex:
         with threadpool_limits(1, user_api="blas") if n_parts > 1 else nullcontext():
             done = list(pool.map(work, parts)) if n_parts > 1 else [work(parts[0])]
         distances, indices, hand_over, row_sq_norms = (np.concatenate(arrays) for arrays in zip(*done))
-        distances = (np.sqrt(distances) if self.metric == "euclidean" else distances).astype(np.float32)
         if hand_over.any():
             if self._full_index is None:
                 self._full_index = KnnIndex(self.X_train.shape[1]).fit(self.X_train, self.metric)
-            distances[hand_over], indices[hand_over] = self._full_index.kneighbors(Xc[hand_over], k)
+            distances[hand_over], indices[hand_over] = self._full_index.kneighbors(Xc[hand_over], k, naive=True)
         if self.metric == "cosine":
             zero = row_sq_norms == 0  # at distance 1 from every training row: the first k, by the tie rule
             distances[zero], indices[zero] = 1.0, np.arange(k)
@@ -252,7 +290,7 @@ class KnnIndex:
             i = np.concatenate([best_i, np.broadcast_to(np.arange(c, c + len(B)), (len(A), len(B)))], axis=1)
             order = np.argsort(d, axis=1, kind="stable")[:, :k]  # stable: the lower index first on ties
             best_d, best_i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
-        return best_d.astype(np.float32), best_i
+        return best_d, best_i
 
     def _measure(self, queries: "Queries", rows, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distances ``d (r, c)`` of query ``rows`` (slice or indices) to training rows ``cols (r, c)``, a float32

@@ -1,5 +1,6 @@
 """Exact k nearest neighbours (through ``engine.KnnIndex``) and the votes that classify by them."""
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -15,10 +16,11 @@ WEIGHTS: tuple[str, ...] = ("uniform", "distance")
 
 
 def kneighbors(X_query: np.ndarray, X_train: np.ndarray, k: int, metric: KnnMetric = "euclidean",
-               chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+               chunk: int = 1024, engine: Callable[[int], KnnIndex] = KnnIndex) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest training rows of every query row, exactly, nearest first: float32 ``distances
     (n_queries, k)``, the float64 ones (euclidean: rooted) rounded once, and int64 ``indices``, ties to the
-    lower index. ``X_query (n_queries, d)``, ``X_train (n_train, d)`` (or images); ``chunk``: rows at once."""
+    lower index. ``X_query (n_queries, d)``, ``X_train (n_train, d)`` (or images); ``chunk``: rows at once.
+    ``engine(components)``: an unfitted index, ``KnnIndex`` or a ``cluster.ShardedIndex`` (the same bytes)."""
     check_metric(metric, KNN_METRICS)
     X_train = checked_rows(X_train, "X_train")
     n_features = X_train.shape[1]
@@ -27,7 +29,7 @@ def kneighbors(X_query: np.ndarray, X_train: np.ndarray, k: int, metric: KnnMetr
     # (on 784 pixels it pays from 613 queries). Both indexes give the same bits.
     m = min(COMPONENTS, n_features)
     pays = n_features >= 2 * m and len(X_query) * (n_features - m) > 4 * n_features * m
-    return KnnIndex(COMPONENTS if pays else n_features).fit(X_train, metric).kneighbors(X_query, k, chunk=chunk)
+    return engine(COMPONENTS if pays else n_features).fit(X_train, metric).kneighbors(X_query, k, chunk=chunk)
 
 
 def vote(neighbor_labels: np.ndarray, neighbor_distances: np.ndarray, n_classes: int,

@@ -9,6 +9,7 @@ import numpy as np
 
 from fmproto.evaluation import plots
 from fmproto.pipeline.checks import check_int, is_int
+from fmproto.search.engine import KnnIndex
 from fmproto.search.knn import kneighbors, predict_for_ks
 
 
@@ -74,11 +75,13 @@ def sample_indices(n_total: int, size: int, seed: int, repeat: int = 0) -> np.nd
 
 def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, n_classes: int,
                 sizes: list[int], ks: list[int], *, repeats: int, metric: str, weights: str, seed: int,
-                on_search: Callable[[int, int], None] | None = None) -> tuple[list[dict], list[dict]]:
+                on_search: Callable[[int, int], None] | None = None,
+                engine: Callable[[int], KnnIndex] = KnnIndex) -> tuple[list[dict], list[dict]]:
     """Validation error of exact kNN on random training samples, ``(rows, timings)``: sizes below ``len(X_train)``
     drawn ``repeats`` times, the full set once, one search a sample. ``rows``: ``n, k, repeat, error``; ``timings``:
     ``n, repeat, seconds``. ``ValueError`` for a k or size outside ``1..len(X_train)``, or a size below every k.
-    ``on_search(done, total)``: called after each search, with the searches done and all of them."""
+    ``on_search(done, total)``: called after each search, with the searches done and all of them. ``engine``:
+    ``knn.kneighbors``'s."""
     n_full = len(X_train)
     for name, values in (("sizes", sizes), ("ks", ks)):
         bad = [v for v in values if not is_int(v) or not 1 <= v <= n_full]
@@ -93,7 +96,7 @@ def error_curve(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray, y
         for repeat in range(repeats if n < n_full else 1):
             sample = sample_indices(n_full, n, seed=seed, repeat=repeat)
             start = time.perf_counter()
-            distances, indices = kneighbors(X_valid, X_train[sample], usable[-1], metric=metric)
+            distances, indices = kneighbors(X_valid, X_train[sample], usable[-1], metric=metric, engine=engine)
             predictions = predict_for_ks(indices, distances, y_train[sample], n_classes, usable, weights=weights)
             timings.append({"n": n, "repeat": repeat, "seconds": time.perf_counter() - start})
             rows += [{"n": n, "k": k, "repeat": repeat, "error": float(np.mean(pred != y_valid))}

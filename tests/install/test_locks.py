@@ -14,9 +14,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
-LOCKS = ("core", "cnn", "report", "test")
+LOCKS = ("core", "cnn", "report", "cluster", "test")
 # What only the network, the report's pictures or the tests and benches need: never in the lean default.
 HEAVY = {"torch", "sympy", "scipy", "scikit-learn", "faiss-cpu", "hypothesis", "pytest", "vl-convert-python"}
+# The cluster extra: only with DASK_SCHEDULER_ADDRESS set is it imported, so the lean lock goes without it.
+DASK = {"dask", "distributed"}
 
 
 def read_lock(name: str) -> dict[str, tuple[str, list[str]]]:
@@ -55,7 +57,7 @@ def test_every_entry_is_pinned_with_hashes_and_one_version_across_the_locks(lock
 
 
 @pytest.mark.parametrize("lock, extras", [("core", ()), ("cnn", ("cnn",)), ("report", ("report",)),
-                                          ("test", ("cnn", "report", "test"))])
+                                          ("cluster", ("cluster",)), ("test", ("cnn", "report", "cluster", "test"))])
 def test_each_lock_holds_pyprojects_pins_and_their_extras(locks, lock, extras):
     for requirement in declared() + [r for extra in extras for r in declared(extra)]:
         name = canonicalize_name(requirement.name)
@@ -65,11 +67,12 @@ def test_each_lock_holds_pyprojects_pins_and_their_extras(locks, lock, extras):
 
 
 def test_the_lean_lock_has_nothing_heavy_and_the_others_add_to_it(locks):
-    assert HEAVY.isdisjoint(locks["core"]), HEAVY & set(locks["core"])
-    for lock in ("cnn", "report", "test"):
+    assert (HEAVY | DASK).isdisjoint(locks["core"]), (HEAVY | DASK) & set(locks["core"])
+    for lock in ("cnn", "report", "cluster", "test"):
         assert set(locks["core"]) <= set(locks[lock])
-    assert set(locks["cnn"]) | set(locks["report"]) <= set(locks["test"])
-    assert HEAVY <= set(locks["test"])
+    assert set(locks["cnn"]) | set(locks["report"]) | set(locks["cluster"]) <= set(locks["test"])
+    assert HEAVY | DASK <= set(locks["test"])
+    assert HEAVY.isdisjoint(locks["cluster"]), HEAVY & set(locks["cluster"])
 
 
 def test_pytorch_is_the_cpu_build(locks):
@@ -89,7 +92,8 @@ def test_the_environment_running_the_tests_is_the_test_lock(locks):
 
 
 @pytest.mark.parametrize("target, locks", [("env", ["core"]), ("repro", ["core"]), ("best", ["cnn"]),
-                                           ("report", ["report"]), ("test", ["test"]), ("sweep", ["cnn", "core"])])
+                                           ("report", ["report"]), ("env-cluster", ["cluster"]), ("test", ["test"]),
+                                           ("sweep", ["cnn", "core"])])
 def test_each_target_installs_from_its_lock_with_hashes(tmp_path, target, locks):
     """``make -n`` in a copy with no environment: the install commands the target would run."""
     if shutil.which("make") is None:

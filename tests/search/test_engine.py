@@ -1,9 +1,12 @@
-"""KnnIndex.radius_pairs against a naive float64 search over every pair."""
+"""KnnIndex.radius_pairs against a naive float64 search over every pair; the engine's memory estimate."""
+
+import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from fmproto.search.engine import KnnIndex
+from fmproto.search.engine import KnnIndex, index_bytes, metric_distances, query_bytes
 
 
 def _naive_pairs(A, B, radius, within):
@@ -44,6 +47,45 @@ def test_pairs_between_sets_and_excluded_groups(clustered):
     assert not got[3]
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "manhattan"])
+def test_naive_distances_are_those_ranked_and_round_to_the_float32_ones(clustered, metric):
+    A, B = clustered[:200].astype(np.float32) + 0.25, clustered[200:]
+    distances, indices = KnnIndex(4).fit(B, metric).kneighbors(A, 6)
+    naive, same = KnnIndex(4).fit(B, metric).kneighbors(A, 6, naive=True)
+    assert naive.dtype == np.float64 and np.array_equal(same, indices)
+    assert metric_distances(naive, metric).tobytes() == distances.tobytes()
+    if metric == "euclidean":  # the squares, as a float64 search measures them
+        diff = A[:, None, :].astype(np.float64) - B[indices].astype(np.float64)
+        np.testing.assert_allclose(naive, np.einsum("qkd,qkd->qk", diff, diff), rtol=1e-12)
+    if metric != "manhattan":
+        radius = {"euclidean": 9.0, "sqeuclidean": 81.0, "cosine": 0.5}[metric]
+        i, j, d, _ = KnnIndex(4).fit(B, metric).radius_pairs(A, radius, max_pairs=50)
+        i2, j2, d2, _ = KnnIndex(4).fit(B, metric).radius_pairs(A, radius, max_pairs=50, naive=True)
+        assert len(i) and np.array_equal(i, i2) and np.array_equal(j, j2)
+        assert (np.sqrt(d2) if metric == "euclidean" else d2).tobytes() == d.tobytes()
+
+
 def test_radius_pairs_refuses_manhattan(clustered):
     with pytest.raises(ValueError, match="radius_pairs needs"):
         KnnIndex().fit(clustered, "manhattan").radius_pairs(None, 1.0, max_pairs=5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_the_memory_estimate_holds_where_the_screen_rules_nothing_out(dtype):
+    """Uniform noise, every row about as far as any other: a hand-over to the full screen and full candidate
+    budgets, the most a fit and a chunk of queries take (the rows themselves were there before)."""
+    X = np.random.default_rng(0).integers(0, 256, size=(12_000, 300)).astype(dtype)
+    tracemalloc.start()
+    try:
+        KnnIndex().fit(X, "euclidean").kneighbors(X[:1024], 5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = index_bytes(len(X), 300, X.itemsize) - X.nbytes + query_bytes(len(X), 1024)
+    assert peak <= estimate
+
+
+def test_its_size_is_the_arrays_it_holds(clustered):
+    """sys.getsizeof (and so Dask, before moving a fitted index between workers) counts the rows and the screen."""
+    index = KnnIndex(4).fit(clustered, "euclidean")
+    assert sys.getsizeof(index) >= clustered.nbytes + index.screen.W.nbytes + 3 * index.order.nbytes
