@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from fmproto.pipeline.checks import check_int, rows as checked_rows
+from fmproto.prototypes.lvq import check_prototype_classes
 from fmproto.search.products import exact_product, exact_product64
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
@@ -46,11 +47,7 @@ def gmlvq(prototypes: np.ndarray, prototype_labels: np.ndarray, X: np.ndarray, y
             raise ValueError(f"{name} must be > 0 and finite; got {value!r}")
     if labels.shape != (len(W),) or len(y) != len(X) or W.shape[1] != n_features:
         raise ValueError(f"X {X.shape}, y {y.shape}, prototypes {W.shape} and prototype_labels {labels.shape} do not match")
-    missing = np.setdiff1d(np.unique(y), labels)
-    if len(missing):
-        raise ValueError(f"class {int(missing[0])} has images but no prototype; every class in y needs at least one")
-    if len(np.unique(labels)) < 2:
-        raise ValueError(f"GMLVQ needs prototypes of at least two classes; got labels {np.unique(labels).tolist()}")
+    check_prototype_classes(labels, y, "GMLVQ")
 
     rng = np.random.default_rng(seed)
     if rank == n_features:

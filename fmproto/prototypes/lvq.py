@@ -45,11 +45,7 @@ def glvq(prototypes: np.ndarray, prototype_labels: np.ndarray, X: np.ndarray, y:
         raise ValueError(f"{len(W)} prototypes but prototype_labels has shape {labels.shape}")
     if len(y) != len(X) or X.shape[1] != W.shape[1]:
         raise ValueError(f"X {X.shape}, y {y.shape} and prototypes {W.shape} do not match")
-    missing = np.setdiff1d(np.unique(y), labels)
-    if len(missing):
-        raise ValueError(f"class {int(missing[0])} has images but no prototype; every class in y needs at least one")
-    if len(np.unique(labels)) < 2:
-        raise ValueError(f"GLVQ needs prototypes of at least two classes; got labels {np.unique(labels).tolist()}")
+    check_prototype_classes(labels, y, "GLVQ")
     if epochs == 0 or len(X) == 0:
         return W.reshape(W0.shape)
 
@@ -66,6 +62,16 @@ def glvq(prototypes: np.ndarray, prototype_labels: np.ndarray, X: np.ndarray, y:
                                  f"prototype NaN or inf (learning_rate={learning_rate!r}); use a smaller learning_rate")
             step += 1
     return W.reshape(W0.shape)
+
+
+def check_prototype_classes(prototype_labels: np.ndarray, y: np.ndarray, method: str) -> None:
+    """``ValueError`` unless every class in ``y`` has a prototype and the prototypes have two classes or more:
+    an LVQ step needs a nearest right and a nearest wrong prototype for every image."""
+    missing = np.setdiff1d(np.unique(y), prototype_labels)
+    if len(missing):
+        raise ValueError(f"class {int(missing[0])} has images but no prototype; every class in y needs at least one")
+    if len(np.unique(prototype_labels)) < 2:
+        raise ValueError(f"{method} needs prototypes of at least two classes; got labels {np.unique(prototype_labels).tolist()}")
 
 
 def _step(W: np.ndarray, labels: np.ndarray, Xb: np.ndarray, yb: np.ndarray, rate: float) -> bool:
