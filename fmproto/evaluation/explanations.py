@@ -99,7 +99,7 @@ def prototype_figures(prototypes: np.ndarray, prototype_labels: np.ndarray, trai
         mine = np.flatnonzero(prototype_labels == c)
         titles = [f"train #{rows[near[p, j]] % n_train}\n{names[y_fit[near[p, j]]]} d={distances[p, j]:.4g}"
                   for p in mine for j in range(shown)]
-        figures[f"{c}-{names[c].replace('/', '-')}"] = plots.image_grid(
+        figures[f"{c}-{names[c].replace('/', '-')}"] = plots.image_montage(
             images[mine].reshape(len(mine) * shown, *images.shape[2:]), titles, n_cols=shown,
             row_labels=[f"{names[c]}\n{method}\nprototype {i + 1}" for i in range(len(mine))])
     return figures

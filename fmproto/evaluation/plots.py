@@ -54,6 +54,33 @@ def image_grid(images: np.ndarray, titles: Sequence[str] | None = None, *, n_col
     return fig
 
 
+def image_montage(images: np.ndarray, titles: Sequence[str] | None = None, *, n_cols: int = 10,
+                  row_labels: Sequence[str] | None = None) -> Figure:
+    """``image_grid``'s layout on one Axes: each image placed by its extent, titles and row labels as text.
+    For grids of a hundred images or more: an Axes each cost about 2 seconds a figure to build and draw."""
+    images, n = np.asarray(images), len(images)
+    n_cols = max(1, min(n_cols, n))
+    n_rows = max(1, -(-n // n_cols))
+    title_lines = max((title.count("\n") + 1 for title in titles), default=0) if titles is not None else 0
+    margin, cell_width, cell_height, side = (1.2 if row_labels else 0.1), 1.3, 1.2 + 0.3 * title_lines, 1.0
+    fig = plt.figure(figsize=(margin + cell_width * n_cols + 0.1, cell_height * n_rows + 0.2))
+    ax = fig.add_axes((0, 0, 1, 1))
+    for index in range(n):
+        row, col = divmod(index, n_cols)
+        x, y = margin + col * cell_width + (cell_width - side) / 2, 0.1 + (row + 1) * cell_height - side - 0.05
+        ax.imshow(images[index], cmap="gray", vmin=0, vmax=max(255, float(images[index].max())),
+                  extent=(x, x + side, y + side, y))
+        ax.add_patch(plt.Rectangle((x, y), side, side, fill=False, edgecolor="#888888", linewidth=0.5))
+        if titles is not None:
+            ax.text(x + side / 2, y - 0.06, titles[index], ha="center", va="bottom", fontsize=7)
+    for row, label in enumerate((row_labels or [])[:n_rows]):
+        ax.text(margin - 0.05, 0.1 + (row + 1) * cell_height - 0.05 - side / 2, label, ha="right", va="center", fontsize=8)
+    width, height = fig.get_size_inches()
+    ax.set(xlim=(0, width), ylim=(height, 0), aspect="auto")  # a unit an inch, y down: the images stay square
+    ax.set_axis_off()
+    return fig
+
+
 def confusion_matrix(cm: np.ndarray, classes: Sequence[str], title: str) -> Figure:
     """Counts in the cells, coloured by their share of the row (true class), totals on the axes."""
     cm = np.asarray(cm)

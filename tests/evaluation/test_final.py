@@ -58,11 +58,14 @@ def test_prototype_figures_show_each_prototypes_nearest_training_rows():
                                if c in model.prototype_labels_]
     for c, name in enumerate(CLASSES):
         figure, mine = figures[f"{c}-{name.replace('/', '-')}"], model.prototypes_[model.prototype_labels_ == c]
-        shown = [int(ax.get_title().split("#")[1].split("\n")[0]) for ax in figure.axes if ax.get_title()]
+        (ax,) = figure.axes  # one Axes: images by extent, titles as text
+        shown = [int(text.get_text().split("#")[1].split("\n")[0]) for text in ax.texts
+                 if text.get_text().startswith("train #")]
         d2 = ((mine[:, None].astype(np.float64) - X[rows][None].astype(np.float64)) ** 2).sum(-1)
         expected = rows[np.argsort(d2, axis=1, kind="stable")[:, :3]]  # an independent brute-force search
         assert shown == expected.ravel().tolist()
-        np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), images[expected[0, 0]])
+        assert len(ax.images) == expected.size
+        np.testing.assert_array_equal(ax.images[0].get_array(), images[expected[0, 0]])
 
 
 def test_deciding_prototypes_are_the_nearest_of_the_two_nearest_classes():

@@ -49,6 +49,16 @@ def test_hog_equals_the_pixel_loop(cell, orientations, shape):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_hog_gives_the_same_bytes_in_any_chunks_on_any_core_count(monkeypatch, cores):
+    images = np.random.default_rng(5).integers(0, 256, size=(11, 12, 12), dtype=np.uint8)
+    alone = np.concatenate([hog.hog(image[None], 3, 9) for image in images])  # one image a chunk
+    monkeypatch.setattr(hog.os, "cpu_count", lambda: cores)
+    np.testing.assert_array_equal(hog.hog(images, 3, 9), alone)
+    monkeypatch.setattr(hog, "_CHUNK", 4)
+    np.testing.assert_array_equal(hog.hog(images, 3, 9), alone)
+
+
 def test_hog_of_a_vertical_edge_votes_for_horizontal_gradients():
     image = np.zeros((1, 12, 12), dtype=np.uint8)
     image[:, :, 6:] = 200  # bright right part: inside the middle cell gradients point along x
