@@ -105,8 +105,10 @@ report: env-report
 # they read) and applied to the workspace: metrics/test.json then holds its test accuracy. The analysis stages
 # (dedup-check, centroids, kmeans, knn-scaling, ann-index, ann-frontier) read pixels only: `make repro` runs them.
 # `git checkout params.yaml dvc.lock metrics plots && dvc checkout` returns to the raw-pixel default.
+# gmlvq.epochs=20: evaluate-test's GMLVQ (in the summary) in two thirds of the time, 0.9301 on validation
+# against 0.9307 with 30; it keeps make best within 15 minutes of a fresh clone on 2 cores.
 BEST := -S features.kind=cnn+hog -S features.hog_cell=3 -S features.pca_components=192 \
-	-S features.augment_shifts=true -S evaluate.k=20 -S evaluate.weights=distance
+	-S features.augment_shifts=true -S evaluate.k=20 -S evaluate.weights=distance -S gmlvq.epochs=20
 best: env-cnn
 	$(RUN) dvc exp run $(BEST) evaluate-valid explain-test
 

@@ -162,8 +162,8 @@ def _train(torch, X: np.ndarray, labels: np.ndarray, n_classes: int, width: int,
             self.out = nn.Linear(embedding, n_classes)
 
         def forward(self, x):
-            for layer in _LAYERS:  # pooled before the ReLU, which commutes with a maximum: the same network, 20% sooner
-                x = F.relu(F.max_pool2d(getattr(self, f"{layer}_bn")(getattr(self, layer)(x)), 2))
+            for layer in _LAYERS:
+                x = F.max_pool2d(F.relu(getattr(self, f"{layer}_bn")(getattr(self, layer)(x))), 2)
             features = F.relu(self.fc_bn(self.fc(x.flatten(1))))
             return self.out(F.dropout(features, DROPOUT, self.training))
 
