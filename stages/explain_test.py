@@ -43,7 +43,7 @@ def main(argv=None) -> None:
         plots.save(figure, Path(args.figures) / "explanations.png")
         fit_idx = fitset.fit_indices(split, p["fit_on"])
         for name, grid in explanations.saved_prototype_figures(saved, train, feats, labels, fit_idx).items():
-            plots.save(grid, Path(args.figures) / "prototypes" / f"{name}.png")
+            plots.save(grid, Path(args.figures) / "prototypes" / f"{name}.png", trim=False)
     n_wrong = int(np.count_nonzero(predicted != test["labels"]))
     print(f"explain-test: {Path(args.figures) / 'explanations.png'}: {p['method']} misclassifies {n_wrong:,} "
           f"test images; {p['n_explain']} random ones explained besides the confusions")

@@ -17,10 +17,11 @@ from fmproto.pipeline import io  # noqa: E402
 WRONG = "#c0392b"  # titles and frames of images whose label disagrees with something
 
 
-def save(fig: Figure, path: str | Path) -> None:
-    """Write ``fig`` as PNG through a temp file, then close it."""
+def save(fig: Figure, path: str | Path, *, trim: bool = True) -> None:
+    """Write ``fig`` as PNG through a temp file, then close it; ``trim`` crops it to what is drawn (a second
+    drawing: ``image_montage``'s figures are laid out to their edges and skip it)."""
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight" if trim else None)
     plt.close(fig)
 
 
