@@ -101,12 +101,12 @@ report: env-report
 	$(RUN) fmproto report --base $(BASE) --out report.md $(REPORT_FLAGS)
 
 # The best configuration bench/sweep.py found on the validation split, run as a DVC experiment through the
-# stages it changes (features, evaluate-valid, evaluate-test, explain-test, and fetch, ingest and split, which
-# they read) and applied to the workspace: metrics/test.json then holds its test accuracy. The analysis stages
-# (dedup-check, centroids, kmeans, knn-scaling, ann-index, ann-frontier) read pixels only: `make repro` runs them.
+# stages it changes (features, evaluate-valid, evaluate-test, explain-test, and fetch, ingest, dedup-check and
+# split, which they read) and applied to the workspace: metrics/test.json then holds its test accuracy. The
+# analysis stages (centroids, kmeans, knn-scaling, ann-index, ann-frontier) read pixels only: `make repro` runs them.
 # `git checkout params.yaml dvc.lock metrics plots && dvc checkout` returns to the raw-pixel default.
 # gmlvq.epochs=20: evaluate-test's GMLVQ (in the summary) in two thirds of the time, 0.9301 on validation
-# against 0.9307 with 30; it keeps make best within 15 minutes of a fresh clone on 2 cores.
+# against 0.9307 with 30: about 30 s of make best's 15 minutes from a fresh clone on 2 cores.
 BEST := -S features.kind=cnn+hog -S features.hog_cell=3 -S features.pca_components=192 \
 	-S features.augment_shifts=true -S evaluate.k=20 -S evaluate.weights=distance -S gmlvq.epochs=20
 best: env-cnn

@@ -26,9 +26,10 @@ def hog(images: np.ndarray, cell: int = 4, orientations: int = 9) -> np.ndarray:
     magnitude split between its two nearest bins; ``cell`` x ``cell`` cells from the top left (a
     remainder dropped); 2x2-cell blocks at stride one cell, L2-Hys normalised (a flat block stays 0).
     """
-    # Chunks run a core each (numpy lets go of the GIL); an image's descriptor does not depend on its chunk.
+    # Chunks run a core each (numpy lets go of the GIL), _CHUNK images at most in flight together; an image's
+    # descriptor does not depend on its chunk.
     workers = os.cpu_count() or 1
-    chunk = max(1, min(_CHUNK, -(-len(images) // workers)))
+    chunk = max(1, min(-(-len(images) // workers), _CHUNK // workers))
     starts = range(0, len(images), chunk) or [0]  # no images still give (0, hog_size)
     with ThreadPoolExecutor(min(len(starts), workers)) as pool:
         return np.concatenate(list(pool.map(lambda i: _hog_chunk(images[i : i + chunk], cell, orientations), starts)))
