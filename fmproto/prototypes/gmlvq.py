@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from fmproto.pipeline.checks import check_int, rows as checked_rows
-from fmproto.prototypes.lvq import check_prototype_classes
+from fmproto.prototypes.lvq import check_prototype_classes, minibatches
 from fmproto.search.products import exact_product, exact_product64
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
@@ -62,21 +62,14 @@ def gmlvq(prototypes: np.ndarray, prototype_labels: np.ndarray, X: np.ndarray, y
     unit = math.ldexp(1.0, math.frexp(mean_norm)[1])
     W /= unit
     adam = _Adam((W, omega))
-    n_batches = -(-len(X) // batch_size)
-    total, step = epochs * n_batches, 0
-    for epoch in range(epochs):
-        order = rng.permutation(len(X))
-        for start in range(0, len(X), batch_size):
-            batch = order[start : start + batch_size]
-            if len(batch) < 2:
-                continue
-            rate = learning_rate * _schedule(step, total)
-            W_grad, omega_grad = _gradients(W, omega, labels, X[batch].astype(np.float64) / unit, y[batch], steepness)
-            adam.step((W_grad, omega_grad), rate)
-            if not (np.isfinite(W).all() and np.isfinite(omega).all()):
-                raise ValueError(f"GMLVQ diverged: epoch {epoch + 1}, step {step + 1} of {total} made a value NaN or "
-                                 f"inf (learning_rate={learning_rate!r}); use a smaller learning_rate")
-            step += 1
+    total = epochs * -(-len(X) // batch_size)
+    for epoch, step, batch in minibatches(len(X), batch_size, epochs, rng, min_rows=2):
+        rate = learning_rate * _schedule(step, total)
+        W_grad, omega_grad = _gradients(W, omega, labels, X[batch].astype(np.float64) / unit, y[batch], steepness)
+        adam.step((W_grad, omega_grad), rate)
+        if not (np.isfinite(W).all() and np.isfinite(omega).all()):
+            raise ValueError(f"GMLVQ diverged: epoch {epoch + 1}, step {step + 1} of {total} made a value NaN or "
+                             f"inf (learning_rate={learning_rate!r}); use a smaller learning_rate")
     return (W * unit).astype(np.float32), omega.astype(np.float32)
 
 

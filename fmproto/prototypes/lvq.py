@@ -49,19 +49,26 @@ def glvq(prototypes: np.ndarray, prototype_labels: np.ndarray, X: np.ndarray, y:
     if epochs == 0 or len(X) == 0:
         return W.reshape(W0.shape)
 
-    rng = np.random.default_rng(seed)
-    n_batches = -(-len(X) // batch_size)
-    total_steps, step = epochs * n_batches, 0
-    for epoch in range(epochs):
-        order = rng.permutation(len(X))
-        for start in range(0, len(X), batch_size):
-            batch = order[start : start + batch_size]
-            rate = learning_rate * (1.0 - step / total_steps)  # linear decay to 0
-            if not _step(W, labels, X[batch], y[batch], rate):
-                raise ValueError(f"GLVQ diverged: epoch {epoch + 1}, step {step + 1} of {total_steps} made a "
-                                 f"prototype NaN or inf (learning_rate={learning_rate!r}); use a smaller learning_rate")
-            step += 1
+    total_steps = epochs * -(-len(X) // batch_size)
+    for epoch, step, batch in minibatches(len(X), batch_size, epochs, np.random.default_rng(seed)):
+        rate = learning_rate * (1.0 - step / total_steps)  # linear decay to 0
+        if not _step(W, labels, X[batch], y[batch], rate):
+            raise ValueError(f"GLVQ diverged: epoch {epoch + 1}, step {step + 1} of {total_steps} made a "
+                             f"prototype NaN or inf (learning_rate={learning_rate!r}); use a smaller learning_rate")
     return W.reshape(W0.shape)
+
+
+def minibatches(n_rows: int, batch_size: int, epochs: int, rng: np.random.Generator, min_rows: int = 1):
+    """``(epoch, step, rows)`` for each batch of ``epochs`` passes over ``n_rows`` rows, each pass in an order
+    drawn from ``rng``; a batch of fewer than ``min_rows`` rows (a pass's last) is skipped and not counted."""
+    step = 0
+    for epoch in range(epochs):
+        order = rng.permutation(n_rows)
+        for start in range(0, n_rows, batch_size):
+            batch = order[start : start + batch_size]
+            if len(batch) >= min_rows:
+                yield epoch, step, batch
+                step += 1
 
 
 def check_prototype_classes(prototype_labels: np.ndarray, y: np.ndarray, method: str) -> None:
