@@ -59,6 +59,10 @@ CONFIGS: dict[str, list[str]] = {
     # Learned prototypes on the same features: 20 a class and a rank-64 metric, learned from the shifted copies too.
     "gmlvq20-cnn+hog3-pca192-shifts": ["features.kind=cnn+hog", "features.hog_cell=3", "features.pca_components=192",
                                        "features.augment_shifts=true", "evaluate.method=gmlvq"],
+    # ... each validation image classified with its four one-pixel shifts too, at 10 epochs (make best's gmlvq).
+    "gmlvq20-cnn+hog3-pca192-shifts-queryshifts": ["features.kind=cnn+hog", "features.hog_cell=3",
+                                                   "features.pca_components=192", "features.augment_shifts=true",
+                                                   "evaluate.method=gmlvq", "gmlvq.query_shifts=true", "gmlvq.epochs=10"],
 }
 PREFIX = "sweep-"
 

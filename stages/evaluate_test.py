@@ -35,12 +35,16 @@ def main(argv=None) -> None:
         inputs.check_classes(args.split, labels[split["train"]], classes, "in the training split")
         p, settings = method_settings(args.params, classes, labels[split["train"]], engine=engine)
         unfit = prototype_problems(args.params, classes, labels[split["train"]])  # methods that can't be fitted
+        if "gmlvq" not in unfit:
+            model_checks.check_query_shifts(args.params, settings, feats, args.features)
         fit_sets = final.fit_sets(feats, labels, fitset.fit_indices(split, p["fit_on"]))
         X_fit, X_test, y_test = fit_sets[p["method"]][0], feats["test"].astype(np.float32), test["labels"]
         model_checks.check_k(args.params, p["k"], min(len(s[0]) for s in fit_sets.values()), len(y_test))
+        shifted_test = fitset.shifted_queries(feats, np.arange(len(y_test)), of="test")
         with progress.Progress("evaluate-test: fit and predict", None, "methods") as bar:
             summary, predictions, seconds, models = final.score_methods(fit_sets, X_test, y_test, classes, settings,
-                                                                        skip=list(unfit), on_method=bar.advance_to)
+                                                                        skip=list(unfit), on_method=bar.advance_to,
+                                                                        shifted_test=shifted_test)
         report = classification_report(y_test, predictions[p["method"]], classes)
         metrics = {"method": p["method"], "k": p["k"], "fit_on": p["fit_on"], "n_fit": len(X_fit),
                    "features": str(feats["spec_kind"]), "n_features": X_fit.shape[1],

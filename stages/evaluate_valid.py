@@ -32,6 +32,8 @@ def main(argv=None) -> None:
         feats = inputs.load_features(args.features, train, split)
         inputs.check_classes(args.split, train["labels"][split["train"]], classes, "in the training split")
         p, settings = method_settings(args.params, classes, train["labels"][split["train"]], engine=engine)
+        if p["method"] == "gmlvq":
+            model_checks.check_query_shifts(args.params, settings, feats, args.features)
         X_fit, y_fit, _ = fitset.fit_data(feats, train["labels"], split["train"], p["method"])
         X_valid, y_valid = feats["train"][split["valid"]].astype("float32"), train["labels"][split["valid"]]
         model_checks.check_k(args.params, p["k"], len(X_fit), len(X_valid))
@@ -39,7 +41,7 @@ def main(argv=None) -> None:
         with watch("fit"):
             model = estimators.make(p["method"], settings).fit(X_fit, y_fit, len(classes))
         with watch("predict"):
-            predicted = model.predict(X_valid)
+            predicted = model.predict(X_valid, fitset.shifted_queries(feats, split["valid"]))
         scores = classification_report(y_valid, predicted, classes)
         metrics = {
             "method": p["method"], "k": p["k"], "metric": p["metric"], "weights": p["weights"],

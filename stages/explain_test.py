@@ -35,8 +35,11 @@ def main(argv=None) -> None:
         saved = inputs.load_prototypes(args.prototypes, feats["train"].shape[1], len(classes))
         fit_set = fitset.fit_data(feats, labels, fitset.fit_indices(split, p["fit_on"]), p["method"])
         model_checks.check_k(args.params, p["k"], len(fit_set[0]), len(test["labels"]))
+        if p["method"] == "gmlvq":
+            model_checks.check_query_shifts(args.params, settings, feats, args.features)
         model = estimators.make(p["method"], settings).fit(*fit_set[:2], len(classes))
-        predicted = model.predict(feats["test"].astype(np.float32))
+        predicted = model.predict(feats["test"].astype(np.float32),
+                                  fitset.shifted_queries(feats, np.arange(len(test["labels"])), of="test"))
         figure = explanations.explanations_figure(p["method"], settings, train, test, feats, split, predicted,
                                                   fit_set, k=p["k"], metric=p["metric"], n_random=p["n_explain"],
                                                   confusions=confusions, seed=p["seed"])

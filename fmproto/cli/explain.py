@@ -6,7 +6,8 @@ is the predicted class and its nearest training images with their labels and dis
 and drawn beside the image in ``--out``. A prototype model (centroids, kmeans, gmlvq) decides by its prototypes:
 then the answer is the nearest prototype of the predicted class and of the runner-up class, with their
 distances, each shown by its nearest training images (a prototype in feature space is no picture); gmlvq
-measures all of these after its learned projection, as it decides.
+measures all of these after its learned projection, as it decides, and with ``gmlvq.query_shifts`` ranks the
+classes by the mean distance over the image and its four one-pixel shifts, which it prints too.
 Run it from the project folder after ``make repro``.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fmproto.data.images import read_image_file
-from fmproto.representation import transform
+from fmproto.representation import augment, transform
 from fmproto.evaluation import fitset, estimators, plots
 from fmproto.pipeline import model_checks, guard, inputs
 from fmproto.pipeline.settings import method_settings
@@ -63,13 +64,20 @@ def run(args: argparse.Namespace) -> None:
         # A test image's features as evaluate-test saw them; an image file's computed here (the same
         # bytes, PCA apart: its product may sum a lone image's terms in another order).
         query = feats["test"][index][None] if test is not None else transform.transform(image[None], spec, state)
+        shifted = None
+        if p["method"] == "gmlvq" and settings["gmlvq"]["query_shifts"]:
+            model_checks.check_query_shifts(args.params, settings, feats, args.features)
+            shifted = (fitset.shifted_queries(feats, [index], of="test") if test is not None else
+                       transform.transform(augment.augment(image[None], True, False)[0][1:], spec, state)[:, None])
         model = estimators.make(p["method"], settings).fit(X_fit, y_fit, len(classes))
-        predicted = int(model.predict(query)[0])
+        predicted = int(model.predict(query, shifted)[0])
         deciding = deciding_prototypes(model.transform(model.prototypes_), model.prototype_labels_,
-                                       model.transform(query)[0]) if hasattr(model, "prototypes_") else []
+                                       model.transform(query)[0],
+                                       shifted=None if shifted is None else model.transform(shifted[:, 0])
+                                       ) if hasattr(model, "prototypes_") else []
         shown = min(p["k"], MAX_SHOWN) if not deciding else min(PROTOTYPE_SHOWN, len(X_fit))
         if deciding:  # each deciding prototype by the training images nearest to it, where the model measures
-            distances, neighbours = kneighbors(model.transform(model.prototypes_[[i for _, i, _ in deciding]]),
+            distances, neighbours = kneighbors(model.transform(model.prototypes_[[i for _, i, _, _ in deciding]]),
                                                model.transform(X_fit), shown)
         else:
             distances, neighbours = kneighbors(query, X_fit, shown, metric=p["metric"])
@@ -79,21 +87,25 @@ def run(args: argparse.Namespace) -> None:
             np.repeat(image[None], n_rows, axis=0), np.full(n_rows, -1), np.full(n_rows, y_true),
             np.full(n_rows, predicted), fitset.fit_images(train["images"], feats, rows[neighbours]), sources,
             y_fit[neighbours], distances, classes)
-        numbers = [int(np.count_nonzero(model.prototype_labels_[:i] == c)) + 1 for c, i, _ in deciding]  # as the grids
+        numbers = [int(np.count_nonzero(model.prototype_labels_[:i] == c)) + 1 for c, i, _, _ in deciding]  # as the grids
+        mean = (lambda score: f", mean {score:.4g}") if shifted is not None else (lambda score: "")
         for row in range(n_rows):
-            titles[row * (shown + 1)] = (f"{classes[deciding[row][0]]} prototype {numbers[row]}\nd={deciding[row][2]:.4g}"
+            titles[row * (shown + 1)] = (f"{classes[deciding[row][0]]} prototype {numbers[row]}\n"
+                                         f"d={deciding[row][2]:.4g}{mean(deciding[row][3])}"
                                          if deciding else f"{name}\n-> {classes[predicted]}")
         plots.save(plots.image_grid(grid, titles, n_cols=shown + 1, highlight=marks,
                                     suptitle=f"{p['method']} predicts {classes[predicted]} for {name}"), args.out)
     truth = f" (true: {classes[y_true]})" if y_true >= 0 else ""
     print(f"{name}: predicted {classes[predicted]}{truth} by {p['method']} on {spec.kind} features; "
-          + (f"the nearest prototype of each of the two nearest classes ({_SPACES.get(p['method'], 'euclidean')}):" if deciding
-             else f"nearest training images ({p['metric']}):"))
+          + (f"the nearest prototype of each of the two nearest classes ({_SPACES.get(p['method'], 'euclidean')}"
+             + ("; classes ranked by the mean distance over the image and its four one-pixel shifts" if shifted is not None
+                else "") + "):" if deciding else f"nearest training images ({p['metric']}):"))
     for row in range(len(neighbours)):
         if deciding:
-            c, _, d = deciding[row]
-            print(f"  {classes[c]} prototype {numbers[row]}{' (the runner-up)' if row else ''}, distance {d:.4g}; "
-                  "its nearest training images:")
+            c, _, d, score = deciding[row]
+            over_shifts = f" (the class's mean over the shifts {score:.4g})" if shifted is not None else ""
+            print(f"  {classes[c]} prototype {numbers[row]}{' (the runner-up)' if row else ''}, distance {d:.4g}"
+                  f"{over_shifts}; its nearest training images:")
         copies = rows[neighbours[row]] >= len(train["labels"])
         for rank, (j, d, copy) in enumerate(zip(sources[row], distances[row], copies), start=1):
             what = " (augmented copy)" if copy else ""

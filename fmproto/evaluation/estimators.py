@@ -1,5 +1,7 @@
 """The five classifiers as estimators chosen by name: ``fit(X (n, n_features), y (n,), n_classes)`` returns the
-estimator, ``predict(X)`` labels ``(n_query,)``; the neighbour methods also have ``kneighbors(X, k)``.
+estimator, ``predict(X, shifted=None)`` labels ``(n_query,)``; the neighbour methods also have ``kneighbors(X, k)``.
+``shifted (4, n_query, n_features)``: the queries' one-pixel shifts (``fitset.shifted_queries``), which GMLVQ
+with ``query_shifts`` classifies with them and the other methods ignore.
 """
 
 import numpy as np
@@ -22,7 +24,7 @@ class NearestCentroid:
         self.n_classes_ = n_classes
         return self
 
-    def predict(self, X_query: np.ndarray) -> np.ndarray:
+    def predict(self, X_query: np.ndarray, shifted: np.ndarray | None = None) -> np.ndarray:
         return nearest_prototype(X_query, self.prototypes_, self.prototype_labels_, self.n_classes_,
                                  metric=self.metric).labels
 
@@ -54,14 +56,17 @@ class KMeansPrototypes(NearestCentroid):
 class GMLVQPrototypes(NearestCentroid):
     """``n_prototypes[c]`` k-means centres for each class ``c``, then GMLVQ: the prototypes and a projection
     ``omega_ (rank, n_features)`` learned together. An image takes the class of the nearest prototype after
-    the projection (``transform``); ``prototypes_`` stay in feature space."""
+    the projection (``transform``); ``prototypes_`` stay in feature space. With ``query_shifts`` an image takes
+    the class whose nearest prototype is nearest on average over the image and its four one-pixel shifts: 200
+    prototypes cannot hold every position of an item, which the shifted views bring to the query instead."""
 
     def __init__(self, n_prototypes: np.ndarray | None = None, rank: int = 64, epochs: int = 30,
                  learning_rate: float = 3e-3, steepness: float = 20.0, seed: int = 0, max_iter: int = 100,
-                 tol: float = 1e-4):
+                 tol: float = 1e-4, query_shifts: bool = False):
         super().__init__("euclidean")
         self.start = KMeansPrototypes(n_prototypes, seed=seed, max_iter=max_iter, tol=tol)
         self.rank, self.epochs, self.learning_rate, self.steepness, self.seed = rank, epochs, learning_rate, steepness, seed
+        self.query_shifts = query_shifts
 
     def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int) -> "GMLVQPrototypes":
         start = self.start.fit(X, y, n_classes)
@@ -75,9 +80,24 @@ class GMLVQPrototypes(NearestCentroid):
         """Rows ``(n, rank)`` in the space where the model's distance is euclidean."""
         return project(X, self.omega_)
 
-    def predict(self, X_query: np.ndarray) -> np.ndarray:
-        return nearest_prototype(self.transform(X_query), self.transform(self.prototypes_), self.prototype_labels_,
-                                 self.n_classes_, metric=self.metric).labels
+    def predict(self, X_query: np.ndarray, shifted: np.ndarray | None = None) -> np.ndarray:
+        if not self.query_shifts:
+            return nearest_prototype(self.transform(X_query), self.transform(self.prototypes_), self.prototype_labels_,
+                                     self.n_classes_, metric=self.metric).labels
+        return np.argmin(self.class_distances(X_query, shifted).sum(axis=0), axis=1)  # the lowest class on ties
+
+    def class_distances(self, X_query: np.ndarray, shifted: np.ndarray | None = None) -> np.ndarray:
+        """``(n_views, n_query, n_classes)`` float64: from each view of each query (the image, then with
+        ``query_shifts`` its ``shifted`` copies) to each class's nearest prototype, after the projection."""
+        views = [X_query]
+        if self.query_shifts:
+            if shifted is None or np.shape(shifted)[:2] != (4, len(X_query)):
+                raise ValueError("gmlvq.query_shifts classifies each image with its four one-pixel shifts, but they were "
+                                 "not made: set features.augment_shifts: true (the features stage makes them)")
+            views += list(shifted)
+        prototypes = self.transform(self.prototypes_)
+        return np.stack([nearest_prototype(self.transform(view), prototypes, self.prototype_labels_, self.n_classes_,
+                                           metric=self.metric).class_distances.astype(np.float64) for view in views])
 
 
 class _Neighbours:
@@ -89,7 +109,7 @@ class _Neighbours:
     def _fitted(self, y: np.ndarray, n_classes: int) -> None:
         self.y_, self.n_classes_ = y, n_classes
 
-    def predict(self, X_query: np.ndarray) -> np.ndarray:
+    def predict(self, X_query: np.ndarray, shifted: np.ndarray | None = None) -> np.ndarray:
         distances, indices = self.kneighbors(X_query)
         # An approximate search may return fewer than k items, padded with index -1: no vote for those.
         labels = np.where(indices >= 0, self.y_[np.maximum(indices, 0)], -1)

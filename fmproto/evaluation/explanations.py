@@ -68,7 +68,8 @@ def explanations_figure(method: str, settings: dict[str, dict], train: dict, tes
     if confusions == "auto":
         model = estimators.make(method, settings).fit(*fitset.fit_data(feats, labels, split["train"], method)[:2],
                                                       len(classes))
-        y_valid_pred = model.predict(feats["train"][split["valid"]].astype(np.float32))
+        y_valid_pred = model.predict(feats["train"][split["valid"]].astype(np.float32),
+                                     fitset.shifted_queries(feats, split["valid"]))
         confusions = top_confusions(scores.confusion_matrix(labels[split["valid"]], y_valid_pred, len(classes)), n_auto)
     X_fit, y_fit, rows = fit_set
     picked = pick_explanations(y_test, y_pred, n_random, confusions, np.random.default_rng(seed))
@@ -123,14 +124,19 @@ def saved_prototype_figures(saved: dict, train: dict, feats: dict, labels: np.nd
 
 
 def deciding_prototypes(prototypes: np.ndarray, prototype_labels: np.ndarray, query: np.ndarray,
-                        n_classes: int = 2) -> list[tuple[int, int, float]]:
-    """What a nearest-prototype model weighed for ``query (n_features,)``: the nearest prototype of each of the
-    ``n_classes`` nearest classes, the predicted class first, then the runner-up, as ``(class, prototype index,
-    euclidean distance)``; float64 distances, the lowest index on ties, as the model's own ``predict``."""
-    d = np.sqrt(((np.asarray(prototypes, np.float64) - np.asarray(query, np.float64)) ** 2).sum(axis=1))
-    deciding: dict[int, tuple[int, int, float]] = {}
-    for i in np.lexsort((np.arange(len(d)), d)):
-        deciding.setdefault(int(prototype_labels[i]), (int(prototype_labels[i]), int(i), float(d[i])))
-        if len(deciding) == n_classes:
-            break
-    return list(deciding.values())
+                        n_classes: int = 2, shifted: np.ndarray | None = None) -> list[tuple[int, int, float, float]]:
+    """What a nearest-prototype model weighed for ``query (n_features,)``: for each of the ``n_classes`` nearest
+    classes, the predicted class first, then the runner-up, ``(class, prototype index, distance, score)``: the
+    class's prototype nearest to the query, its euclidean distance, and the class's score, the mean over the
+    query and its ``shifted (4, n_features)`` views (a model with ``query_shifts``) of the distance to the class's
+    nearest prototype (without shifts, the distance itself); float64, the lowest index on ties, as ``predict``."""
+    views = np.asarray(query, np.float64)[None] if shifted is None else np.vstack([query, shifted]).astype(np.float64)
+    d = np.sqrt(((np.asarray(prototypes, np.float64)[None] - views[:, None]) ** 2).sum(axis=2))  # (views, prototypes)
+    classes = np.unique(prototype_labels)
+    nearest = [np.flatnonzero(prototype_labels == c) for c in classes]
+    scores = np.mean([d[:, members].min(axis=1) for members in nearest], axis=1)
+    deciding = []
+    for j in np.lexsort((classes, scores))[:n_classes]:
+        i = int(nearest[j][np.argmin(d[0, nearest[j]])])  # argmin: the lowest index on ties
+        deciding.append((int(classes[j]), i, float(d[0, i]), float(scores[j])))
+    return deciding

@@ -10,8 +10,9 @@ from fmproto.evaluation import estimators, fitset, scores
 
 def score_methods(fit_sets: dict[str, tuple], X_test: np.ndarray, y_test: np.ndarray, classes: list[str],
                   settings: dict[str, dict], skip=(), clock: Callable[[], float] = time.perf_counter,
-                  on_method: Callable[[int, int], None] | None = None):
-    """Fit each method on ``fit_sets[method][:2]`` and predict ``X_test``: ``{method: {"accuracy", "macro_f1"}}``
+                  on_method: Callable[[int, int], None] | None = None, shifted_test: np.ndarray | None = None):
+    """Fit each method on ``fit_sets[method][:2]`` and predict ``X_test`` (with its one-pixel shifts
+    ``shifted_test``, for a method that uses them): ``{method: {"accuracy", "macro_f1"}}``
     (None for a method in ``skip``), ``{method: predictions (n_test,)}``, ``{method: {"fit": seconds, "predict":
     seconds}}`` and ``{method: fitted estimator}``. ``on_method(done, total)``: called after each method (skipped
     or scored), with the methods done and all."""
@@ -24,7 +25,7 @@ def score_methods(fit_sets: dict[str, tuple], X_test: np.ndarray, y_test: np.nda
             start = clock()
             models[method] = estimators.make(method, settings).fit(X_fit, y_fit, len(classes))
             fitted = clock()
-            predictions[method] = models[method].predict(X_test)
+            predictions[method] = models[method].predict(X_test, shifted_test)
             seconds[method] = {"fit": fitted - start, "predict": clock() - fitted}
             report = scores.classification_report(y_test, predictions[method], classes)
             summary[method] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}

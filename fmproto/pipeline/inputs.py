@@ -112,7 +112,7 @@ def load_features(path: str | Path, train: Arrays, split: Arrays, test: Arrays |
     n_train = len(train["labels"])
     headers = _headers(path, {"train": "number", "test": "number", "augmented": "number",
                               "augmented_source": "int", "spec_kind": "str", "spec_numbers": "int",
-                              "augment_flags": "bool"})
+                              "augment_flags": "bool", "test_shifted": "number"})
     shape = headers["train"][0]
     if len(shape) != 2 or shape[0] != n_train:
         raise io.DataError(f"{path}: train features must be ({n_train:,}, n_features), a row per image of "
@@ -126,7 +126,11 @@ def load_features(path: str | Path, train: Arrays, split: Arrays, test: Arrays |
     if len(shape) != 2 or shape[1] != width or sources != shape[:1] or shape[0] not in [m * n_train for m in (0, 1, 4, 5)]:
         raise io.DataError(f"{path}: augmented features must be (0, 1, 4 or 5 x {n_train:,}, {width:,}) with one "
                            f"source each; got {shape} and {sources}")
-    n_bytes = _bytes(headers, "train", "test", "augmented")
+    shape, n_test = headers["test_shifted"][0], headers["test"][0][0]
+    if len(shape) != 2 or shape[1] != width or shape[0] not in (0, 4 * n_test):
+        raise io.DataError(f"{path}: test_shifted features must be (0 or 4 x {n_test:,}, {width:,}), the test "
+                           f"images' one-pixel shifts; got {shape}")
+    n_bytes = _bytes(headers, "train", "test", "augmented", "test_shifted")
     if n_bytes > P.MEMORY_LIMIT:  # the features stage refuses to write more
         raise io.DataError(f"{path}: its features would take {n_bytes / 1e9:.1f} GB, over the "
                            f"{P.MEMORY_LIMIT / 1e9:.1f} GB the features stage writes; not loaded")

@@ -20,3 +20,10 @@ def check_confusions(params_path, confusions: list[list[str]] | str, classes: li
             raise P.ParamError(f"{params_path}: evaluate.explain_confusions needs [true, predicted] class names "
                                f"from data.classes; got {list(pair)}")
     return [(classes.index(true), classes.index(predicted)) for true, predicted in confusions]
+
+
+def check_query_shifts(params_path, settings: dict[str, dict], feats: dict, features_path) -> None:
+    """``gmlvq.query_shifts`` only with the one-pixel shifts the features stage makes (``features.augment_shifts``)."""
+    if settings["gmlvq"]["query_shifts"] and not bool(feats["augment_flags"][0]):
+        raise P.ParamError(f"{params_path}: gmlvq.query_shifts classifies each image with its one-pixel shifts, but "
+                           f"{features_path} has none: set features.augment_shifts: true")

@@ -11,7 +11,7 @@ from fmproto.search import ann
 from fmproto.search.engine import KnnIndex
 
 _KMEANS = ("metric", "seed", "max_iter", "tol", "lvq_epochs", "lvq_learning_rate")
-_GMLVQ = ("rank", "epochs", "learning_rate", "steepness", "seed")
+_GMLVQ = ("rank", "epochs", "learning_rate", "steepness", "seed", "query_shifts")
 _ANN = ("backend", "metric", "seed", "n_trees", "search_k", "hnsw_m", "hnsw_ef_construction", "hnsw_ef")
 
 

@@ -138,8 +138,10 @@ def feature_arrays(train: np.ndarray, test: np.ndarray, fit_rows: np.ndarray, la
                    spec: FeatureSpec, shifts: bool, flip: bool, *, valid_rows: np.ndarray | None = None,
                    on_epoch: Callable[[dict], None] | None = None) -> dict[str, np.ndarray]:
     """The features stage's arrays: ``train``, ``test``, ``augmented`` (every training image's copies),
-    ``augmented_source`` and ``to_arrays``'s, the transform fitted on ``train[fit_rows]``, ``labels[fit_rows]``;
-    a network is scored on ``train[valid_rows]`` after each epoch (``on_epoch``)."""
+    ``augmented_source``, ``test_shifted`` (with ``shifts``, the test images' four one-pixel shifts in
+    ``augment``'s order, for queries classified with their shifts; else no rows) and ``to_arrays``'s, the
+    transform fitted on ``train[fit_rows]``, ``labels[fit_rows]``; a network is scored on ``train[valid_rows]``
+    after each epoch (``on_epoch``)."""
     valid = None if valid_rows is None else (train[valid_rows], labels[valid_rows])
     state = fit(train[fit_rows], spec, labels=labels[fit_rows], n_classes=n_classes, valid=valid, on_epoch=on_epoch)
     copies, source = augment.augment(train, shifts, flip)
@@ -150,7 +152,9 @@ def feature_arrays(train: np.ndarray, test: np.ndarray, fit_rows: np.ndarray, la
         return transform(images, spec, state)
 
     return {"train": features(train), "test": features(test), "augmented": features(copies[len(train):]),
-            "augmented_source": source[len(train):], **to_arrays(spec, state, shifts, flip)}
+            "augmented_source": source[len(train):],
+            "test_shifted": features(augment.augment(test, shifts, False)[0][len(test):]),
+            **to_arrays(spec, state, shifts, flip)}
 
 
 def _transform_chunk(images: np.ndarray, spec: FeatureSpec, state: dict[str, np.ndarray]) -> np.ndarray:

@@ -2,8 +2,9 @@
 (fmproto.evaluation.explanations)."""
 
 import numpy as np
+import pytest
 
-from fmproto.evaluation import estimators, explanations, final, scores
+from fmproto.evaluation import estimators, explanations, final, fitset, scores
 from fmproto.evaluation.explanations import top_confusions
 
 CLASSES = ["a", "b", "c"]
@@ -75,8 +76,48 @@ def test_deciding_prototypes_are_the_nearest_of_the_two_nearest_classes():
         d = np.sqrt(((model.prototypes_.astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1))
         nearest = {c: min(np.flatnonzero(model.prototype_labels_ == c), key=lambda i: (d[i], i)) for c in range(3)}
         by_class = sorted(nearest.items(), key=lambda item: (d[item[1]], item[1]))[:2]
-        assert deciding == [(c, int(i), float(d[i])) for c, i in by_class]
+        assert deciding == [(c, int(i), float(d[i]), float(d[i])) for c, i in by_class]
         assert deciding[0][0] == model.predict(query[None])[0]  # the model's own decision
+
+
+def shifted_views(rng, queries):
+    """Four views near each query, shaped as ``fitset.shifted_queries`` gives them."""
+    return (queries[None] + rng.normal(scale=4.0, size=(4, *queries.shape))).astype(np.float32)
+
+
+def test_gmlvq_with_query_shifts_takes_the_class_nearest_on_average_over_the_views():
+    settings = {"gmlvq": {"n_prototypes": np.full(3, 2), "rank": 3, "epochs": 2, "query_shifts": True}}
+    model = estimators.make("gmlvq", settings).fit(X[:60], Y[:60], 3)
+    shifted = shifted_views(np.random.default_rng(1), X[60:])
+    P, Q = model.transform(model.prototypes_).astype(np.float64), np.stack([model.transform(view) for view in (X[60:], *shifted)])
+    d = np.sqrt(((Q.astype(np.float64)[:, :, None] - P[None, None]) ** 2).sum(-1))  # (views, queries, prototypes)
+    by_class = np.stack([d[:, :, model.prototype_labels_ == c].min(-1) for c in range(3)], axis=-1)
+    expected = by_class.sum(axis=0).argmin(axis=1)
+    alone = by_class[0].argmin(axis=1)
+    np.testing.assert_array_equal(model.predict(X[60:], shifted), expected)
+    assert (expected != alone).any()  # the views decide some images
+    plain = estimators.make("gmlvq", {"gmlvq": {**settings["gmlvq"], "query_shifts": False}}).fit(X[:60], Y[:60], 3)
+    np.testing.assert_array_equal(plain.predict(X[60:], shifted), alone)  # without query_shifts the views are ignored
+    for query, views, label in zip(X[60:], shifted.transpose(1, 0, 2), expected):
+        deciding = explanations.deciding_prototypes(P, model.prototype_labels_, model.transform(query[None])[0],
+                                                    shifted=model.transform(views))
+        assert deciding[0][0] == label
+        assert deciding[0][3] <= deciding[1][3]
+    with pytest.raises(ValueError, match="set features.augment_shifts: true"):
+        model.predict(X[60:])
+
+
+def test_shifted_queries_are_the_four_shifted_copies_of_each_image():
+    n_train, n_test = 6, 3
+    feats = {"train": np.arange(n_train)[:, None] * np.ones(2, np.float32), "test": -np.ones((n_test, 2), np.float32),
+             "augmented": (100 * np.arange(1, 6)[:, None] + np.arange(n_train)).reshape(-1, 1) * np.ones(2, np.float32),
+             "test_shifted": (100 * np.arange(1, 5)[:, None] + np.arange(n_test)).reshape(-1, 1) * np.ones(2, np.float32),
+             "augment_flags": np.array([True, True])}  # shifts, then a flip: five copies of each training image
+    views = fitset.shifted_queries(feats, np.array([4, 1]))
+    np.testing.assert_array_equal(views[..., 0], [[104, 101], [204, 201], [304, 301], [404, 401]])
+    np.testing.assert_array_equal(fitset.shifted_queries(feats, [2], of="test")[..., 0], [[102], [202], [302], [402]])
+    feats["augment_flags"] = np.array([False, True])
+    assert fitset.shifted_queries(feats, [0]) is None
 
 
 def test_timing_record_adds_fit_and_predict_and_counts_queries_a_second():

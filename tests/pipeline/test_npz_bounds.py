@@ -148,7 +148,8 @@ def test_features_over_what_the_stage_writes_are_refused(workspace, tmp_path, ca
     width = 1_000_000  # 600 + 160 rows of float32: 3 GB, over the 2.1 GB the features stage may write
     bomb = write_zip(tmp_path / "features.npz", members_of(
         workspace / "features.npz", train=declared(npy_header((600, width)), 600 * width * 4),
-        test=declared(npy_header((160, width)), 160 * width * 4), augmented=deflated(npy_header((0, width)))))
+        test=declared(npy_header((160, width)), 160 * width * 4), augmented=deflated(npy_header((0, width))),
+        test_shifted=deflated(npy_header((0, width)))))
     params = write_params(tmp_path / "params.yaml", workspace / "raw")
     code = []
     used = peak(lambda: code.append(run_stage(evaluate_valid, evaluate_valid_args(workspace, tmp_path / "out", params,
@@ -156,6 +157,17 @@ def test_features_over_what_the_stage_writes_are_refused(workspace, tmp_path, ca
     assert_one_line_failure(*code[0], f"{bomb}: its features would take 3.0 GB, over the 2.1 GB the features stage "
                             "writes; not loaded")
     assert used < SMALL_PEAK, used
+
+
+def test_shifted_test_features_of_another_shape_are_refused(workspace, tmp_path, capsys):
+    with np.load(workspace / "features.npz") as saved:
+        n_test, width = saved["test"].shape
+    odd = write_zip(tmp_path / "features.npz", members_of(
+        workspace / "features.npz", test_shifted=deflated(npy_header((3 * n_test, width)) + bytes(3 * n_test * width * 4))))
+    params = write_params(tmp_path / "params.yaml", workspace / "raw")
+    code = run_stage(evaluate_valid, evaluate_valid_args(workspace, tmp_path / "out", params, features=odd), capsys)
+    assert_one_line_failure(*code, f"{odd}: test_shifted features must be (0 or 4 x {n_test:,}, {width:,}), the "
+                            f"test images' one-pixel shifts; got ({3 * n_test}, {width})")
 
 
 def test_a_state_array_past_the_bound_is_refused(workspace, tmp_path, capsys):

@@ -229,7 +229,11 @@ def test_feature_arrays_fit_on_the_fit_rows_and_transform_every_image():
     arrays = transform.feature_arrays(train, test, fit_rows, rng.integers(0, 3, 30), 3, spec, shifts=True, flip=False)
     state = transform.fit(train[fit_rows], spec)
     copies, _ = augment.augment(train, True, False)
-    for name, images in (("train", train), ("test", test), ("augmented", copies[30:])):
+    shifted = np.zeros((4, 8, 12, 12), np.uint8)  # right, left, down, up, the vacated edge 0
+    shifted[0, :, :, 1:], shifted[1, :, :, :-1] = test[:, :, :-1], test[:, :, 1:]
+    shifted[2, :, 1:], shifted[3, :, :-1] = test[:, :-1], test[:, 1:]
+    for name, images in (("train", train), ("test", test), ("augmented", copies[30:]),
+                         ("test_shifted", shifted.reshape(32, 12, 12))):
         assert arrays[name].tobytes() == transform.transform(images, spec, state).tobytes()
     np.testing.assert_array_equal(arrays["augmented_source"], np.tile(np.arange(30), 4))
     assert transform.from_arrays(arrays)[0::2] == (spec, (True, False))
@@ -243,4 +247,5 @@ def test_plain_pixels_are_stored_as_uint8_rows():
     assert arrays["train"].dtype == np.uint8 and arrays["train"].shape == (12, 90)
     np.testing.assert_array_equal(arrays["test"], test.reshape(3, 90))
     np.testing.assert_array_equal(arrays["augmented"], train[:, :, ::-1].reshape(12, 90))
+    assert arrays["test_shifted"].shape == (0, 90)  # no shifts, no shifted test images
     assert FeatureSpec("raw").plain_pixels and not FeatureSpec("raw", pca_components=2).plain_pixels

@@ -282,15 +282,58 @@ def test_features_stage_bad_params(template, tmp_path, override, fragment):
 
 
 def test_hog_pca_shift_features_through_the_pipeline(repo):
-    """HOG + PCA + shifted copies on the small data, scored on valid and test, and explained."""
+    """HOG + PCA + shifted copies on the small data, scored on valid and test, and explained; GMLVQ in the
+    summary classifies each test image with its four one-pixel shifts (``gmlvq.query_shifts``)."""
+    from fmproto.evaluation import estimators
+    from fmproto.pipeline.settings import method_settings
+
     run([BIN / "dvc", "exp", "run", "-S", "features.kind=hog", "-S", "features.hog_cell=3",
-         "-S", "features.pca_components=8", "-S", "features.augment_shifts=true", "-S", "evaluate.method=knn"], repo)
+         "-S", "features.pca_components=8", "-S", "features.augment_shifts=true", "-S", "evaluate.method=knn",
+         "-S", "gmlvq.query_shifts=true", "-S", "gmlvq.epochs=3"], repo)
     valid, test = metrics(repo, "valid"), metrics(repo, "test")
     n_train = metrics(repo, "split")["train"]["n"]
     assert valid["features"] == "hog" and valid["n_features"] == 8 and valid["n_fit"] == 5 * n_train
     assert test["features"] == "hog" and test["n_fit"] == 5 * metrics(repo, "ingest")["train"]["n"]
     result = run([BIN / "fmproto", "explain", "3", "--out", "why.png"], repo)
     assert "predicted" in result.stdout and "on hog features" in result.stdout and (repo / "why.png").exists()
+
+    feats, train = arrays(repo, "data/features/features.npz"), arrays(repo, "data/ingested/train.npz")
+    test_labels, n_test = arrays(repo, "data/ingested/test.npz")["labels"], len(feats["test"])
+    _, settings = method_settings(repo / "params.yaml", CLASSES, train["labels"])
+    model = estimators.make("gmlvq", settings).fit(np.concatenate([feats["train"], feats["augmented"]]),
+                                                   np.tile(train["labels"], 5), len(CLASSES))
+    views = [feats["test"], *np.split(feats["test_shifted"], 4)]  # the test images, then each shift of all of them
+    P = model.transform(model.prototypes_).astype(np.float64)
+    score = sum(np.stack([np.sqrt(((model.transform(view)[:, None].astype(np.float64) - P[model.prototype_labels_ == c])
+                                   ** 2).sum(-1)).min(1) for c in range(len(CLASSES))], axis=1) for view in views)
+    assert test["summary"]["gmlvq"]["accuracy"] == round(float(np.mean(score.argmin(1) == test_labels)), 5)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["method"] = "gmlvq"
+    (repo / "gmlvq.yaml").write_text(yaml.safe_dump(params))
+    for index in (3, 7):
+        result = run([BIN / "fmproto", "explain", str(index), "--params", "gmlvq.yaml", "--out", "why.png"], repo)
+        assert "classes ranked by the mean distance over the image and its four one-pixel shifts" in result.stdout
+        assert f"predicted {CLASSES[score[index].argmin()]} " in result.stdout
+        assert "the class's mean over the shifts" in result.stdout
+
+
+def test_query_shifts_without_shifted_copies_is_one_line(template, tmp_path):
+    """The default features have no shifted copies: gmlvq.query_shifts is refused before any model is fitted."""
+    params = yaml.safe_load((template / "params.yaml").read_text())
+    params["gmlvq"]["query_shifts"], params["evaluate"]["method"] = True, "gmlvq"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    expected = (f"{tmp_path / 'params.yaml'}: gmlvq.query_shifts classifies each image with its one-pixel shifts, but "
+                "data/features/features.npz has none: set features.augment_shifts: true")
+    result = run([BIN / "fmproto", "explain", "3", "--params", tmp_path / "params.yaml", "--out", tmp_path / "x.png"],
+                 template, check=False)
+    assert result.returncode == 1 and result.stderr.strip() == f"fmproto explain: error: {expected}"
+    out = tmp_path / "out"
+    result = run([sys.executable, "-m", "stages.evaluate_test", "--params", tmp_path / "params.yaml",
+                  "--train", "data/ingested/train.npz", "--test", "data/ingested/test.npz", "--split", "data/split/split.npz",
+                  "--features", "data/features/features.npz", "--metrics", out / "test.json", "--plots", out / "plots",
+                  "--figures", out / "figures", "--prototypes", out / "prototypes.npz"], template, check=False)
+    assert result.returncode == 1 and result.stderr.strip() == f"evaluate-test: error: {expected}"
+    assert not out.exists() and not (tmp_path / "x.png").exists()
 
 
 def test_cnn_features_through_the_pipeline(repo):
