@@ -5,8 +5,10 @@ Params: features.kind, hog_cell, hog_orientations, pca_components, pca_whiten, a
 cnn_* (the network of kind cnn, trained on the training split's images and labels).
 Outputs: ``--out`` (.npz): ``train`` and ``test``, the features of every ingested image (plain pixels as the
 uint8 images); ``augmented`` and ``augmented_source``, those of every training image's augmented copies and the
-image each was made from; the spec and fitted state (for ``fmproto explain``); the fingerprints of the inputs
-it was made from (its readers compare them with theirs). ``--curves`` (CSV) and ``--training`` (JSON): the
+image each was made from; ``test_shifted``, with ``augment_shifts`` those of the test images' four one-pixel
+shifts (for ``gmlvq.query_shifts``; the validation images' are among the augmented copies); the spec and
+fitted state (for ``fmproto explain``); the fingerprints of the inputs it was made from (its readers compare
+them with theirs). ``--curves`` (CSV) and ``--training`` (JSON): the
 network's loss and accuracies per epoch and at its end (no rows, ``{}``, without a network); ``--timings``:
 its seconds per epoch. Each epoch is shown as it ends (``fmproto.pipeline.progress``).
 """

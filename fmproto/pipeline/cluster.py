@@ -5,6 +5,7 @@ It is neither a param nor a dep: ``cluster.ShardedIndex`` returns the bytes ``Kn
 changing or unsetting it reruns no stage and changes no file. Unset, Dask is not even imported (it is the
 optional ``cluster`` extra)."""
 
+import gc
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,10 +34,16 @@ def exact_search(environ: Mapping[str, str] = os.environ) -> Iterator[Callable[[
         raise ValueError(f"{ADDRESS} is {address!r}, but Dask is not installed: make env-cluster, or pip install "
                          f"'fmproto[cluster]'") from None
     try:
-        client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
+        client, why = Client(address, timeout=CONNECT_SECONDS, set_as_default=False), None
     except Exception as err:  # nothing answers (OSError), a malformed address, or not a scheduler (any error)
+        why = one_line(err) or type(err).__name__
+    if why is not None:
+        # The half-made Client lives on in reference cycles, and the collector would close it at any later
+        # allocation: inside another Client's or LocalCluster's start, that close waits for the lock the start
+        # holds (distributed's LoopRunner shares one), for good. Closed here, it holds nothing.
+        gc.collect()
         raise ValueError(f"{ADDRESS} is {address!r}, but no Dask scheduler answered there within {CONNECT_SECONDS} s "
-                         f"({one_line(err) or type(err).__name__})") from None
+                         f"({why})")
     with client:
         try:
             client.wait_for_workers(1, timeout=CONNECT_SECONDS)
