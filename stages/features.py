@@ -37,7 +37,7 @@ def main(argv=None) -> None:
         split = inputs.load_split(args.split, train)
         features_params.check_sizes(args.params, spec, train["images"].shape[1:], len(split["train"]),
                                     len(train["labels"]) * (1 + 4 * p["augment_shifts"] + p["augment_flip"])
-                                    + len(test["labels"]))
+                                    + len(test["labels"]) * (1 + 4 * p["augment_shifts"]))
         epochs = []
         # The epoch lines are the plain output; on a terminal a bar counts them too.
         with Progress("features: network", spec.cnn_epochs if "cnn" in spec.blocks else 0, "epochs",

@@ -226,3 +226,20 @@ def test_features_params_are_checked_before_the_network_trains(workspace, tmp_pa
                                      "--curves", tmp_path / "curves.csv", "--training", tmp_path / "training.json"], capsys)
     assert_one_line_failure(code, err, f"features: error: {params}: {fragment}")
     assert not out.exists() and not (tmp_path / "curves.csv").exists() and not (tmp_path / "training.json").exists()
+
+
+def test_the_memory_bound_counts_the_test_images_shifted_copies(workspace, tmp_path, capsys, monkeypatch):
+    """With shifts the stage keeps five rows of every training image and, for query shifts, of every test image:
+    a limit that holds all but the test images' four copies refuses the run before any feature is made."""
+    from fmproto.pipeline import params as P
+
+    n_train, n_test = (len(np.load(workspace / name)["labels"]) for name in ("train.npz", "test.npz"))
+    width = int(np.prod(np.load(workspace / "train.npz")["images"].shape[1:]))  # raw pixels, a byte each
+    monkeypatch.setattr(P, "MEMORY_LIMIT", (5 * n_train + n_test) * width)
+    out = tmp_path / "features.npz"
+    params = write_params(tmp_path / "params.yaml", workspace / "raw", features__augment_shifts=True)
+    code, err = run_stage(features, ["--params", params, "--train", workspace / "train.npz", "--test",
+                                     workspace / "test.npz", "--split", workspace / "split.npz", "--out", out,
+                                     "--curves", tmp_path / "curves.csv", "--training", tmp_path / "training.json"], capsys)
+    assert_one_line_failure(code, err, f"for the features of {5 * (n_train + n_test):,} images x {width:,}")
+    assert not out.exists()
