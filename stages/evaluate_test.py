@@ -40,7 +40,7 @@ def main(argv=None) -> None:
         fit_sets = final.fit_sets(feats, labels, fitset.fit_indices(split, p["fit_on"]))
         X_fit, X_test, y_test = fit_sets[p["method"]][0], feats["test"].astype(np.float32), test["labels"]
         model_checks.check_k(args.params, p["k"], min(len(s[0]) for s in fit_sets.values()), len(y_test))
-        shifted_test = fitset.shifted_queries(feats, np.arange(len(y_test)), of="test")
+        shifted_test = fitset.shifted_queries(feats, of="test")
         with progress.Progress("evaluate-test: fit and predict", None, "methods") as bar:
             summary, predictions, seconds, models = final.score_methods(fit_sets, X_test, y_test, classes, settings,
                                                                         skip=list(unfit), on_method=bar.advance_to,

@@ -38,8 +38,7 @@ def main(argv=None) -> None:
         if p["method"] == "gmlvq":
             model_checks.check_query_shifts(args.params, settings, feats, args.features)
         model = estimators.make(p["method"], settings).fit(*fit_set[:2], len(classes))
-        predicted = model.predict(feats["test"].astype(np.float32),
-                                  fitset.shifted_queries(feats, np.arange(len(test["labels"])), of="test"))
+        predicted = model.predict(feats["test"].astype(np.float32), fitset.shifted_queries(feats, of="test"))
         figure = explanations.explanations_figure(p["method"], settings, train, test, feats, split, predicted,
                                                   fit_set, k=p["k"], metric=p["metric"], n_random=p["n_explain"],
                                                   confusions=confusions, seed=p["seed"])

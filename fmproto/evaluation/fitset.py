@@ -27,15 +27,15 @@ def fit_data(feats: dict, labels: np.ndarray, fit_idx: np.ndarray, method: str):
     return X_fit.astype(np.float32, copy=False), labels[rows % len(labels)], rows
 
 
-def shifted_queries(feats: dict, rows: np.ndarray, of: str = "train") -> np.ndarray | None:
+def shifted_queries(feats: dict, rows: np.ndarray | None = None, of: str = "train") -> np.ndarray | None:
     """The features ``(4, len(rows), n_features)`` float32 of the one-pixel shifts (right, left, down, up) of the
-    images ``rows`` of ``feats[of]``: training images' (``"train"``) from ``augmented``, test images' (``"test"``)
-    from ``test_shifted``; None when the features stage made none (``features.augment_shifts`` false)."""
-    copies, n_images = (feats["augmented"], len(feats["train"])) if of == "train" else (feats["test_shifted"], len(feats["test"]))
-    if not bool(feats["augment_flags"][0]) or len(copies) < 4 * n_images:
+    images ``rows`` (None: all) of ``feats[of]``: training images' (``"train"``) from ``augmented``, test images'
+    (``"test"``) from ``test_shifted``; None when the features stage made none (``features.augment_shifts`` false)."""
+    if not bool(feats["augment_flags"][0]):
         return None
-    rows = np.asarray(rows, dtype=np.int64)
-    return copies[np.arange(4)[:, None] * n_images + rows].astype(np.float32, copy=False)  # shifts lead augment's copies
+    copies, n_images = (feats["augmented"], len(feats["train"])) if of == "train" else (feats["test_shifted"], len(feats["test"]))
+    shifts = copies[: 4 * n_images].reshape(4, n_images, -1)  # the shifts lead augment's copies
+    return (shifts if rows is None else shifts[:, np.asarray(rows, dtype=np.int64)]).astype(np.float32, copy=False)
 
 
 def fit_images(images: np.ndarray, feats: dict, rows: np.ndarray) -> np.ndarray:

@@ -138,6 +138,14 @@ def load_features(path: str | Path, train: Arrays, split: Arrays, test: Arrays |
     feats = io.load_arrays(path, max_bytes=n_bytes + _bytes(headers, "augmented_source") + P.MEMORY_LIMIT)
     _check_made_from(path, feats, train=train, split=split, **({"test": test} if test is not None else {}))
     check_indices(path, {"augmented_source": feats["augmented_source"]}, n_train, "training images")
+    flags = feats["augment_flags"]
+    if flags.shape != (2,):
+        raise io.DataError(f"{path}: augment_flags must be two values (shifts, flip); got shape {flags.shape}")
+    shifts, flip = (bool(flag) for flag in flags)
+    if (len(feats["augmented"]), len(feats["test_shifted"])) != ((4 * shifts + flip) * n_train, 4 * shifts * n_test):
+        raise io.DataError(f"{path}: augment_flags say shifts {shifts}, flip {flip}, but it holds "
+                           f"{len(feats['augmented']):,} augmented and {len(feats['test_shifted']):,} test_shifted rows "
+                           f"for {n_train:,} training and {n_test:,} test images")
     return Arrays(feats, path)
 
 

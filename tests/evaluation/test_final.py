@@ -116,6 +116,8 @@ def test_shifted_queries_are_the_four_shifted_copies_of_each_image():
     views = fitset.shifted_queries(feats, np.array([4, 1]))
     np.testing.assert_array_equal(views[..., 0], [[104, 101], [204, 201], [304, 301], [404, 401]])
     np.testing.assert_array_equal(fitset.shifted_queries(feats, [2], of="test")[..., 0], [[102], [202], [302], [402]])
+    np.testing.assert_array_equal(fitset.shifted_queries(feats, of="test")[..., 0],  # every test image
+                                  100 * np.arange(1, 5)[:, None] + np.arange(n_test))
     feats["augment_flags"] = np.array([False, True])
     assert fitset.shifted_queries(feats, [0]) is None
 

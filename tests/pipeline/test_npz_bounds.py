@@ -170,6 +170,18 @@ def test_shifted_test_features_of_another_shape_are_refused(workspace, tmp_path,
                             f"test images' one-pixel shifts; got ({3 * n_test}, {width})")
 
 
+def test_augment_flags_that_do_not_match_the_copies_are_refused(workspace, tmp_path, capsys):
+    with np.load(workspace / "features.npz") as saved:
+        n_train, n_test, copies = len(saved["train"]), len(saved["test"]), len(saved["augmented"])
+        assert not saved["augment_flags"].any()  # the raw workspace: no copies
+    odd = write_zip(tmp_path / "features.npz", members_of(
+        workspace / "features.npz", augment_flags=deflated(npy_header((2,), bool) + bytes([1, 0]))))
+    params = write_params(tmp_path / "params.yaml", workspace / "raw")
+    code = run_stage(evaluate_valid, evaluate_valid_args(workspace, tmp_path / "out", params, features=odd), capsys)
+    assert_one_line_failure(*code, f"{odd}: augment_flags say shifts True, flip False, but it holds {copies:,} "
+                            f"augmented and 0 test_shifted rows for {n_train:,} training and {n_test:,} test images")
+
+
 def test_a_state_array_past_the_bound_is_refused(workspace, tmp_path, capsys):
     bomb = write_zip(tmp_path / "features.npz", members_of(
         workspace / "features.npz", state_pca_components=declared(npy_header((60_000, 10_000)), 2_400_000_000)))
